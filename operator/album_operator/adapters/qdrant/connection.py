@@ -1,0 +1,143 @@
+"""Qdrant connections: settings, one long-lived engine per connection, serialised access."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from qdrant_client import QdrantClient
+
+from album_operator.adapters.redaction import redact, register_secret
+from album_operator.core.engine import EMBEDDED, SERVER, EngineCapabilities
+
+T = TypeVar("T")
+
+REQUEST_TIMEOUT_S = 30
+
+
+class QdrantError(RuntimeError):
+    """A Qdrant call failed. The message never contains the API key."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where Qdrant is. No URL means the embedded engine at ``embedded_path``."""
+
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    embedded_path: str | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        return not self.url
+
+    def identity(self) -> str:
+        """A stable key for the pool; hashes the secret parts instead of holding them."""
+        raw = "\0".join([self.url or "", self.api_key or "", self.ca_pem or "",
+                         self.embedded_path or ""])
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def describe(self) -> str:
+        return f"embedded:{self.embedded_path or ':memory:'}" if self.is_embedded else str(
+            self.url)
+
+
+def _error_from(exc: Exception) -> QdrantError:
+    status = getattr(exc, "status_code", None)
+    return QdrantError(redact(f"{type(exc).__name__}: {exc}"),
+                       status_code=status if isinstance(status, int) else None)
+
+
+class QdrantEngine:
+    """One Qdrant client plus what its engine honours.
+
+    The embedded engine (qdrant-client local mode) is not thread-safe, so every call on it
+    holds a lock; a server client runs calls concurrently.
+    """
+
+    def __init__(self, client: QdrantClient, capabilities: EngineCapabilities,
+                 label: str, settings: ConnectionSettings) -> None:
+        self._client = client
+        self.capabilities = capabilities
+        self.label = label
+        self.settings = settings
+        self._lock: threading.Lock | None = (
+            None if capabilities.parallel_writes else threading.Lock())
+
+    def call(self, fn: Callable[[QdrantClient], T]) -> T:
+        """Runs ``fn`` with the client, serialised where needed, errors redacted."""
+        try:
+            if self._lock is None:
+                return fn(self._client)
+            with self._lock:
+                return fn(self._client)
+        except QdrantError:
+            raise
+        except Exception as exc:
+            raise _error_from(exc) from None
+
+    async def run(self, fn: Callable[[QdrantClient], T]) -> T:
+        """``call`` from async code, off the event loop."""
+        return await asyncio.to_thread(self.call, fn)
+
+    def close(self) -> None:
+        self.call(lambda client: client.close())
+
+
+def _ssl_context(ca_pem: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca_pem)
+
+
+def open_engine(settings: ConnectionSettings) -> QdrantEngine:
+    if settings.is_embedded:
+        path = settings.embedded_path
+        if path and path != ":memory:":
+            Path(path).mkdir(parents=True, exist_ok=True)
+            client = QdrantClient(path=path)
+        else:
+            client = QdrantClient(location=":memory:")
+        return QdrantEngine(client, EMBEDDED, settings.describe(), settings)
+    register_secret(settings.api_key)
+    extra = {"verify": _ssl_context(settings.ca_pem)} if settings.ca_pem else {}
+    try:
+        client = QdrantClient(url=settings.url, api_key=settings.api_key,
+                              timeout=REQUEST_TIMEOUT_S, **extra)
+    except Exception as exc:
+        raise _error_from(exc) from None
+    return QdrantEngine(client, SERVER, settings.describe(), settings)
+
+
+class QdrantPool:
+    """Long-lived engines, one per distinct connection, shared by every handler."""
+
+    def __init__(self, default: ConnectionSettings) -> None:
+        self.default = default
+        self._engines: dict[str, QdrantEngine] = {}
+        self._lock = threading.Lock()
+
+    def engine(self, settings: ConnectionSettings | None = None) -> QdrantEngine:
+        settings = settings or self.default
+        key = settings.identity()
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                engine = open_engine(settings)
+                self._engines[key] = engine
+            return engine
+
+    def close(self) -> None:
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.close()

@@ -1,0 +1,136 @@
+"""The ``album-operator`` command: run the operator, and the developer commands around it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from album_operator.config import OperatorConfig, default_embedded_path
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument("-n", "--namespace", action="append", default=[],
+                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument("--qdrant-secret", default=os.environ.get("ALBUMOPS_QDRANT_SECRET"),
+                     help="NAMESPACE/NAME of a Secret with keys url, apiKey, ca.crt; "
+                     "without it (and without QDRANT_URL) the embedded engine is used")
+    run.add_argument("--embedded-path",
+                     default=os.environ.get("ALBUMOPS_EMBEDDED_PATH", default_embedded_path()),
+                     help="data directory of the embedded Qdrant engine")
+    run.add_argument("--resync-seconds", type=float, default=60.0,
+                     help="how often every resource is compared with Qdrant")
+    run.add_argument("--deletion-grace-seconds", type=float, default=300.0,
+                     help="how long deletion waits for an unreachable Qdrant")
+    run.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
+    run.add_argument("--metrics-port", type=int, default=None, help="Prometheus metrics port")
+    run.add_argument("--snapshot-port", type=int, default=None,
+                     help="port of the edge snapshot endpoint")
+    run.add_argument("--snapshot-dir", default=None, help="where built snapshots are kept")
+    run.add_argument("--peering", default=None,
+                     help="kopf peering name for leader election across replicas")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="album-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+
+    cluster = sub.add_parser("local-cluster", help="a real local kube-apiserver + etcd")
+    cluster.add_argument("action", choices=["up", "down", "env", "status", "build"])
+    cluster.add_argument("--name", default="default", help="cluster name (several may run)")
+
+    crds = sub.add_parser("crds", help="generate the CRDs from the models, or check them")
+    crds.add_argument("action", choices=["generate", "check", "install"])
+    crds.add_argument("--repo", default=".", help="repository root")
+
+    demo = sub.add_parser("demo", help="bring everything up and show it working")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the control plane running afterwards")
+    return parser
+
+
+def _config_from(args: argparse.Namespace) -> OperatorConfig:
+    return OperatorConfig(
+        namespaces=tuple(args.namespace),
+        qdrant_secret=args.qdrant_secret,
+        qdrant_url=os.environ.get("QDRANT_URL") or None,
+        qdrant_api_key=os.environ.get("QDRANT_API_KEY") or None,
+        embedded_path=args.embedded_path,
+        resync_seconds=args.resync_seconds,
+        deletion_grace_seconds=args.deletion_grace_seconds,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        snapshot_port=args.snapshot_port,
+        snapshot_dir=args.snapshot_dir,
+        peering=args.peering,
+    )
+
+
+def _local_cluster(action: str, name: str) -> int:
+    from album_operator.adapters.localcluster import build, cluster
+
+    if action == "build":
+        for tool, path in build.ensure_control_plane_binaries().items():
+            print(f"{tool}: {path}")
+        return 0
+    if action == "up":
+        state = cluster.up(name)
+        print(f"export KUBECONFIG={state.kubeconfig}")
+        print(f"# kubectl: {state.kubectl}")
+        return 0
+    if action == "down":
+        return 0 if cluster.down(name) else 1
+    state = cluster.read_state(name)
+    if state is None:
+        print(f"no cluster '{name}'; run: album-operator local-cluster up", file=sys.stderr)
+        return 1
+    if action == "env":
+        print(f"export KUBECONFIG={state.kubeconfig}")
+        print(f"export PATH={Path(state.kubectl).parent}:$PATH")
+    else:
+        print(f"cluster '{name}': {state.server_url} (kubeconfig {state.kubeconfig})")
+    return 0
+
+
+def _crds(action: str, repo: str) -> int:
+    from album_operator import crdfiles
+
+    if action == "generate":
+        for path in crdfiles.write(Path(repo)):
+            print(f"wrote {path}")
+        return 0
+    if action == "check":
+        problems = crdfiles.stale(Path(repo))
+        for problem in problems:
+            print(f"stale: {problem} (run: album-operator crds generate)", file=sys.stderr)
+        return 1 if problems else 0
+    from album_operator.adapters.crdinstall import install_crds
+    from album_operator.adapters.kube import load_api_client
+
+    for name in install_crds(load_api_client()):
+        print(f"established: {name}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "local-cluster":
+        return _local_cluster(args.action, args.name)
+    if args.command == "crds":
+        return _crds(args.action, args.repo)
+    if args.command == "demo":
+        from album_operator.demo import run_demo
+
+        return run_demo(keep=args.keep)
+    from album_operator.runner import run_forever
+
+    return run_forever(_config_from(args), verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Operator-wide settings, from command-line flags with environment fallbacks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_embedded_path() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "album-operator" / "qdrant")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything the operator needs to know at start-up. Built once, never mutated."""
+
+    namespaces: tuple[str, ...] = ()
+    qdrant_secret: str | None = None
+    """``namespace/name`` of the Secret with the default Qdrant ``url``, ``apiKey``, ``ca.crt``."""
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = field(default=None, repr=False)
+    embedded_path: str = field(default_factory=default_embedded_path)
+    resync_seconds: float = 60.0
+    deletion_grace_seconds: float = 300.0
+    retry_backoff_seconds: float = 5.0
+    health_port: int | None = 8080
+    metrics_port: int | None = None
+    snapshot_port: int | None = None
+    snapshot_dir: str | None = None
+    peering: str | None = None
+
+    @property
+    def all_namespaces(self) -> bool:
+        return not self.namespaces

@@ -1,0 +1,209 @@
+"""MasterMerge: a verified, versioned master built from source collections behind an alias."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from album_operator.models.collection_settings import (
+    HnswConfig,
+    OptimizersConfig,
+    PayloadIndex,
+    QuantizationConfig,
+    payload_indexes_field,
+)
+from album_operator.models.common import (
+    CRON_PATTERN,
+    LIST_SET,
+    QDRANT_NAME_PATTERN,
+    CamelModel,
+    Condition,
+    ConnectionSpec,
+    EMPTY_OBJECT_DEFAULT,
+    DeletionPolicy,
+    LabelSelector,
+    cel,
+    conditions_field,
+    immutable,
+    validations,
+)
+
+QdrantName = Annotated[str, Field(pattern=QDRANT_NAME_PATTERN, max_length=255)]
+MergePhase = Literal[
+    "Pending", "Planning", "Copying", "Indexing", "Verifying", "Swapping", "Succeeded", "Failed"
+]
+
+
+class TargetOverrides(CamelModel):
+    """Settings of the built master that differ from what the sources have."""
+
+    hnsw: HnswConfig | None = Field(default=None, description="HNSW settings of the master.")
+    quantization: QuantizationConfig | None = Field(
+        default=None, description="Quantization of the master.")
+    optimizers: OptimizersConfig | None = Field(default=None,
+                                                description="Optimizer settings of the master.")
+    payload_indexes: list[PayloadIndex] = payload_indexes_field(  # type: ignore[assignment]
+        "Payload indexes created on the master before the copy.")
+
+
+class CopySettings(CamelModel):
+    """How points are copied."""
+
+    batch_size: int = Field(default=256, ge=1, le=10000,
+                            description="Points per scroll page and per upsert.")
+    parallelism: int = Field(default=2, ge=1, le=16,
+                             description="Upsert streams in flight (servers only).")
+
+
+class VerifySettings(CamelModel):
+    """Checks that must pass before the alias moves."""
+
+    sample_points: int = Field(default=256, ge=0, le=100000,
+                               description="Points whose payload and vectors are compared.")
+    sample_queries: int = Field(default=16, ge=0, le=1000,
+                                description="Queries compared between master and sources.")
+    top_k: int = Field(default=10, ge=1, le=100, description="Results per sampled query.")
+    min_top_k_overlap: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="Minimum fraction of top-k IDs shared by master and sources.")
+    on_failure: Literal["Keep", "Delete"] = Field(
+        default="Keep", description="What happens to a master that failed verification.")
+
+
+class RetentionSettings(CamelModel):
+    """How many earlier masters are kept for rollback."""
+
+    keep_previous: int = Field(default=2, ge=0, le=20,
+                               description="Earlier verified masters kept besides the current.")
+
+
+class MasterMergeSpec(CamelModel):
+    """Desired master: which sources, how to build, when to rebuild."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.sources) || has(self.sourceSelector)",
+                "set sources, sourceSelector, or both", reason="FieldValueRequired"),
+        )
+    }
+
+    alias: str = Field(default="album_master", pattern=QDRANT_NAME_PATTERN, max_length=255,
+                       description="Alias that points at the current master.",
+                       json_schema_extra=immutable("alias"))
+    sources: list[QdrantName] | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="Source collection names, in order (later wins under PreferLater).",
+        json_schema_extra=LIST_SET)
+    source_selector: LabelSelector | None = Field(
+        default=None,
+        description="Selects AlbumCollections in this namespace; their collections are "
+        "added after sources, ordered by year.")
+    target_prefix: str | None = Field(
+        default=None, pattern=QDRANT_NAME_PATTERN, max_length=200,
+        description="Prefix of built masters (<prefix>_v<N>); defaults to the alias.")
+    target_overrides: TargetOverrides | None = Field(
+        default=None, description="Settings of the master that differ from the sources'.")
+    id_conflict_policy: Literal["Fail", "PreferLater"] = Field(
+        default="Fail", description="What to do when sources share a point ID.")
+    copy_settings: CopySettings = Field(
+        default_factory=CopySettings, alias="copy", description="How points are copied.",
+        json_schema_extra=EMPTY_OBJECT_DEFAULT)
+    verify: VerifySettings = Field(default_factory=VerifySettings,
+                                   description="Checks before the alias moves.",
+                                   json_schema_extra=EMPTY_OBJECT_DEFAULT)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings,
+                                         description="Earlier masters kept for rollback.",
+                                         json_schema_extra=EMPTY_OBJECT_DEFAULT)
+    deletion_policy: DeletionPolicy = Field(
+        default="Retain",
+        description="Delete removes the alias and the masters this resource built.")
+    schedule: str | None = Field(default=None, pattern=CRON_PATTERN, max_length=128,
+                                 description="Cron expression for periodic rebuilds (UTC).")
+    rollback_to: str | None = Field(
+        default=None, pattern=QDRANT_NAME_PATTERN, max_length=255,
+        description="Name of a kept master to move the alias back to.")
+    suspend: bool = Field(default=False, description="Pause rebuilds and alias changes.")
+    connection: ConnectionSpec | None = Field(
+        default=None, description="Another Qdrant than the operator-wide default.")
+
+
+class SourceProgress(CamelModel):
+    """Copy progress of one source."""
+
+    name: str = Field(description="Source collection.")
+    total: int = Field(default=0, description="Points counted at planning.")
+    copied: int = Field(default=0, description="Points copied so far.")
+    next_offset: str | None = Field(default=None,
+                                    description="Scroll checkpoint (JSON-encoded point ID).")
+    done: bool = Field(default=False, description="All points copied.")
+
+
+class VerificationResult(CamelModel):
+    """What verification found."""
+
+    passed: bool = Field(description="All checks passed.")
+    expected_count: int = Field(default=0, description="Distinct points expected.")
+    actual_count: int = Field(default=0, description="Points in the master.")
+    sampled_points: int = Field(default=0, description="Points compared.")
+    mismatched_points: int = Field(default=0, description="Sampled points that differed.")
+    sampled_queries: int = Field(default=0, description="Queries compared.")
+    min_overlap: float | None = Field(default=None,
+                                      description="Lowest top-k overlap over the queries.")
+    config_matches: bool = Field(default=False, description="Master settings as desired.")
+    message: str = Field(default="", max_length=4096, description="First failure, if any.")
+
+
+class BuildStatus(CamelModel):
+    """One master build."""
+
+    name: str = Field(description="Collection built.")
+    version: int = Field(description="N in <prefix>_v<N>.")
+    phase: MergePhase = Field(description="Where the build stands.")
+    trigger: str = Field(default="", max_length=256, description="What started it.")
+    started_at: str | None = Field(default=None, description="Start time (RFC 3339).")
+    finished_at: str | None = Field(default=None, description="End time (RFC 3339).")
+    expected_points: int = Field(default=0, description="Distinct points to copy.")
+    copied_points: int = Field(default=0, description="Points copied.")
+    points_per_second: float | None = Field(default=None, description="Copy rate.")
+    eta_seconds: int | None = Field(default=None, description="Estimated seconds left.")
+    sources: list[SourceProgress] = Field(default_factory=list, max_length=64,
+                                          description="Per-source progress and checkpoints.")
+    failure_reason: str | None = Field(default=None, description="Reason when Failed.")
+    message: str = Field(default="", max_length=4096, description="Detail of the phase.")
+
+
+class BuildRecord(CamelModel):
+    """A finished build kept in history."""
+
+    name: str = Field(description="Collection built.")
+    started_at: str | None = Field(default=None, description="Start time (RFC 3339).")
+    finished_at: str | None = Field(default=None, description="End time (RFC 3339).")
+    points: int = Field(default=0, description="Points in the master.")
+    result: Literal["Succeeded", "Failed"] = Field(description="Outcome.")
+    deleted: bool = Field(default=False, description="Removed by retention.")
+
+
+class MasterMergeStatus(CamelModel):
+    """Observed state of the master and its builds."""
+
+    observed_generation: int | None = Field(default=None,
+                                            description="metadata.generation last reconciled.")
+    conditions: list[Condition] = conditions_field()
+    phase: MergePhase | None = Field(default=None, description="Phase of the current build.")
+    progress: str | None = Field(default=None, description="copied/total of the current build.")
+    alias_target: str | None = Field(default=None,
+                                     description="Collection the alias points at.")
+    last_swap_time: str | None = Field(default=None,
+                                       description="When the alias last moved (RFC 3339).")
+    last_rebuild_token: str | None = Field(
+        default=None, description="albumops.io/rebuild annotation value last acted on.")
+    last_scheduled_time: str | None = Field(
+        default=None, description="Scheduled time of the last cron-triggered build.")
+    last_built_generation: int | None = Field(
+        default=None, description="Spec generation of the last started build.")
+    current_build: BuildStatus | None = Field(default=None, description="Build in progress.")
+    verification: VerificationResult | None = Field(
+        default=None, description="Verification of the latest build.")
+    history: list[BuildRecord] = Field(default_factory=list, max_length=64,
+                                       description="Finished builds, newest first.")
