@@ -1,0 +1,118 @@
+"""An AlbumCollection's status, computed from what one reconcile found and did (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from album_operator.core.collection_plan import CollectionPlan
+from album_operator.core.collections import ObservedCollection
+from album_operator.core.conditions import ConditionUpdate, merge_conditions
+
+Outcome = Literal[
+    "InSync", "Created", "Recreated", "Repaired", "Adopted", "DriftReported",
+    "ImmutableFieldMismatch", "Conflict", "Paused", "QdrantUnavailable", "InvalidConnection",
+]
+
+
+@dataclass(frozen=True)
+class AlbumReconcileResult:
+    """What happened in one reconcile; the status is derived from it alone."""
+
+    outcome: Outcome
+    collection: str
+    engine: str
+    message: str = ""
+    observed: ObservedCollection | None = None
+    plan: CollectionPlan | None = None
+    ignored_settings: Sequence[str] = ()
+    owned_indexes: Sequence[str] = ()
+    recreated: bool = False
+    synced_now: bool = False
+
+
+@dataclass(frozen=True)
+class _ConditionPair:
+    ready: ConditionUpdate
+    synced: ConditionUpdate
+    extras: tuple[ConditionUpdate, ...] = field(default_factory=tuple)
+
+
+def _ignored_note(result: AlbumReconcileResult) -> str:
+    if not result.ignored_settings:
+        return ""
+    return (f" The {result.engine} engine does not apply: "
+            f"{', '.join(result.ignored_settings)}.")
+
+
+def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
+    name = result.collection
+    note = _ignored_note(result)
+    drift = ", ".join(result.plan.drift) if result.plan else ""
+    outcome = result.outcome
+    if outcome in {"InSync", "Created", "Recreated", "Repaired", "Adopted"}:
+        detail = {
+            "InSync": "matches the spec",
+            "Created": "was created from the spec",
+            "Recreated": "was missing and has been recreated from the spec",
+            "Repaired": f"was repaired ({drift})",
+            "Adopted": "existed without an owner and was adopted",
+        }[outcome]
+        return _ConditionPair(
+            ConditionUpdate("Ready", "True", "Ready", f"Collection {name} is ready."),
+            ConditionUpdate("Synced", "True", "InSync" if outcome == "InSync" else outcome,
+                            f"Collection {name} {detail}.{note}"))
+    if outcome == "DriftReported":
+        return _ConditionPair(
+            ConditionUpdate("Ready", "True", "Ready", f"Collection {name} is ready."),
+            ConditionUpdate("Synced", "False", "DriftReported",
+                            f"driftPolicy is Report; differs from the spec: {drift}.{note}"))
+    if outcome == "Paused":
+        ready = ("True", "Ready") if result.observed else ("False", "Paused")
+        return _ConditionPair(
+            ConditionUpdate("Ready", ready[0], ready[1], result.message),
+            ConditionUpdate("Synced", "Unknown", "Paused", result.message))
+    if outcome == "ImmutableFieldMismatch":
+        message = result.message
+        unadoptable = result.plan is not None and result.plan.adopting
+        ready_reason = "Conflict" if unadoptable else "ImmutableFieldMismatch"
+        ready_message = (f"existing collection {name} is not owned by this resource and is "
+                         f"incompatible with its spec, so it was not adopted; {message}"
+                         if unadoptable else message)
+        return _ConditionPair(
+            ConditionUpdate("Ready", "False", ready_reason, ready_message),
+            ConditionUpdate("Synced", "False", "ImmutableFieldMismatch", message))
+    return _ConditionPair(
+        ConditionUpdate("Ready", "False", outcome, result.message),
+        ConditionUpdate("Synced", "Unknown", outcome, result.message))
+
+
+def album_status(result: AlbumReconcileResult, previous: dict[str, Any], generation: int,
+                 now: str) -> dict[str, Any]:
+    """The whole status the resource should have after this reconcile."""
+    pair = _conditions_for(result)
+    conditions = merge_conditions(previous.get("conditions", []),
+                                  [pair.ready, pair.synced, *pair.extras], now, generation)
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "collectionName": result.collection,
+        "engine": result.engine,
+        "ignoredSettings": list(result.ignored_settings),
+        "ownedPayloadIndexes": sorted(result.owned_indexes),
+        "recreations": int(previous.get("recreations", 0)) + (1 if result.recreated else 0),
+        "drift": list(result.plan.drift) if result.plan else [],
+        "lastSyncTime": now if result.synced_now else previous.get("lastSyncTime"),
+    }
+    if result.plan and result.plan.immutable_mismatches:
+        status["drift"] = list(result.plan.immutable_mismatches)
+    observed = result.observed
+    if observed is not None:
+        status.update(
+            pointsCount=observed.points_count,
+            indexedVectorsCount=observed.indexed_vectors_count,
+            segmentsCount=observed.segments_count,
+            qdrantStatus=observed.status,
+        )
+    return status

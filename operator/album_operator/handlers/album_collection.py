@@ -1,0 +1,95 @@
+"""kopf wiring for AlbumCollection: parse, reconcile, write status once, post events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.qdrant.connection import QdrantError
+from album_operator.core.album_status import AlbumReconcileResult, album_status
+from album_operator.core.claims import Claimant
+from album_operator.core.timeutil import rfc3339
+from album_operator.handlers.common import condition_reason, event, parse_spec, write_status
+from album_operator.models.album_collection import AlbumCollectionSpec
+from album_operator.reconcilers.album_collection import (
+    ResourceRef,
+    claim_key,
+    delete_album_collection,
+    reconcile_album_collection,
+)
+from album_operator.services import Services
+
+RETRYABLE = {"QdrantUnavailable"}
+WARNING_OUTCOMES = {"Recreated", "DriftReported", "ImmutableFieldMismatch", "Conflict",
+                    "QdrantUnavailable", "InvalidConnection"}
+ACTION_OUTCOMES = {"Created", "Recreated", "Repaired", "Adopted"}
+
+
+def index_claims(namespace: str, name: str, body: kopf.Body, **_: Any
+                 ) -> dict[str, Claimant]:
+    """kopf index: which AlbumCollections claim which collection (per connection)."""
+    try:
+        spec = AlbumCollectionSpec.model_validate(dict(body.get("spec") or {}))
+    except ValueError:
+        return {}
+    meta = body["metadata"]
+    return {claim_key(namespace, spec): Claimant(
+        meta.get("creationTimestamp", ""), meta["uid"], namespace, name)}
+
+
+def _post_events(body: kopf.Body, result: AlbumReconcileResult,
+                 previous: dict[str, Any]) -> None:
+    changed = condition_reason(previous, "Synced") != _synced_reason(result)
+    if result.outcome in ACTION_OUTCOMES or changed:
+        warning = result.outcome in WARNING_OUTCOMES
+        message = result.message or f"collection {result.collection}: {result.outcome}"
+        if result.outcome == "Repaired" and result.plan:
+            message = f"collection {result.collection} repaired: {', '.join(result.plan.drift)}"
+        event(body, warning, result.outcome, message)
+
+
+def _synced_reason(result: AlbumReconcileResult) -> str:
+    return "InSync" if result.outcome == "InSync" else result.outcome
+
+
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Services,
+                    album_claims: kopf.Index[str, Claimant], logger: logging.Logger,
+                    **_: Any) -> None:
+    ref = ResourceRef.from_body(body)
+    spec = parse_spec(AlbumCollectionSpec, body)
+    previous = dict(body.get("status") or {})
+    claimants = list(album_claims.get(claim_key(ref.namespace, spec), []))
+    async with memo.locks.hold(ref.uid):
+        result = await reconcile_album_collection(ref, spec, previous, memo, claimants)
+    desired = album_status(result, previous, ref.generation, rfc3339(memo.clock()))
+    if write_status(patch, previous, desired):
+        logger.info("AlbumCollection %s/%s: %s", ref.namespace, ref.name, result.outcome)
+    _post_events(body, result, previous)
+    if result.outcome in RETRYABLE:
+        raise kopf.TemporaryError(result.message, delay=memo.config.retry_backoff_seconds)
+
+
+async def delete(body: kopf.Body, memo: Services, retry: int, runtime: Any,
+                 logger: logging.Logger, **_: Any) -> None:
+    ref = ResourceRef.from_body(body)
+    memo.locks.forget(ref.uid)
+    try:
+        spec = parse_spec(AlbumCollectionSpec, body)
+    except kopf.PermanentError:
+        return
+    try:
+        message = await delete_album_collection(ref, spec, memo)
+    except (QdrantError, SecretUnavailable) as exc:
+        waited = runtime.total_seconds()
+        if waited < memo.config.deletion_grace_seconds:
+            delay = min(memo.config.retry_backoff_seconds * 2 ** min(retry, 6), 60.0)
+            raise kopf.TemporaryError(f"cannot reach Qdrant to delete: {exc}",
+                                      delay=delay) from None
+        event(body, True, "FinalizerReleased",
+              f"Qdrant unreachable for {waited:.0f}s (grace period "
+              f"{memo.config.deletion_grace_seconds:.0f}s); the collection may remain: {exc}")
+        return
+    logger.info("AlbumCollection %s/%s deleted: %s", ref.namespace, ref.name, message)

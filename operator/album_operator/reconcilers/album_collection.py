@@ -1,0 +1,206 @@
+"""Reconciles one AlbumCollection: observe Qdrant, plan in core, apply, report.
+
+Order matters: ownership is settled before Qdrant is touched, the plan is computed before
+anything is written, and a paused resource or an immutable mismatch writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.qdrant import collections as qdrant_collections
+from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
+from album_operator.core.album_status import AlbumReconcileResult, Outcome
+from album_operator.core.claims import Claimant, rightful_owner
+from album_operator.core.collection_plan import (
+    Action,
+    CollectionPlan,
+    CreateCollection,
+    CreatePayloadIndex,
+    DeletePayloadIndex,
+    UpdateCollection,
+    plan_collection,
+)
+from album_operator.core.collections import (
+    ObservedCollection,
+    Owner,
+    desired_from_spec,
+    ignored_settings,
+)
+from album_operator.models.album_collection import AlbumCollectionSpec
+from album_operator.services import Services
+
+KIND = "AlbumCollection"
+PAUSED_ANNOTATION = "albumops.io/paused"
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: str
+    annotations: dict[str, str]
+
+    @classmethod
+    def from_body(cls, body: Any) -> ResourceRef:
+        meta = body["metadata"]
+        return cls(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+                   generation=int(meta.get("generation", 0)),
+                   created=meta.get("creationTimestamp", ""),
+                   annotations=dict(meta.get("annotations") or {}))
+
+    @property
+    def paused(self) -> bool:
+        return self.annotations.get(PAUSED_ANNOTATION, "").lower() == "true"
+
+    def claimant(self) -> Claimant:
+        return Claimant(self.created, self.uid, self.namespace, self.name)
+
+    def owner(self) -> Owner:
+        return Owner(KIND, self.namespace, self.name, self.uid)
+
+
+def claim_key(namespace: str, spec: AlbumCollectionSpec) -> str:
+    """Resources on the same connection claiming the same collection share this key."""
+    connection = (f"{namespace}/{spec.connection.secret_ref.name}" if spec.connection
+                  else "default")
+    return f"{connection}|{spec.resolved_collection_name()}"
+
+
+def describe_action(action: Action) -> str:
+    if isinstance(action, CreateCollection):
+        return f"create collection {action.desired.name}"
+    if isinstance(action, UpdateCollection):
+        return f"update collection {action.name}"
+    if isinstance(action, CreatePayloadIndex):
+        return f"create payload index {action.index.field}"
+    return f"delete payload index {action.field}"
+
+
+def _foreign_owner(observed: ObservedCollection, ref: ResourceRef,
+                   claimants: Sequence[Claimant]) -> str | None:
+    """Who else owns the collection, if it is not adoptable by this resource."""
+    kind = observed.metadata.get("albumops.io/owner-kind")
+    if kind and kind != KIND:
+        return f"{kind} {observed.owner_ref()}"
+    uid = observed.owner_uid()
+    if uid is None or uid == ref.uid:
+        return None
+    # An owner that no longer exists (deleted with Retain) leaves an adoptable collection;
+    # a younger live claimant has already lost to this one.
+    return None if all(c.uid != uid or c > ref.claimant() for c in claimants) else (
+        f"{KIND} {observed.owner_ref()}")
+
+
+def _owned_indexes(spec: AlbumCollectionSpec, previous: Sequence[str],
+                   observed: ObservedCollection | None, applies: bool) -> list[str]:
+    if not applies:
+        return []
+    present = set(observed.payload_indexes) if observed else set()
+    return sorted({i.field for i in spec.payload_indexes} | (set(previous) & present))
+
+
+def _outcome(plan: CollectionPlan, observed_before: ObservedCollection | None,
+             previously_created: bool, repair: bool) -> Outcome:
+    if observed_before is None:
+        return "Recreated" if previously_created else "Created"
+    if plan.adopting:
+        return "Adopted"
+    if plan.drift:
+        return "Repaired" if repair else "DriftReported"
+    return "InSync"
+
+
+async def reconcile_album_collection(
+    ref: ResourceRef,
+    spec: AlbumCollectionSpec,
+    status: dict[str, Any],
+    services: Services,
+    claimants: Sequence[Claimant],
+) -> AlbumReconcileResult:
+    collection = spec.resolved_collection_name()
+    try:
+        engine = await services.engine_for(ref.namespace, spec.connection)
+    except SecretUnavailable as exc:
+        return AlbumReconcileResult("InvalidConnection", collection, "unknown", str(exc))
+
+    winner = rightful_owner([*claimants, ref.claimant()])
+    if winner is not None and winner.uid != ref.uid:
+        return AlbumReconcileResult(
+            "Conflict", collection, engine.capabilities.kind,
+            f"collection {collection} is claimed by the older AlbumCollection "
+            f"{winner.describe()}; this resource will not touch it")
+    try:
+        return await _reconcile_with_engine(ref, spec, status, engine, claimants)
+    except QdrantError as exc:
+        return AlbumReconcileResult("QdrantUnavailable", collection, engine.capabilities.kind,
+                                    f"Qdrant at {engine.label} failed: {exc}")
+
+
+async def _reconcile_with_engine(
+    ref: ResourceRef,
+    spec: AlbumCollectionSpec,
+    status: dict[str, Any],
+    engine: QdrantEngine,
+    claimants: Sequence[Claimant],
+) -> AlbumReconcileResult:
+    caps = engine.capabilities
+    desired = desired_from_spec(spec, ref.owner())
+    common: dict[str, Any] = {"collection": desired.name, "engine": caps.kind,
+                              "ignored_settings": ignored_settings(desired, caps)}
+    observed = await qdrant_collections.describe(engine, desired.name)
+    previous_owned = status.get("ownedPayloadIndexes", [])
+
+    if observed is not None:
+        other = _foreign_owner(observed, ref, claimants)
+        if other:
+            return AlbumReconcileResult("Conflict", observed=observed, message=(
+                f"collection {desired.name} is owned by {other}; not adopting it"), **common)
+
+    repair = spec.drift_policy == "Repair"
+    plan = plan_collection(desired, observed, caps, frozenset(previous_owned), repair=repair)
+    owned = _owned_indexes(spec, previous_owned, observed, caps.applies_payload_indexes)
+    if plan.immutable_mismatches:
+        message = ("cannot change without recreating the collection (nothing was changed): "
+                   + "; ".join(plan.immutable_mismatches))
+        return AlbumReconcileResult("ImmutableFieldMismatch", message=message,
+                                    observed=observed, plan=plan, owned_indexes=owned, **common)
+    if ref.paused and plan.actions:
+        pending = ", ".join(describe_action(a) for a in plan.actions)
+        return AlbumReconcileResult(
+            "Paused", observed=observed, plan=plan, owned_indexes=owned, **common,
+            message=f"paused by {PAUSED_ANNOTATION}; not applied: {pending}")
+
+    for action in plan.actions:
+        await qdrant_collections.apply(engine, action)
+    after = await qdrant_collections.describe(engine, desired.name) if plan.actions else observed
+    outcome = _outcome(plan, observed, bool(status.get("collectionName")), repair)
+    return AlbumReconcileResult(
+        outcome, observed=after, plan=plan, recreated=outcome == "Recreated",
+        owned_indexes=_owned_indexes(spec, previous_owned, after, caps.applies_payload_indexes),
+        synced_now=bool(plan.actions) or not status.get("lastSyncTime"), **common)
+
+
+async def delete_album_collection(ref: ResourceRef, spec: AlbumCollectionSpec,
+                                  services: Services) -> str:
+    """Removes the collection if the policy says so and this resource owns it.
+
+    Raises QdrantError or SecretUnavailable when Qdrant cannot be reached; the caller decides
+    how long to keep trying.
+    """
+    name = spec.resolved_collection_name()
+    if spec.deletion_policy == "Retain":
+        return f"collection {name} retained (deletionPolicy Retain)"
+    engine = await services.engine_for(ref.namespace, spec.connection)
+    observed = await qdrant_collections.describe(engine, name)
+    if observed is None:
+        return f"collection {name} was already gone"
+    if observed.owner_uid() != ref.uid:
+        return f"collection {name} is not owned by this resource; left in place"
+    await qdrant_collections.delete(engine, name)
+    return f"collection {name} deleted (deletionPolicy Delete)"

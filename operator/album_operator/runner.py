@@ -1,0 +1,101 @@
+"""Starts the operator: as the ``run`` command, or in a thread for tests and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+
+import kopf
+
+from album_operator.adapters.logs import configure_logging
+from album_operator.adapters.qdrant.connection import QdrantPool
+from album_operator.config import OperatorConfig
+from album_operator.handlers.registration import build_registry, build_settings
+from album_operator.services import Services, build_services
+
+STOP_TIMEOUT_S = 30.0
+
+
+async def run_operator(
+    config: OperatorConfig,
+    services: Services,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
+    liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port
+                else None)
+    await kopf.operator(
+        registry=build_registry(config),
+        settings=build_settings(config),
+        memo=services,
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        clusterwide=config.all_namespaces,
+        namespaces=config.namespaces,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def run_forever(config: OperatorConfig, verbose: bool = False) -> int:
+    configure_logging(verbose)
+
+    async def main() -> None:
+        services = await build_services(config)
+        try:
+            await run_operator(config, services)
+        finally:
+            services.pool.close()
+
+    asyncio.run(main())
+    return 0
+
+
+class OperatorThread:
+    """The operator in a background thread of this process, sharing a Qdrant pool with it.
+
+    The embedded engine allows one process per data path, so tests and the demo that want to
+    look into Qdrant while the operator runs must share the operator's pool.
+    """
+
+    def __init__(self, config: OperatorConfig, pool: QdrantPool) -> None:
+        self.config = config
+        self.pool = pool
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="album-operator", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            services = await build_services(self.config, pool=self.pool)
+            await run_operator(self.config, services, self._stop, self._ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    def start(self, timeout: float = 60.0) -> OperatorThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the operator did not become ready")
+        if self._error is not None:
+            raise RuntimeError("the operator failed to start") from self._error
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise TimeoutError("the operator did not stop")
+
+    def __enter__(self) -> OperatorThread:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,75 @@
+"""The long-lived objects every handler shares, built once at start-up (kopf's memo)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from album_operator.adapters.kube import KubeApi, load_api_client
+from album_operator.adapters.qdrant.connection import (
+    ConnectionSettings,
+    QdrantEngine,
+    QdrantPool,
+)
+from album_operator.adapters.redaction import register_secret
+from album_operator.config import OperatorConfig
+from album_operator.models.common import ConnectionSpec
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class KeyedLocks:
+    """One asyncio lock per key, so a timer and a change handler never reconcile one object
+    at the same time."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            yield
+
+    def forget(self, key: str) -> None:
+        self._locks.pop(key, None)
+
+
+@dataclass
+class Services:
+    config: OperatorConfig
+    pool: QdrantPool
+    kube: KubeApi
+    locks: KeyedLocks = field(default_factory=KeyedLocks)
+    clock: Callable[[], dt.datetime] = utc_now
+
+    async def engine_for(self, namespace: str, connection: ConnectionSpec | None
+                         ) -> QdrantEngine:
+        """The engine for a resource: its own Secret's connection, or the operator default."""
+        settings = None
+        if connection is not None:
+            settings = await self.kube.connection_from_secret(namespace,
+                                                              connection.secret_ref.name)
+        return await asyncio.to_thread(self.pool.engine, settings)
+
+
+async def default_connection(config: OperatorConfig, kube: KubeApi) -> ConnectionSettings:
+    if config.qdrant_secret:
+        namespace, _, name = config.qdrant_secret.partition("/")
+        return await kube.connection_from_secret(namespace, name)
+    if config.qdrant_url:
+        register_secret(config.qdrant_api_key)
+        return ConnectionSettings(url=config.qdrant_url, api_key=config.qdrant_api_key)
+    return ConnectionSettings(embedded_path=config.embedded_path)
+
+
+async def build_services(config: OperatorConfig, pool: QdrantPool | None = None) -> Services:
+    kube = KubeApi(load_api_client())
+    if pool is None:
+        pool = QdrantPool(await default_connection(config, kube))
+    return Services(config=config, pool=pool, kube=kube)
