@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import os
 from typing import Any
+
+import kopf
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -18,13 +22,47 @@ class SecretUnavailable(RuntimeError):
     """A referenced Secret or key does not exist (a user error, reported in status)."""
 
 
-def load_api_client() -> kubernetes.client.ApiClient:
-    """In-cluster credentials when running in a Pod, otherwise KUBECONFIG."""
+def load_configuration() -> kubernetes.client.Configuration:
+    """In-cluster credentials when running in a Pod, otherwise $KUBECONFIG as it is now.
+
+    The kubernetes library reads $KUBECONFIG once at import; passing the path explicitly lets
+    tests and the demo point the operator at a cluster they started afterwards.
+    """
+    configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        kubernetes.config.load_kube_config(config_file=path.split(os.pathsep)[0],
+                                           client_configuration=configuration)
+    return configuration
+
+
+def load_api_client() -> kubernetes.client.ApiClient:
+    return kubernetes.client.ApiClient(load_configuration())
+
+
+def kopf_login(logger: logging.Logger, **_: Any) -> kopf.ConnectionInfo:
+    """kopf login handler using the same credentials as ``load_api_client``."""
+    try:
+        config = load_configuration()
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise kopf.LoginError(f"no Kubernetes credentials: {exc}") from None
+    header = (config.get_api_key_with_prefix("BearerToken")
+              or config.get_api_key_with_prefix("authorization"))
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else (
+        (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1]))
+    logger.debug("logging in to %s", config.host)
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        scheme=scheme,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
 
 
 class KubeApi:

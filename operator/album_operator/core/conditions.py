@@ -56,6 +56,7 @@ def find(conditions: Sequence[dict[str, Any]], condition_type: str) -> dict[str,
 def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``desired`` that differs from ``current`` (empty: write nothing).
 
-    Keys that ``current`` has and ``desired`` sets to None are removed (merge-patch null).
+    A None for a key ``current`` has removes it (merge-patch null); for a key it lacks, it
+    is nothing to write.
     """
     return {key: value for key, value in desired.items() if current.get(key) != value}

@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from album_operator.adapters.kube import kopf_login
 from album_operator.config import OperatorConfig
 from album_operator.handlers import album_collection
 from album_operator.models.common import GROUP, VERSION
@@ -40,7 +41,7 @@ async def _probe_qdrant(memo: Services, **_: Any) -> str:
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    kopf.on.login(id="login", registry=registry)(kopf.login_via_client)
+    kopf.on.login(id="login", registry=registry)(kopf_login)
     _register_album_collections(registry, config)
     kopf.on.probe(id="qdrant", registry=registry)(_probe_qdrant)
     return registry

@@ -1,0 +1,66 @@
+"""Secrets never leave the process in logs or error text."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from album_operator.adapters.logs import JsonFormatter
+from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine
+from album_operator.adapters.redaction import RedactingFilter, redact, register_secret
+from album_operator.core.engine import SERVER
+
+
+def test_a_registered_secret_is_replaced_everywhere_in_text() -> None:
+    register_secret("s3cr3t-key-value")
+    assert redact("key=s3cr3t-key-value, again s3cr3t-key-value") == "key=***, again ***"
+
+
+def test_short_values_are_not_treated_as_secrets() -> None:
+    register_secret("ab")
+    assert redact("abc") == "abc"
+
+
+def test_log_records_and_their_tracebacks_are_redacted() -> None:
+    register_secret("tb-secret-123")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("test.redaction")
+    logger.addHandler(handler)
+    try:
+        logger.warning("connecting with %s", "tb-secret-123")
+        try:
+            raise RuntimeError("header api-key: tb-secret-123")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "tb-secret-123" not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[0]["message"] == "connecting with ***"
+    assert "api-key: ***" in lines[1]["error"]
+
+
+def test_engine_errors_never_carry_the_key() -> None:
+    register_secret("engine-secret-xyz")
+
+    def failing(_: object) -> None:
+        raise ValueError("server said: bad key engine-secret-xyz")
+
+    engine = QdrantEngine(object(), SERVER, "test", ConnectionSettings(url="http://x"))  # type: ignore[arg-type]
+    try:
+        engine.call(failing)
+    except Exception as exc:
+        assert "engine-secret-xyz" not in str(exc)
+        assert exc.__cause__ is None and exc.__suppress_context__
+    else:
+        raise AssertionError("the call should have failed")
+
+
+def test_connection_settings_repr_hides_the_key() -> None:
+    settings = ConnectionSettings(url="http://q", api_key="repr-secret-1")
+    assert "repr-secret-1" not in repr(settings)
