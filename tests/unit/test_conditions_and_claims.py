@@ -57,3 +57,11 @@ def test_claimants_created_in_the_same_second_are_ordered_by_uid() -> None:
 
 def test_nobody_owns_an_unclaimed_collection() -> None:
     assert rightful_owner([]) is None
+
+
+def test_within_one_second_the_incumbent_keeps_its_claim() -> None:
+    a = Claimant("2026-01-01T00:00:00Z", "uid-a", "ns", "a")
+    b = Claimant("2026-01-01T00:00:00Z", "uid-b", "ns", "b")
+    assert rightful_owner([a, b], incumbent_uid="uid-b") == b
+    older = Claimant("2025-12-31T23:59:59Z", "uid-z", "ns", "z")
+    assert rightful_owner([a, b, older], incumbent_uid="uid-b") == older

@@ -22,7 +22,7 @@ class AlbumReconcileResult:
 
     outcome: Outcome
     collection: str
-    engine: str
+    engine: str | None
     message: str = ""
     observed: ObservedCollection | None = None
     plan: CollectionPlan | None = None

@@ -19,5 +19,9 @@ class Claimant:
         return f"{self.namespace}/{self.name}"
 
 
-def rightful_owner(claimants: Iterable[Claimant]) -> Claimant | None:
-    return min(claimants, default=None)
+def rightful_owner(claimants: Iterable[Claimant], incumbent_uid: str | None = None
+                   ) -> Claimant | None:
+    """The oldest claimant. Creation times have one-second resolution, so among claimants
+    created in the same second the incumbent (who already owns the object) keeps it."""
+    return min(claimants, default=None,
+               key=lambda c: (c.created, c.uid != incumbent_uid, c.uid))

@@ -25,6 +25,7 @@ from album_operator.core.collection_plan import (
     plan_collection,
 )
 from album_operator.core.collections import (
+    OWNER_KIND,
     ObservedCollection,
     Owner,
     desired_from_spec,
@@ -82,19 +83,10 @@ def describe_action(action: Action) -> str:
     return f"delete payload index {action.field}"
 
 
-def _foreign_owner(observed: ObservedCollection, ref: ResourceRef,
-                   claimants: Sequence[Claimant]) -> str | None:
-    """Who else owns the collection, if it is not adoptable by this resource."""
-    kind = observed.metadata.get("albumops.io/owner-kind")
-    if kind and kind != KIND:
-        return f"{kind} {observed.owner_ref()}"
-    uid = observed.owner_uid()
-    if uid is None or uid == ref.uid:
-        return None
-    # An owner that no longer exists (deleted with Retain) leaves an adoptable collection;
-    # a younger live claimant has already lost to this one.
-    return None if all(c.uid != uid or c > ref.claimant() for c in claimants) else (
-        f"{KIND} {observed.owner_ref()}")
+def _owned_by_another_kind(observed: ObservedCollection) -> str | None:
+    """A collection another kind made (a merge's master, say) is never adopted."""
+    kind = observed.metadata.get(OWNER_KIND)
+    return f"{kind} {observed.owner_ref()}" if kind and kind != KIND else None
 
 
 def _owned_indexes(spec: AlbumCollectionSpec, previous: Sequence[str],
@@ -127,14 +119,8 @@ async def reconcile_album_collection(
     try:
         engine = await services.engine_for(ref.namespace, spec.connection)
     except SecretUnavailable as exc:
-        return AlbumReconcileResult("InvalidConnection", collection, "unknown", str(exc))
+        return AlbumReconcileResult("InvalidConnection", collection, None, str(exc))
 
-    winner = rightful_owner([*claimants, ref.claimant()])
-    if winner is not None and winner.uid != ref.uid:
-        return AlbumReconcileResult(
-            "Conflict", collection, engine.capabilities.kind,
-            f"collection {collection} is claimed by the older AlbumCollection "
-            f"{winner.describe()}; this resource will not touch it")
     try:
         return await _reconcile_with_engine(ref, spec, status, engine, claimants)
     except QdrantError as exc:
@@ -154,10 +140,16 @@ async def _reconcile_with_engine(
     common: dict[str, Any] = {"collection": desired.name, "engine": caps.kind,
                               "ignored_settings": ignored_settings(desired, caps)}
     observed = await qdrant_collections.describe(engine, desired.name)
+    incumbent = observed.owner_uid() if observed else None
+    winner = rightful_owner([*claimants, ref.claimant()], incumbent)
+    if winner is not None and winner.uid != ref.uid:
+        return AlbumReconcileResult("Conflict", observed=observed, message=(
+            f"collection {desired.name} is claimed by the older AlbumCollection "
+            f"{winner.describe()}; this resource will not touch it"), **common)
     previous_owned = status.get("ownedPayloadIndexes", [])
 
     if observed is not None:
-        other = _foreign_owner(observed, ref, claimants)
+        other = _owned_by_another_kind(observed)
         if other:
             return AlbumReconcileResult("Conflict", observed=observed, message=(
                 f"collection {desired.name} is owned by {other}; not adopting it"), **common)
