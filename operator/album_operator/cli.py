@@ -85,15 +85,15 @@ def _local_cluster(action: str, name: str) -> int:
         return 0
     if action == "down":
         return 0 if cluster.down(name) else 1
-    state = cluster.read_state(name)
-    if state is None:
+    recorded = cluster.read_state(name)
+    if recorded is None:
         print(f"no cluster '{name}'; run: album-operator local-cluster up", file=sys.stderr)
         return 1
     if action == "env":
-        print(f"export KUBECONFIG={state.kubeconfig}")
-        print(f"export PATH={Path(state.kubectl).parent}:$PATH")
+        print(f"export KUBECONFIG={recorded.kubeconfig}")
+        print(f"export PATH={Path(recorded.kubectl).parent}:$PATH")
     else:
-        print(f"cluster '{name}': {state.server_url} (kubeconfig {state.kubeconfig})")
+        print(f"cluster '{name}': {recorded.server_url} (kubeconfig {recorded.kubeconfig})")
     return 0
 
 

@@ -50,6 +50,7 @@ def stale(repo: Path) -> list[str]:
             path = target / name
             if not path.is_file() or path.read_text() != text:
                 problems.append(str(Path(directory) / name))
-        extra = {p.name for p in target.glob("*.yaml")} - set(expected) if target.is_dir() else set()
+        present = {p.name for p in target.glob("*.yaml")} if target.is_dir() else set()
+        extra = present - set(expected)
         problems += [str(Path(directory) / name) + " (not generated)" for name in sorted(extra)]
     return problems

@@ -95,7 +95,8 @@ def test_a_collection_deleted_by_hand_is_recreated_within_one_interval(
     assert qdrant(lambda c: c.collection_exists(name))
     assert obj["status"]["recreations"] == 1
     warnings = [e for e in kubectl.events("photos", namespace) if e["reason"] == "Recreated"]
-    assert warnings and warnings[0]["type"] == "Warning"
+    assert warnings
+    assert warnings[0]["type"] == "Warning"
 
 
 def test_a_second_claim_on_one_collection_is_a_conflict_and_the_first_stays_ready(
@@ -131,7 +132,8 @@ def test_an_unowned_collection_of_another_vector_size_is_left_untouched(
     assert "vectors.distance (spec Cosine, Qdrant Dot)" in message
     assert condition(obj, "Ready")["reason"] == "Conflict"  # type: ignore[index]
     info = qdrant(lambda c: c.get_collection(name))
-    assert info.points_count == 1 and info.config.params.vectors.size == 4
+    assert info.points_count == 1
+    assert info.config.params.vectors.size == 4
     assert not info.config.metadata
 
 

@@ -65,7 +65,8 @@ def test_every_example_manifest_is_accepted(kubectl: Kubectl, crd_namespace: str
 def test_kubectl_explain_documents_the_spec(kubectl: Kubectl) -> None:
     out = kubectl.run("explain", "albumcollection.spec").stdout
     assert "Album year this collection holds." in out
-    assert "deletionPolicy" in out and "Retain" in out
+    assert "deletionPolicy" in out
+    assert "Retain" in out
     nested = kubectl.run("explain", "mastermerge.spec.verify.minTopKOverlap").stdout
     assert "Minimum fraction of top-k IDs" in nested
 

@@ -6,8 +6,10 @@ import io
 import json
 import logging
 
+import pytest
+
 from album_operator.adapters.logs import JsonFormatter
-from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine
+from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, QdrantError
 from album_operator.adapters.redaction import RedactingFilter, redact, register_secret
 from album_operator.core.engine import SERVER
 
@@ -52,13 +54,11 @@ def test_engine_errors_never_carry_the_key() -> None:
         raise ValueError("server said: bad key engine-secret-xyz")
 
     engine = QdrantEngine(object(), SERVER, "test", ConnectionSettings(url="http://x"))  # type: ignore[arg-type]
-    try:
+    with pytest.raises(QdrantError) as caught:
         engine.call(failing)
-    except Exception as exc:
-        assert "engine-secret-xyz" not in str(exc)
-        assert exc.__cause__ is None and exc.__suppress_context__
-    else:
-        raise AssertionError("the call should have failed")
+    assert "engine-secret-xyz" not in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
 
 
 def test_connection_settings_repr_hides_the_key() -> None:

@@ -27,12 +27,13 @@ def install_crds(api_client: kubernetes.client.ApiClient) -> list[str]:
         name = body["metadata"]["name"]
         try:
             current = api.read_custom_resource_definition(name)
+            assert current.metadata is not None
             body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            api.replace_custom_resource_definition(name, body)
+            api.replace_custom_resource_definition(name, body)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            api.create_custom_resource_definition(body)
+            api.create_custom_resource_definition(body)  # type: ignore[arg-type]
         names.append(name)
     deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
     pending = set(names)

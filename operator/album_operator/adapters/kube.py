@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import os
 from typing import Any
 
 import kopf
-
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
@@ -30,11 +28,12 @@ def load_configuration() -> kubernetes.client.Configuration:
     """
     configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration)
     except kubernetes.config.ConfigException:
         path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-        kubernetes.config.load_kube_config(config_file=path.split(os.pathsep)[0],
-                                           client_configuration=configuration)
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path.split(os.pathsep)[0], client_configuration=configuration)
     return configuration
 
 
@@ -42,7 +41,7 @@ def load_api_client() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(load_configuration())
 
 
-def kopf_login(logger: logging.Logger, **_: Any) -> kopf.ConnectionInfo:
+def kopf_login(*, logger: kopf.Logger, **_: Any) -> kopf.ConnectionInfo:
     """kopf login handler using the same credentials as ``load_api_client``."""
     try:
         config = load_configuration()
@@ -92,7 +91,7 @@ class KubeApi:
 
     async def list_custom(self, plural: str, namespace: str,
                           label_selector: str | None = None) -> list[dict[str, Any]]:
-        result = await asyncio.to_thread(
+        result: Any = await asyncio.to_thread(
             self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural,
             label_selector=label_selector or "")
         items: list[dict[str, Any]] = result.get("items", [])

@@ -69,9 +69,10 @@ def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
             ConditionUpdate("Synced", "False", "DriftReported",
                             f"driftPolicy is Report; differs from the spec: {drift}.{note}"))
     if outcome == "Paused":
-        ready = ("True", "Ready") if result.observed else ("False", "Paused")
+        ready = (ConditionUpdate("Ready", "True", "Ready", result.message) if result.observed
+                 else ConditionUpdate("Ready", "False", "Paused", result.message))
         return _ConditionPair(
-            ConditionUpdate("Ready", ready[0], ready[1], result.message),
+            ready,
             ConditionUpdate("Synced", "Unknown", "Paused", result.message))
     if outcome == "ImmutableFieldMismatch":
         message = result.message

@@ -33,13 +33,14 @@ def merge_conditions(
     by_type = {c["type"]: dict(c) for c in current}
     for update in updates:
         previous = by_type.get(update.type)
-        transitioned = previous is None or previous.get("status") != update.status
+        unchanged = previous is not None and previous.get("status") == update.status
         by_type[update.type] = {
             "type": update.type,
             "status": update.status,
             "reason": update.reason,
             "message": update.message,
-            "lastTransitionTime": now if transitioned else previous["lastTransitionTime"],
+            "lastTransitionTime": previous["lastTransitionTime"] if unchanged and previous
+            else now,
             "observedGeneration": generation,
         }
     return [by_type[t] for t in sorted(by_type, key=_condition_order)]

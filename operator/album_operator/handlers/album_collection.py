@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import datetime as dt
 from typing import Any
 
 import kopf
@@ -28,7 +28,7 @@ WARNING_OUTCOMES = {"Recreated", "DriftReported", "ImmutableFieldMismatch", "Con
 ACTION_OUTCOMES = {"Created", "Recreated", "Repaired", "Adopted"}
 
 
-def index_claims(namespace: str, name: str, body: kopf.Body, **_: Any
+def index_claims(*, namespace: str | None, name: str, body: kopf.Body, **_: Any
                  ) -> dict[str, Claimant]:
     """kopf index: which AlbumCollections claim which collection (per connection)."""
     try:
@@ -36,6 +36,7 @@ def index_claims(namespace: str, name: str, body: kopf.Body, **_: Any
     except ValueError:
         return {}
     meta = body["metadata"]
+    namespace = namespace or ""
     return {claim_key(namespace, spec): Claimant(
         meta.get("creationTimestamp", ""), meta["uid"], namespace, name)}
 
@@ -55,9 +56,9 @@ def _synced_reason(result: AlbumReconcileResult) -> str:
     return "InSync" if result.outcome == "InSync" else result.outcome
 
 
-async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Services,
-                    album_claims: kopf.Index[str, Claimant], logger: logging.Logger,
-                    **_: Any) -> None:
+async def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
+                    logger: kopf.Logger, **kwargs: Any) -> None:
+    album_claims: kopf.Index[str, Claimant] = kwargs["album_claims"]
     ref = ResourceRef.from_body(body)
     spec = parse_spec(AlbumCollectionSpec, body)
     previous = dict(body.get("status") or {})
@@ -72,8 +73,8 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Services,
         raise kopf.TemporaryError(result.message, delay=memo.config.retry_backoff_seconds)
 
 
-async def delete(body: kopf.Body, memo: Services, retry: int, runtime: Any,
-                 logger: logging.Logger, **_: Any) -> None:
+async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
+                 logger: kopf.Logger, **_: Any) -> None:
     ref = ResourceRef.from_body(body)
     memo.locks.forget(ref.uid)
     try:

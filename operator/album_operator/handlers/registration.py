@@ -35,7 +35,7 @@ def _register_album_collections(registry: kopf.OperatorRegistry,
         album_collection.delete)
 
 
-async def _probe_qdrant(memo: Services, **_: Any) -> str:
+async def _probe_qdrant(*, memo: Services, **_: Any) -> str:
     return memo.pool.default.describe()
 
 

@@ -15,12 +15,12 @@ from album_operator.models.collection_settings import (
 )
 from album_operator.models.common import (
     CRON_PATTERN,
+    EMPTY_OBJECT_DEFAULT,
     LIST_SET,
     QDRANT_NAME_PATTERN,
     CamelModel,
     Condition,
     ConnectionSpec,
-    EMPTY_OBJECT_DEFAULT,
     DeletionPolicy,
     LabelSelector,
     cel,

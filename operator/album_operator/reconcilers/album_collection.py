@@ -20,7 +20,6 @@ from album_operator.core.collection_plan import (
     CollectionPlan,
     CreateCollection,
     CreatePayloadIndex,
-    DeletePayloadIndex,
     UpdateCollection,
     plan_collection,
 )

@@ -29,13 +29,14 @@ GO_DIRECTIVE = "1.26.0"
 # Every staging module of k8s.io/kubernetes 1.33-1.37; replaces for modules outside the build
 # graph are ignored by Go, so one list serves all of them.
 STAGING_MODULES = (
-    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
-    "cluster-bootstrap code-generator component-base component-helpers controller-manager "
-    "cri-api cri-client cri-streaming csi-translation-lib dynamic-resource-allocation "
-    "endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy "
-    "kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver "
-    "sample-cli-plugin sample-controller streaming"
-).split()
+    "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
+    "cloud-provider", "cluster-bootstrap", "code-generator", "component-base", "component-helpers",
+    "controller-manager", "cri-api", "cri-client", "cri-streaming", "csi-translation-lib",
+    "dynamic-resource-allocation", "endpointslice", "externaljwt", "kms", "kube-aggregator",
+    "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet", "metrics",
+    "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin",
+    "sample-controller", "streaming",
+)
 
 
 def cache_root() -> Path:

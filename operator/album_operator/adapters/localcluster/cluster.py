@@ -7,6 +7,7 @@ their data. State lives in ``<cache>/clusters/<name>/state.json``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -77,7 +78,8 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _wait_until(check: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until(check: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],
+                log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -247,10 +249,8 @@ def _terminate(pid: int, grace_s: float = 10.0) -> None:
         if reaped == pid:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def down(name: str = "default", quiet: bool = False) -> bool:

@@ -16,7 +16,6 @@ from album_operator.core.collection_plan import (
     CollectionPatch,
     CreateCollection,
     CreatePayloadIndex,
-    DeletePayloadIndex,
     UpdateCollection,
 )
 from album_operator.core.collections import (
@@ -155,7 +154,7 @@ def vector_params(params: VectorParams) -> qm.VectorParams:
         datatype=_DATATYPES[params.datatype],
         hnsw_config=_hnsw(settings_dict(params.hnsw)),
         quantization_config=None if quantization is qm.Disabled.DISABLED else quantization,
-        multivector_config=(qm.MultivectorConfig(comparator=qm.MultivectorComparator.MAX_SIM)
+        multivector_config=(qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM)
                             if params.multivector else None),
     )
 

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from qdrant_client import QdrantClient
 
@@ -109,10 +109,10 @@ def open_engine(settings: ConnectionSettings) -> QdrantEngine:
             client = QdrantClient(location=":memory:")
         return QdrantEngine(client, EMBEDDED, settings.describe(), settings)
     register_secret(settings.api_key)
-    extra = {"verify": _ssl_context(settings.ca_pem)} if settings.ca_pem else {}
+    extra: dict[str, Any] = {"verify": _ssl_context(settings.ca_pem)} if settings.ca_pem else {}
     try:
         client = QdrantClient(url=settings.url, api_key=settings.api_key,
-                              timeout=REQUEST_TIMEOUT_S, **extra)
+                              timeout=REQUEST_TIMEOUT_S, check_compatibility=False, **extra)
     except Exception as exc:
         raise _error_from(exc) from None
     return QdrantEngine(client, SERVER, settings.describe(), settings)

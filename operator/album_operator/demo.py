@@ -1,0 +1,192 @@
+"""``album-operator demo``: the whole system on the embedded default, step by step.
+
+Brings up the local control plane, installs the CRDs, runs the operator, applies
+``examples/``, writes synthetic photo embeddings the way the album service would, and shows
+the result in Kubernetes and in Qdrant. The embedded engine allows one process per data path,
+so the operator runs in this process and the demo looks into Qdrant through the same pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from album_operator.adapters.crdinstall import install_crds
+from album_operator.adapters.kube import load_api_client
+from album_operator.adapters.localcluster import cluster
+from album_operator.adapters.localcluster.build import cache_root
+from album_operator.adapters.logs import configure_logging
+from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantPool
+from album_operator.config import OperatorConfig
+from album_operator.runner import OperatorThread
+
+NAMESPACE = "album-demo"
+CLUSTER = "demo"
+POINTS_PER_YEAR = 200
+DIMENSIONS = 512
+YEARS = range(2017, 2026)
+
+
+def _step(number: int, total: int, text: str) -> None:
+    print(f"\n[{number}/{total}] {text}", flush=True)
+
+
+def _repo_examples() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "examples").is_dir() and (parent / "pyproject.toml").is_file():
+            return parent / "examples"
+    return Path.cwd() / "examples"
+
+
+class Kubectl:
+    def __init__(self, binary: str, kubeconfig: str) -> None:
+        self.base = [binary, f"--kubeconfig={kubeconfig}", f"--namespace={NAMESPACE}"]
+
+    def __call__(self, *args: str, show: bool = True, check: bool = True) -> str:
+        result = subprocess.run([*self.base, *args], capture_output=True, text=True,
+                                check=False, timeout=300)
+        if show:
+            print("$ kubectl " + " ".join(args))
+            print((result.stdout + result.stderr).rstrip())
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+
+def _start_cluster(total: int) -> tuple[Kubectl, bool]:
+    _step(1, total, "Kubernetes control plane (kube-apiserver + etcd, built from Go modules once)")
+    if cluster.use_existing_cluster():
+        kubeconfig = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
+        print(f"using the existing cluster in {kubeconfig}")
+        return Kubectl(shutil.which("kubectl") or "kubectl", kubeconfig), False
+    fresh = cluster.read_state(CLUSTER) is None
+    state = cluster.up(CLUSTER)
+    os.environ["KUBECONFIG"] = state.kubeconfig
+    print(f"API server {state.server_url}; kubeconfig {state.kubeconfig}")
+    return Kubectl(state.kubectl, state.kubeconfig), fresh
+
+
+def _synthetic_points(year: int, rng: np.random.Generator) -> list[qm.PointStruct]:
+    centre = rng.normal(size=DIMENSIONS)
+    vectors = centre + 0.6 * rng.normal(size=(POINTS_PER_YEAR, DIMENSIONS))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [
+        qm.PointStruct(id=year * 100_000 + i, vector=vectors[i].tolist(), payload={
+            "album_id": f"family-{i % 7}", "year": year,
+            "taken_at": f"{year}-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00Z",
+            "tags": ["beach"] if i % 3 == 0 else ["city"],
+        })
+        for i in range(POINTS_PER_YEAR)
+    ]
+
+
+def _wait_ready(kubectl: Kubectl, kind: str, timeout_s: int = 120) -> None:
+    kubectl("wait", "--for=condition=Ready", kind, "--all", f"--timeout={timeout_s}s")
+
+
+def _wait_for_counts(kubectl: Kubectl, timeout_s: float = 30.0) -> None:
+    """The operator's resync reports the new point counts in status."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = kubectl("get", "albumcollections", "-o",
+                         "jsonpath={.items[*].status.pointsCount}", show=False).split()
+        if counts and all(c == str(POINTS_PER_YEAR) for c in counts):
+            return
+        time.sleep(1)
+
+
+def _show_qdrant(client: QdrantClient) -> None:
+    print(f"{'collection':<14} {'points':>7}  owner (Qdrant metadata)")
+    for item in sorted(client.get_collections().collections, key=lambda c: c.name):
+        info = client.get_collection(item.name)
+        owner = (info.config.metadata or {}).get("albumops.io/owner", "-")
+        print(f"{item.name:<14} {info.points_count or 0:>7}  {owner}")
+    aliases = client.get_aliases().aliases
+    print("aliases: " + (", ".join(f"{a.alias_name} -> {a.collection_name}" for a in aliases)
+                         or "none yet"))
+
+
+def _search(client: QdrantClient, rng: np.random.Generator) -> None:
+    probe = client.retrieve("album_2021", [2021 * 100_000 + 5], with_vectors=True)[0]
+    vector = np.asarray(probe.vector) + 0.01 * rng.normal(size=DIMENSIONS)
+    hits = client.query_points("album_2021", query=vector.tolist(), limit=3,
+                               query_filter=qm.Filter(must=[qm.FieldCondition(
+                                   key="tags", match=qm.MatchValue(value="city"))])).points
+    print("search album_2021 for a photo like #2021-00005, tagged 'city':")
+    for hit in hits:
+        payload = hit.payload or {}
+        print(f"  id={hit.id} score={hit.score:.3f} album={payload.get('album_id')} "
+              f"taken_at={payload.get('taken_at')}")
+
+
+def run_demo(keep: bool = False) -> int:
+    total = 6
+    started = time.monotonic()
+    kubectl, fresh = _start_cluster(total)
+    demo_dir = cache_root() / "demo"
+    data = demo_dir / "qdrant"
+    if fresh:
+        shutil.rmtree(data, ignore_errors=True)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+
+    _step(2, total, "CRDs (generated from the pydantic models)")
+    for name in install_crds(load_api_client()):
+        print(f"established: {name}")
+
+    _step(3, total, "operator (embedded Qdrant engine)")
+    log_path = demo_dir / "operator.log"
+    with log_path.open("w") as log_file:
+        configure_logging(stream=log_file)
+        logging.getLogger("kopf").setLevel(logging.INFO)
+        pool = QdrantPool(ConnectionSettings(embedded_path=str(data)))
+        config = OperatorConfig(namespaces=(NAMESPACE,), embedded_path=str(data),
+                                resync_seconds=5.0, health_port=None)
+        with OperatorThread(config, pool):
+            print(f"running; Qdrant data in {data}; JSON logs in {log_path}")
+            _apply_and_show(kubectl, pool, total)
+        pool.close()
+    print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
+    if keep and not cluster.use_existing_cluster():
+        print(f"the control plane keeps running: eval $(album-operator local-cluster env "
+              f"--name {CLUSTER}); stop it with: album-operator local-cluster down --name "
+              f"{CLUSTER}")
+    elif not cluster.use_existing_cluster():
+        cluster.down(CLUSTER)
+        print("control plane stopped (run with --keep to leave it up)")
+    return 0
+
+
+def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
+    _step(4, total, f"kubectl apply -f examples/ (namespace {NAMESPACE})")
+    kubectl("create", "namespace", NAMESPACE, show=False, check=False)
+    kubectl("apply", "-f", str(_repo_examples()))
+
+    _step(5, total, "wait for the AlbumCollections to be Ready")
+    _wait_ready(kubectl, "albumcollections")
+    engine = pool.engine()
+    rng = np.random.default_rng(7)
+    for year in YEARS:
+        points = _synthetic_points(year, rng)
+
+        def write(client: QdrantClient, year: int = year,
+                  points: list[qm.PointStruct] = points) -> None:
+            client.upsert(f"album_{year}", points, wait=True)
+
+        engine.call(write)
+    print(f"wrote {POINTS_PER_YEAR} synthetic 512-d photo embeddings into each year")
+    _wait_for_counts(kubectl)
+    kubectl("get", "albumops")
+
+    _step(6, total, "what Qdrant holds")
+    engine.call(_show_qdrant)
+    engine.call(lambda c: _search(c, rng))
+
