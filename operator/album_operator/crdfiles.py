@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from album_operator.core.crdgen import build_crd
+from album_operator.core.reference import splice
 from album_operator.models.kinds import ALL_KINDS, KindInfo
 
 HEADER = (
@@ -14,6 +15,7 @@ HEADER = (
     "# Do not edit: change the pydantic models and regenerate.\n"
 )
 CRD_DIRS = ("crds", "charts/album-operator/crds")
+README = "README.md"
 
 
 def file_name(info: KindInfo) -> str:
@@ -37,6 +39,10 @@ def write(repo: Path) -> list[Path]:
             path = target / name
             path.write_text(text)
             written.append(path)
+    readme = repo / README
+    if readme.is_file():
+        readme.write_text(splice(readme.read_text()))
+        written.append(readme)
     return written
 
 
@@ -53,4 +59,7 @@ def stale(repo: Path) -> list[str]:
         present = {p.name for p in target.glob("*.yaml")} if target.is_dir() else set()
         extra = present - set(expected)
         problems += [str(Path(directory) / name) + " (not generated)" for name in sorted(extra)]
+    readme = repo / README
+    if readme.is_file() and splice(readme.read_text()) != readme.read_text():
+        problems.append(f"{README} field reference")
     return problems

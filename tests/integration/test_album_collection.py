@@ -229,3 +229,51 @@ def test_a_missing_connection_secret_is_reported(kubectl: Kubectl, namespace: st
                         connection={"secretRef": {"name": "absent"}}), namespace)
     obj = wait_condition(kubectl, "photos", namespace, "Ready", "False", "InvalidConnection")
     assert "absent" in condition(obj, "Ready")["message"]  # type: ignore[index]
+
+
+SERVER_SPEC: dict[str, Any] = {
+    "hnsw": {"m": 16, "efConstruct": 128},
+    "quantization": {"scalar": {"quantile": 0.99}},
+    "optimizers": {"indexingThreshold": 20000},
+    "payloadIndexes": [{"field": "taken_at", "type": "datetime"}],
+}
+
+
+@pytest.mark.qdrant_server
+@pytest.mark.parametrize(("what", "change_by_hand", "still_repaired"), [
+    ("hnsw", lambda c, n: c.update_collection(n, hnsw_config=qm.HnswConfigDiff(m=4)),
+     lambda i: i.config.hnsw_config.m == 16),
+    ("quantization", lambda c, n: c.update_collection(
+        n, quantization_config=qm.Disabled.DISABLED),
+     lambda i: isinstance(i.config.quantization_config, qm.ScalarQuantization)),
+    ("optimizers", lambda c, n: c.update_collection(
+        n, optimizers_config=qm.OptimizersConfigDiff(indexing_threshold=0)),
+     lambda i: i.config.optimizer_config.indexing_threshold == 20000),
+    ("payload index", lambda c, n: c.delete_payload_index(n, "taken_at", wait=True),
+     lambda i: "taken_at" in i.payload_schema),
+])
+def test_server_settings_changed_by_hand_are_repaired(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], what: str,
+        change_by_hand: Callable[[QdrantClient, str], Any],
+        still_repaired: Callable[[qm.CollectionInfo], bool]) -> None:
+    name = collection_name(namespace)
+    kubectl.apply(album("photos", name, **SERVER_SPEC), namespace)
+    wait_condition(kubectl, "photos", namespace, "Ready", "True")
+    assert qdrant(lambda c: still_repaired(c.get_collection(name)))
+    qdrant(lambda c: change_by_hand(c, name))
+    wait_condition(kubectl, "photos", namespace, "Synced", "True", "Repaired",
+                   timeout=RESYNC_S * 3 + 10)
+    assert qdrant(lambda c: still_repaired(c.get_collection(name))), what
+
+
+@pytest.mark.qdrant_server
+def test_server_drift_is_only_reported_under_report_policy(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    name = collection_name(namespace)
+    kubectl.apply(album("photos", name, driftPolicy="Report", **SERVER_SPEC), namespace)
+    wait_condition(kubectl, "photos", namespace, "Ready", "True")
+    qdrant(lambda c: c.update_collection(name, hnsw_config=qm.HnswConfigDiff(m=4)))
+    obj = wait_condition(kubectl, "photos", namespace, "Synced", "False", "DriftReported",
+                         timeout=RESYNC_S * 3 + 10)
+    assert obj["status"]["drift"] == ["hnsw.m"]
+    assert qdrant(lambda c: c.get_collection(name)).config.hnsw_config.m == 4

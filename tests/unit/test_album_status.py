@@ -80,3 +80,11 @@ def test_the_ignored_settings_are_named_in_the_synced_message() -> None:
     synced = next(c for c in status["conditions"] if c["type"] == "Synced")
     assert "does not apply: hnsw, quantization" in synced["message"]
     assert status["ignoredSettings"] == ["hnsw", "quantization"]
+
+
+def test_unmanaged_indexes_are_reported_in_status_and_message() -> None:
+    plan = CollectionPlan(unowned_indexes=("manual",))
+    status = album_status(result("InSync", plan=plan), {}, 1, NOW)
+    assert status["unmanagedPayloadIndexes"] == ["manual"]
+    synced = next(c for c in status["conditions"] if c["type"] == "Synced")
+    assert "left in place: manual" in synced["message"]

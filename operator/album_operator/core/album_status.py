@@ -40,10 +40,14 @@ class _ConditionPair:
 
 
 def _ignored_note(result: AlbumReconcileResult) -> str:
-    if not result.ignored_settings:
-        return ""
-    return (f" The {result.engine} engine does not apply: "
-            f"{', '.join(result.ignored_settings)}.")
+    note = ""
+    if result.ignored_settings:
+        note += (f" The {result.engine} engine does not apply: "
+                 f"{', '.join(result.ignored_settings)}.")
+    if result.plan and result.plan.unowned_indexes:
+        note += (" Payload indexes not declared by this resource, left in place: "
+                 f"{', '.join(result.plan.unowned_indexes)}.")
+    return note
 
 
 def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
@@ -104,6 +108,7 @@ def album_status(result: AlbumReconcileResult, previous: dict[str, Any], generat
         "ownedPayloadIndexes": sorted(result.owned_indexes),
         "recreations": int(previous.get("recreations", 0)) + (1 if result.recreated else 0),
         "drift": list(result.plan.drift) if result.plan else [],
+        "unmanagedPayloadIndexes": list(result.plan.unowned_indexes) if result.plan else [],
         "lastSyncTime": now if result.synced_now else previous.get("lastSyncTime"),
     }
     if result.plan and result.plan.immutable_mismatches:

@@ -124,3 +124,7 @@ class AlbumCollectionStatus(CamelModel):
     owned_payload_indexes: list[str] = Field(
         default_factory=list, max_length=64,
         description="Payload index fields this resource created (and so may remove).")
+    unmanaged_payload_indexes: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="Payload indexes present in Qdrant that this resource never declared "
+        "(reported, never removed).")
