@@ -9,6 +9,7 @@ from types import TracebackType
 import kopf
 
 from album_operator.adapters.logs import configure_logging
+from album_operator.adapters.metrics import serve as serve_metrics
 from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.config import OperatorConfig
 from album_operator.handlers.registration import build_registry, build_settings
@@ -41,6 +42,9 @@ async def run_operator(
 
 def run_forever(config: OperatorConfig, verbose: bool = False) -> int:
     configure_logging(verbose)
+
+    if config.metrics_port:
+        serve_metrics(config.metrics_port)
 
     async def main() -> None:
         services = await build_services(config)

@@ -8,6 +8,12 @@ from typing import Any
 import kopf
 
 from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.metrics import (
+    DRIFT_REPAIRS,
+    RECONCILE_SECONDS,
+    RECONCILES,
+    STATUS_PATCHES,
+)
 from album_operator.adapters.qdrant.connection import QdrantError
 from album_operator.core.album_status import AlbumReconcileResult, album_status
 from album_operator.core.claims import Claimant
@@ -15,6 +21,7 @@ from album_operator.core.timeutil import rfc3339
 from album_operator.handlers.common import condition_reason, event, parse_spec, write_status
 from album_operator.models.album_collection import AlbumCollectionSpec
 from album_operator.reconcilers.album_collection import (
+    KIND,
     ResourceRef,
     claim_key,
     delete_album_collection,
@@ -64,9 +71,14 @@ async def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
     previous = dict(body.get("status") or {})
     claimants = list(album_claims.get(claim_key(ref.namespace, spec), []))
     async with memo.locks.hold(ref.uid):
-        result = await reconcile_album_collection(ref, spec, previous, memo, claimants)
+        with RECONCILE_SECONDS.labels(KIND).time():
+            result = await reconcile_album_collection(ref, spec, previous, memo, claimants)
+    RECONCILES.labels(KIND, result.outcome).inc()
+    if result.outcome == "Repaired":
+        DRIFT_REPAIRS.labels(KIND).inc()
     desired = album_status(result, previous, ref.generation, rfc3339(memo.clock()))
     if write_status(patch, previous, desired):
+        STATUS_PATCHES.labels(KIND).inc()
         logger.info("AlbumCollection %s/%s: %s", ref.namespace, ref.name, result.outcome)
     _post_events(body, result, previous)
     if result.outcome in RETRYABLE:

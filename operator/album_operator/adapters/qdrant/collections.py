@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.core.collection_plan import (
     Action,
@@ -239,8 +240,10 @@ def apply_sync(client: QdrantClient, action: Action) -> None:
 
 
 async def apply(engine: QdrantEngine, action: Action) -> None:
+    QDRANT_WRITES.labels(type(action).__name__).inc()
     await engine.run(lambda client: apply_sync(client, action))
 
 
 async def delete(engine: QdrantEngine, name: str) -> bool:
+    QDRANT_WRITES.labels("DeleteCollection").inc()
     return await engine.run(lambda client: client.delete_collection(name))

@@ -1,0 +1,35 @@
+"""Runs the benchmarks; each prints its own baseline from the same run, ratios and memory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench import collections
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("which", nargs="*", default=["collections"],
+                        choices=["collections"], help="benchmarks to run (default: all)")
+    parser.add_argument("--count", type=int, default=200, help="AlbumCollections to apply")
+    parser.add_argument("--idle-seconds", type=float, default=300.0,
+                        help="how long to watch the idle operator")
+    parser.add_argument("--resync-seconds", type=float, default=10.0,
+                        help="operator resync interval during the benchmark")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args()
+    results: dict[str, object] = {}
+    if "collections" in args.which:
+        results["collections"] = collections.run(collections.Settings(
+            count=args.count, idle_seconds=args.idle_seconds,
+            resync_seconds=args.resync_seconds))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

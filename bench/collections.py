@@ -1,0 +1,169 @@
+"""200 AlbumCollections applied at once: time to Ready, memory, and writes while idle.
+
+Baseline (same run): the same 200 collections created directly with qdrant-client on the
+same engine, with no Kubernetes or operator in between. The operator runs as a real
+``album-operator run`` process so its memory and ``/metrics`` are its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from album_operator.adapters.crdinstall import install_crds
+from album_operator.adapters.kube import load_api_client
+from album_operator.adapters.localcluster import cluster
+
+NAMESPACE = "bench-collections"
+
+
+@dataclass(frozen=True)
+class Settings:
+    count: int
+    idle_seconds: float
+    resync_seconds: float
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _manifest(i: int) -> dict[str, object]:
+    return {"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+            "metadata": {"name": f"bench-{i:04d}"},
+            "spec": {"year": 2000 + i % 100, "collectionName": f"bench_{i:04d}",
+                     "vectors": {"size": 512, "distance": "Cosine"},
+                     "quantization": {"scalar": {"quantile": 0.99}},
+                     "payloadIndexes": [{"field": "taken_at", "type": "datetime"}]}}
+
+
+def _baseline(count: int, path: str) -> float:
+    client = QdrantClient(path=path)
+    started = time.perf_counter()
+    for i in range(count):
+        client.create_collection(f"bench_{i:04d}", vectors_config=qm.VectorParams(
+            size=512, distance=qm.Distance.COSINE), quantization_config=qm.ScalarQuantization(
+            scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99)))
+    elapsed = time.perf_counter() - started
+    client.close()
+    return elapsed
+
+
+def _metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    totals: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        if line.startswith("#") or not line.startswith("albumops_"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        family = name.split("{", 1)[0]
+        if family.endswith("_total"):
+            totals[family] = totals.get(family, 0.0) + float(value)
+    return totals
+
+
+def _rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _versions(kubectl: list[str]) -> dict[str, str]:
+    out = subprocess.run([*kubectl, "get", "albumcollections", "-o", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    return {item["metadata"]["name"]: item["metadata"]["resourceVersion"]
+            for item in json.loads(out)["items"]}
+
+
+def run(settings: Settings) -> dict[str, object]:
+    print(f"== collections: {settings.count} AlbumCollections, idle "
+          f"{settings.idle_seconds:.0f}s, resync every {settings.resync_seconds:.0f}s",
+          flush=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-collections-"))
+    baseline_s = _baseline(settings.count, str(work / "baseline"))
+    print(f"baseline: qdrant-client created {settings.count} collections in {baseline_s:.2f}s",
+          flush=True)
+
+    state = cluster.up("bench")
+    install_crds_env = {**os.environ, "KUBECONFIG": state.kubeconfig}
+    os.environ["KUBECONFIG"] = state.kubeconfig
+    install_crds(load_api_client())
+    kubectl = [state.kubectl, f"--kubeconfig={state.kubeconfig}", f"--namespace={NAMESPACE}"]
+    subprocess.run([*kubectl, "create", "namespace", NAMESPACE], capture_output=True,
+                   check=False)
+    metrics_port = _free_port()
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "album_operator.cli", "run", "-n", NAMESPACE,
+         "--embedded-path", str(work / "operator"), "--resync-seconds",
+         str(settings.resync_seconds), "--metrics-port", str(metrics_port),
+         "--health-port", str(_free_port())],
+        stdout=subprocess.DEVNULL, stderr=(work / "operator.log").open("w"),
+        env=install_crds_env)
+    try:
+        return _measure(settings, kubectl, operator, metrics_port, work, baseline_s)
+    finally:
+        operator.terminate()
+        operator.wait(timeout=60)
+        cluster.down("bench")
+
+
+def _measure(settings: Settings, kubectl: list[str], operator: subprocess.Popen[bytes],
+             metrics_port: int, work: Path, baseline_s: float) -> dict[str, object]:
+    time.sleep(2)
+    manifests = "---\n".join(yaml.safe_dump(_manifest(i)) for i in range(settings.count))
+    started = time.perf_counter()
+    subprocess.run([*kubectl, "apply", "-f", "-"], input=manifests, text=True,
+                   capture_output=True, check=True)
+    subprocess.run([*kubectl, "wait", "--for=condition=Ready", "albumcollections", "--all",
+                    "--timeout=900s"], capture_output=True, check=True)
+    ready_s = time.perf_counter() - started
+    print(f"operator: {settings.count} AlbumCollections Ready in {ready_s:.2f}s "
+          f"({ready_s / baseline_s:.1f}x the direct baseline)", flush=True)
+
+    time.sleep(settings.resync_seconds + 1)  # let the first resync of each object finish
+    before, versions = _metrics(metrics_port), _versions(kubectl)
+    idle_started = time.monotonic()
+    while (elapsed := time.monotonic() - idle_started) < settings.idle_seconds:
+        time.sleep(min(30.0, settings.idle_seconds - elapsed))
+        now = _metrics(metrics_port)
+        print(f"idle {time.monotonic() - idle_started:4.0f}s: reconciles "
+              f"{now.get('albumops_reconciles_total', 0) - before.get('albumops_reconciles_total', 0):.0f}, "  # noqa: E501
+              f"Qdrant writes {now.get('albumops_qdrant_writes_total', 0) - before.get('albumops_qdrant_writes_total', 0):.0f}, "  # noqa: E501
+              f"status patches {now.get('albumops_status_patches_total', 0) - before.get('albumops_status_patches_total', 0):.0f}",  # noqa: E501
+              flush=True)
+    after, versions_after = _metrics(metrics_port), _versions(kubectl)
+    changed = sum(1 for name, v in versions_after.items() if versions.get(name) != v)
+    result = {
+        "count": settings.count,
+        "baseline_seconds": round(baseline_s, 2),
+        "ready_seconds": round(ready_s, 2),
+        "ratio_vs_baseline": round(ready_s / baseline_s, 2),
+        "operator_peak_rss_mb": round(_rss_kb(operator.pid, "VmHWM") / 1024, 1),
+        "idle_seconds": settings.idle_seconds,
+        "idle_reconciles": after.get("albumops_reconciles_total", 0)
+        - before.get("albumops_reconciles_total", 0),
+        "idle_qdrant_writes": after.get("albumops_qdrant_writes_total", 0)
+        - before.get("albumops_qdrant_writes_total", 0),
+        "idle_status_patches": after.get("albumops_status_patches_total", 0)
+        - before.get("albumops_status_patches_total", 0),
+        "idle_objects_changed": changed,
+        "operator_log": str(work / "operator.log"),
+    }
+    print(json.dumps(result, indent=2), flush=True)
+    return result
