@@ -45,7 +45,7 @@ class EchoingEndpoint(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: ARG002
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 
