@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from qdrant_client import models as qm
 from album_operator.adapters.crdinstall import install_crds
 from album_operator.adapters.kube import load_api_client
 from album_operator.adapters.localcluster import cluster
+from album_operator.adapters.localcluster.cluster import free_port
 
 NAMESPACE = "bench-collections"
 
@@ -35,12 +35,6 @@ class Settings:
     idle_seconds: float
     resync_seconds: float
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _manifest(i: int) -> dict[str, object]:
@@ -107,12 +101,12 @@ def run(settings: Settings) -> dict[str, object]:
     kubectl = [state.kubectl, f"--kubeconfig={state.kubeconfig}", f"--namespace={NAMESPACE}"]
     subprocess.run([*kubectl, "create", "namespace", NAMESPACE], capture_output=True,
                    check=False)
-    metrics_port = _free_port()
+    metrics_port = free_port()
     operator = subprocess.Popen(
         [sys.executable, "-m", "album_operator.cli", "run", "-n", NAMESPACE,
          "--embedded-path", str(work / "operator"), "--resync-seconds",
          str(settings.resync_seconds), "--metrics-port", str(metrics_port),
-         "--health-port", str(_free_port())],
+         "--health-port", str(free_port())],
         stdout=subprocess.DEVNULL, stderr=(work / "operator.log").open("w"),
         env=install_crds_env)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,6 +9,7 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from album_operator.adapters.localcluster.cluster import free_port
 from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.runner import OperatorThread
 from tests.helpers import Kubectl, condition, wait_for
@@ -201,17 +201,11 @@ def _stable_version(kubectl: Kubectl, namespace: str) -> str | None:
     return after if before == after else None
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
 
 def test_deletion_does_not_hang_when_qdrant_stays_unreachable(
         kubectl: Kubectl, namespace: str, operator: OperatorThread) -> None:
     kubectl.run("create", "secret", "generic", "nowhere",
-                f"--from-literal=url=http://127.0.0.1:{_closed_port()}", namespace=namespace)
+                f"--from-literal=url=http://127.0.0.1:{free_port()}", namespace=namespace)
     kubectl.apply(album("photos", collection_name(namespace), deletionPolicy="Delete",
                         connection={"secretRef": {"name": "nowhere"}}), namespace)
     wait_condition(kubectl, "photos", namespace, "Ready", "False", "QdrantUnavailable")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from album_operator.adapters.localcluster.cluster import free_port
 from tests.helpers import Kubectl, condition, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -59,12 +59,6 @@ def echoing_endpoint() -> Iterator[str]:
     server.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
 
 def test_the_api_key_is_absent_from_logs_status_and_events(
         kubectl: Kubectl, echoing_endpoint: str, tmp_path: Path) -> None:
@@ -78,7 +72,7 @@ def test_the_api_key_is_absent_from_logs_status_and_events(
         process = subprocess.Popen(
             [sys.executable, "-m", "album_operator.cli", "run", "-n", namespace,
              "--qdrant-secret", f"{namespace}/qdrant", "--resync-seconds", "1",
-             "--health-port", str(_free_port()), "--embedded-path", str(tmp_path / "q"),
+             "--health-port", str(free_port()), "--embedded-path", str(tmp_path / "q"),
              "--verbose"],
             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:

@@ -51,7 +51,8 @@ def cluster_dir(name: str) -> Path:
     return cache_root() / "clusters" / name
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -201,7 +202,7 @@ def up(name: str = "default") -> ClusterState:
     base.mkdir(parents=True)
     pki = create_pki(base / "pki", dt.datetime.now(dt.UTC))
 
-    client_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
+    client_port, peer_port, api_port = free_port(), free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{client_port}"
     etcd_log = base / "etcd.log"
     etcd = _spawn(_etcd_args(binaries["etcd"], base / "etcd-data", client_port, peer_port),
