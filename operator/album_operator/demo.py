@@ -185,6 +185,8 @@ def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
     print(f"wrote {POINTS_PER_YEAR} synthetic 512-d photo embeddings into each year")
     _wait_for_counts(kubectl)
     kubectl("get", "albumops")
+    print("(the MasterMerge and EdgeSnapshotPolicy are accepted and validated by the API "
+          "server; their controllers are not built yet, so they show no status)")
 
     _step(6, total, "what Qdrant holds")
     engine.call(_show_qdrant)
