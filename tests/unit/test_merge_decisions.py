@@ -1,0 +1,184 @@
+"""MasterMerge's pure decisions: phases, names, triggers, collisions, swap guard, retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import pytest
+
+from album_operator.core.merge import (
+    TRANSITIONS,
+    Collision,
+    Phase,
+    StepOutcome,
+    TriggerState,
+    collision_message,
+    due_scheduled_time,
+    expected_distinct_points,
+    find_collisions,
+    masters_to_delete,
+    may_swap,
+    merged_top_k,
+    next_phase,
+    next_version,
+    parse_version,
+    rebuild_reason,
+    target_name,
+    top_k_overlap,
+    vectors_match,
+)
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize(("phase", "outcome", "expected"), [
+    ("Pending", "done", "Planning"),
+    ("Planning", "done", "Copying"),
+    ("Copying", "more", "Copying"),
+    ("Copying", "done", "Indexing"),
+    ("Indexing", "more", "Indexing"),
+    ("Indexing", "done", "Verifying"),
+    ("Verifying", "done", "Swapping"),
+    ("Verifying", "failed", "Failed"),
+    ("Swapping", "done", "Succeeded"),
+    ("Swapping", "failed", "Failed"),
+    ("Planning", "failed", "Failed"),
+    ("Copying", "failed", "Failed"),
+])
+def test_every_transition(phase: Phase, outcome: StepOutcome, expected: Phase) -> None:
+    assert next_phase(phase, outcome) == expected
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_finished_builds_take_no_steps(phase: Phase) -> None:
+    with pytest.raises(ValueError, match="takes no more steps"):
+        next_phase(phase, "done")
+
+
+def test_the_happy_path_visits_every_phase_once_in_order() -> None:
+    phase: Phase = "Pending"
+    visited = [phase]
+    while phase != "Succeeded":
+        phase = next_phase(phase, "done")
+        visited.append(phase)
+    assert visited == ["Pending", *TRANSITIONS.values()]
+
+
+@pytest.mark.parametrize("crashed_in", list(TRANSITIONS))
+def test_a_build_resumed_after_a_crash_continues_from_its_recorded_phase(
+        crashed_in: Phase) -> None:
+    """Status holds the phase; resuming repeats that phase's step, never skips ahead."""
+    assert next_phase(crashed_in, "more") == crashed_in
+    assert next_phase(crashed_in, "done") == TRANSITIONS[crashed_in]
+
+
+def test_names_are_deterministic_and_parse_back() -> None:
+    assert target_name("album_master", 7) == "album_master_v7"
+    assert parse_version("album_master", "album_master_v7") == 7
+    assert parse_version("album_master", "album_master_v07") is None
+    assert parse_version("album_master", "album_master_v7_tmp") is None
+    assert parse_version("album_master", "other_v7") is None
+    assert next_version("album_master", ["album_master_v2", "album_master_v10", "x_v99"]) == 11
+    assert next_version("album_master", []) == 1
+
+
+CREATED = dt.datetime(2026, 1, 1, tzinfo=UTC)
+BASE = TriggerState(generation=3, last_built_generation=3, rebuild_token=None,
+                    last_rebuild_token=None, schedule=None, last_scheduled_time=None,
+                    created=CREATED, suspended=False, building=False)
+NOW = dt.datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("state", "reason"), [
+    (BASE, None),
+    (replace(BASE, last_built_generation=None), "no master has been built yet"),
+    (replace(BASE, generation=4), "spec changed (generation 4)"),
+    (replace(BASE, rebuild_token="b"), "rebuild requested (albumops.io/rebuild=b)"),
+    (replace(BASE, rebuild_token="b", last_rebuild_token="b"), None),
+    (replace(BASE, schedule="0 * * * *",
+              last_scheduled_time=dt.datetime(2026, 1, 2, 10, 0, tzinfo=UTC)), None),
+    (replace(BASE, schedule="0 * * * *",
+              last_scheduled_time=dt.datetime(2026, 1, 2, 9, 0, tzinfo=UTC)),
+     "scheduled for 2026-01-02T10:00:00Z"),
+    (replace(BASE, generation=4, suspended=True), None),
+    (replace(BASE, generation=4, building=True), None),
+])
+def test_rebuild_triggers(state: TriggerState, reason: str | None) -> None:
+    assert rebuild_reason(state, NOW) == reason
+
+
+def test_missed_scheduled_runs_collapse_into_one_catch_up() -> None:
+    down_since = dt.datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    assert due_scheduled_time("0 * * * *", down_since, NOW) == dt.datetime(
+        2026, 1, 2, 10, 0, tzinfo=UTC)
+    assert due_scheduled_time("0 * * * *", NOW, NOW) is None
+
+
+def test_collisions_name_every_source_in_order() -> None:
+    collisions = find_collisions([("album_2017", [1, 2, 3]), ("album_2018", [3, 4]),
+                                  ("album_2019", [3, 5, 1])])
+    assert collisions == [Collision(1, ("album_2017", "album_2019")),
+                          Collision(3, ("album_2017", "album_2018", "album_2019"))]
+    assert expected_distinct_points({"album_2017": 3, "album_2018": 2, "album_2019": 3},
+                                    collisions) == 5
+
+
+def test_disjoint_sources_have_no_collisions() -> None:
+    assert find_collisions([("a", [1, 2]), ("b", ["x", 3])]) == []
+
+
+def test_the_collision_message_gives_a_few_examples_and_a_count() -> None:
+    collisions = [Collision(i, ("a", "b")) for i in range(8)]
+    message = collision_message(collisions, examples=2)
+    assert message == "8 point IDs appear in more than one source: 0 (a & b), 1 (a & b) and 6 more"
+
+
+@pytest.mark.parametrize(("alias_target", "last_left", "allowed"), [
+    (None, None, True),
+    (None, "album_master_v1", True),
+    ("album_master_v1", "album_master_v1", True),
+    ("someone_elses", "album_master_v1", False),
+    ("album_master_v1", None, False),
+])
+def test_the_alias_moves_only_from_where_this_resource_left_it(
+        alias_target: str | None, last_left: str | None, allowed: bool) -> None:
+    assert may_swap(alias_target, last_left) is allowed
+
+
+OWNED = [f"album_master_v{v}" for v in range(1, 7)]
+
+
+@pytest.mark.parametrize(("alias_target", "last_verified", "keep", "deleted"), [
+    ("album_master_v6", "album_master_v6", 2, ["album_master_v1", "album_master_v2",
+                                               "album_master_v3"]),
+    ("album_master_v6", "album_master_v6", 0, [f"album_master_v{v}" for v in range(1, 6)]),
+    ("album_master_v6", "album_master_v6", 10, []),
+    ("album_master_v2", "album_master_v6", 1, ["album_master_v1", "album_master_v3",
+                                               "album_master_v4"]),
+    (None, None, 3, ["album_master_v1", "album_master_v2", "album_master_v3"]),
+])
+def test_retention_keeps_the_alias_target_the_last_verified_and_n_previous(
+        alias_target: str | None, last_verified: str | None, keep: int,
+        deleted: list[str]) -> None:
+    assert masters_to_delete([*OWNED, "unrelated"], "album_master", alias_target,
+                             last_verified, keep) == deleted
+
+
+def test_top_k_overlap() -> None:
+    assert top_k_overlap([1, 2, 3, 4], [4, 3, 2, 1]) == 1.0
+    assert top_k_overlap([1, 2, 3, 4], [1, 2, 9, 8]) == 0.5
+    assert top_k_overlap([], [1]) == 1.0
+
+
+def test_the_union_of_sources_is_ranked_like_one_search() -> None:
+    per_source = [[(1, 0.9), (2, 0.5)], [(10, 0.95), (11, 0.4)], [(20, 0.6)]]
+    assert merged_top_k(per_source, 3) == [10, 1, 20]
+    assert merged_top_k([[(1, 3.0)], [(2, 1.0)]], 1, higher_is_better=False) == [2]
+
+
+def test_vectors_compare_after_normalisation_with_a_tolerance() -> None:
+    assert vectors_match([3.0, 4.0], [0.6, 0.8])
+    assert vectors_match([0.6, 0.8], [0.60001, 0.8])
+    assert not vectors_match([0.6, 0.8], [0.8, 0.6])
+    assert not vectors_match([1.0], [1.0, 0.0])
