@@ -1,0 +1,138 @@
+"""The Qdrant side of a merge: read sources, write the target, move the alias.
+
+Sources are reached only through ``SourceReader``, which has no method that writes and does
+not expose its client, so the merge path cannot modify a source even by mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from album_operator.adapters.metrics import QDRANT_WRITES
+from album_operator.adapters.qdrant.connection import QdrantEngine
+from album_operator.core.merge import PointId
+
+Offset = PointId | None
+
+
+def point_id(value: int | str | uuid.UUID) -> PointId:
+    """IDs as the rest of the code sees them: an int, or a UUID as a string."""
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def encode_offset(offset: Offset) -> str | None:
+    """Scroll checkpoints go into status as JSON (an int or a UUID string)."""
+    return None if offset is None else json.dumps(offset)
+
+
+def decode_offset(value: str | None) -> Offset:
+    if value is None:
+        return None
+    decoded: PointId = json.loads(value)
+    return decoded
+
+
+@dataclass(frozen=True)
+class Page:
+    points: list[qm.Record]
+    next_offset: Offset
+
+
+class SourceReader:
+    """Read-only access to source collections."""
+
+    def __init__(self, engine: QdrantEngine) -> None:
+        self._engine = engine
+
+    def count(self, collection: str) -> int:
+        return self._engine.call(lambda c: c.count(collection, exact=True).count)
+
+    def page(self, collection: str, offset: Offset, limit: int) -> Page:
+        def scroll(client: QdrantClient) -> Page:
+            points, next_offset = client.scroll(collection, limit=limit, offset=offset,
+                                                with_payload=True, with_vectors=True)
+            return Page(points, None if next_offset is None else point_id(next_offset))
+        return self._engine.call(scroll)
+
+    def ids(self, collection: str, page_size: int = 1024) -> Iterator[PointId]:
+        offset: Offset = None
+        while True:
+            def scroll(client: QdrantClient, start: Offset = offset
+                       ) -> tuple[list[qm.Record], Any]:
+                return client.scroll(collection, limit=page_size, offset=start,
+                                     with_payload=False, with_vectors=False)
+            points, offset = self._engine.call(scroll)
+            yield from (point_id(p.id) for p in points)
+            if offset is None:
+                return
+
+    def retrieve(self, collection: str, ids: Sequence[PointId]) -> list[qm.Record]:
+        return self._engine.call(lambda c: c.retrieve(collection, list(ids), with_payload=True,
+                                                      with_vectors=True))
+
+    def search(self, collection: str, vector: Any, limit: int,
+               using: str | None = None) -> list[tuple[PointId, float]]:
+        hits = self._engine.call(lambda c: c.query_points(
+            collection, query=vector, using=using, limit=limit).points)
+        return [(point_id(hit.id), hit.score) for hit in hits]
+
+
+def upsert_records(engine: QdrantEngine, target: str, records: Sequence[qm.Record]) -> None:
+    """Writes records to the target with their IDs, payloads and vectors unchanged."""
+    points = [qm.PointStruct(id=r.id, vector=r.vector or {}, payload=r.payload or {})
+              for r in records]
+    QDRANT_WRITES.labels("UpsertPoints").inc()
+    engine.call(lambda c: c.upsert(target, points, wait=True))
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    copied: int
+    next_offset: Offset
+    done: bool
+
+
+def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
+              offset: Offset, batch_size: int, max_batches: int) -> CopyProgress:
+    """Copies up to ``max_batches`` pages from ``offset``; resumable from ``next_offset``.
+
+    Upserts are idempotent by ID, so repeating a step after a crash copies nothing twice.
+    """
+    copied = 0
+    for _ in range(max_batches):
+        page = reader.page(source, offset, batch_size)
+        if page.points:
+            upsert_records(engine, target, page.points)
+            copied += len(page.points)
+        offset = page.next_offset
+        if offset is None:
+            return CopyProgress(copied, None, True)
+    return CopyProgress(copied, offset, False)
+
+
+def alias_target(engine: QdrantEngine, alias: str) -> str | None:
+    aliases = engine.call(lambda c: c.get_aliases().aliases)
+    return next((a.collection_name for a in aliases if a.alias_name == alias), None)
+
+
+def swap_alias(engine: QdrantEngine, alias: str, target: str) -> None:
+    """Points ``alias`` at ``target`` in one alias request (delete + create).
+
+    Readers never see an intermediate state. The embedded engine applies the batch all or
+    nothing; a server does not (a failed create leaves the delete applied), so callers
+    confirm ``target`` exists immediately before swapping.
+    """
+    actions: list[qm.AliasOperations] = [
+        qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)),
+        qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target,
+                                                            alias_name=alias)),
+    ]
+    QDRANT_WRITES.labels("SwapAlias").inc()
+    engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=actions))
