@@ -23,6 +23,7 @@ class OperatorConfig:
     qdrant_api_key: str | None = field(default=None, repr=False)
     embedded_path: str = field(default_factory=default_embedded_path)
     resync_seconds: float = 60.0
+    merge_step_seconds: float = 1.0
     deletion_grace_seconds: float = 300.0
     retry_backoff_seconds: float = 5.0
     health_port: int | None = 8080

@@ -118,14 +118,15 @@ def _show_qdrant(client: QdrantClient) -> None:
 def _search(client: QdrantClient, rng: np.random.Generator) -> None:
     probe = client.retrieve("album_2021", [2021 * 100_000 + 5], with_vectors=True)[0]
     vector = np.asarray(probe.vector) + 0.01 * rng.normal(size=DIMENSIONS)
-    hits = client.query_points("album_2021", query=vector.tolist(), limit=3,
+    hits = client.query_points("album_master", query=vector.tolist(), limit=3,
                                query_filter=qm.Filter(must=[qm.FieldCondition(
                                    key="tags", match=qm.MatchValue(value="city"))])).points
-    print("search album_2021 for a photo like #2021-00005, tagged 'city':")
+    print("search all years through the alias album_master for a photo like "
+          "#2021-00005, tagged 'city':")
     for hit in hits:
         payload = hit.payload or {}
-        print(f"  id={hit.id} score={hit.score:.3f} album={payload.get('album_id')} "
-              f"taken_at={payload.get('taken_at')}")
+        print(f"  id={hit.id} score={hit.score:.3f} year={payload.get('year')} "
+              f"album={payload.get('album_id')} taken_at={payload.get('taken_at')}")
 
 
 def run_demo(keep: bool = False) -> int:
@@ -166,11 +167,10 @@ def run_demo(keep: bool = False) -> int:
 
 
 def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
-    _step(4, total, f"kubectl apply -f examples/ (namespace {NAMESPACE})")
+    examples = _repo_examples()
+    _step(4, total, f"kubectl apply -f examples/album-collections.yaml (namespace {NAMESPACE})")
     kubectl("create", "namespace", NAMESPACE, show=False, check=False)
-    kubectl("apply", "-f", str(_repo_examples()))
-
-    _step(5, total, "wait for the AlbumCollections to be Ready")
+    kubectl("apply", "-f", str(examples / "album-collections.yaml"))
     _wait_ready(kubectl, "albumcollections")
     engine = pool.engine()
     rng = np.random.default_rng(7)
@@ -184,11 +184,16 @@ def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
         engine.call(write)
     print(f"wrote {POINTS_PER_YEAR} synthetic 512-d photo embeddings into each year")
     _wait_for_counts(kubectl)
-    kubectl("get", "albumops")
-    print("(the MasterMerge and EdgeSnapshotPolicy are accepted and validated by the API "
-          "server; their controllers are not built yet, so they show no status)")
 
-    _step(6, total, "what Qdrant holds")
+    _step(5, total, "kubectl apply -f examples/ (adds the MasterMerge and the "
+          "EdgeSnapshotPolicy); wait for the master")
+    kubectl("apply", "-f", str(examples))
+    _wait_ready(kubectl, "mastermerges", timeout_s=300)
+    kubectl("get", "albumops")
+    print("(the EdgeSnapshotPolicy is accepted and validated by the API server; its "
+          "controller is not built yet, so it shows no status)")
+
+    _step(6, total, "what Qdrant holds: the year collections, the master, its alias")
     engine.call(_show_qdrant)
     engine.call(lambda c: _search(c, rng))
 

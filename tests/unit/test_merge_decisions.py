@@ -84,7 +84,7 @@ def test_names_are_deterministic_and_parse_back() -> None:
 
 
 CREATED = dt.datetime(2026, 1, 1, tzinfo=UTC)
-BASE = TriggerState(generation=3, last_built_generation=3, rebuild_token=None,
+BASE = TriggerState(spec_digest="d3", last_built_digest="d3", rebuild_token=None,
                     last_rebuild_token=None, schedule=None, last_scheduled_time=None,
                     created=CREATED, suspended=False, building=False)
 NOW = dt.datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
@@ -92,8 +92,9 @@ NOW = dt.datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
 
 @pytest.mark.parametrize(("state", "reason"), [
     (BASE, None),
-    (replace(BASE, last_built_generation=None), "no master has been built yet"),
-    (replace(BASE, generation=4), "spec changed (generation 4)"),
+    (replace(BASE, last_built_digest=None), "no master has been built yet"),
+    (replace(BASE, spec_digest="d4"), "the build settings changed"),
+    (replace(BASE, spec_digest="d4", pinned=True), None),
     (replace(BASE, rebuild_token="b"), "rebuild requested (albumops.io/rebuild=b)"),
     (replace(BASE, rebuild_token="b", last_rebuild_token="b"), None),
     (replace(BASE, schedule="0 * * * *",
@@ -101,8 +102,8 @@ NOW = dt.datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
     (replace(BASE, schedule="0 * * * *",
               last_scheduled_time=dt.datetime(2026, 1, 2, 9, 0, tzinfo=UTC)),
      "scheduled for 2026-01-02T10:00:00Z"),
-    (replace(BASE, generation=4, suspended=True), None),
-    (replace(BASE, generation=4, building=True), None),
+    (replace(BASE, spec_digest="d4", suspended=True), None),
+    (replace(BASE, spec_digest="d4", building=True), None),
 ])
 def test_rebuild_triggers(state: TriggerState, reason: str | None) -> None:
     assert rebuild_reason(state, NOW) == reason
@@ -182,3 +183,16 @@ def test_vectors_compare_after_normalisation_with_a_tolerance() -> None:
     assert vectors_match([0.6, 0.8], [0.60001, 0.8])
     assert not vectors_match([0.6, 0.8], [0.8, 0.6])
     assert not vectors_match([1.0], [1.0, 0.0])
+
+
+def test_rollback_schedule_and_retention_do_not_change_the_build_digest() -> None:
+    from album_operator.core.merge import build_digest
+    from album_operator.models.master_merge import MasterMergeSpec
+
+    base = MasterMergeSpec.model_validate({"sources": ["a", "b"]})
+    same = MasterMergeSpec.model_validate({"sources": ["a", "b"], "rollbackTo": "m_v1",
+                                           "schedule": "0 * * * *", "suspend": True,
+                                           "retention": {"keepPrevious": 5}})
+    other = MasterMergeSpec.model_validate({"sources": ["a", "b", "c"]})
+    assert build_digest(base) == build_digest(same)
+    assert build_digest(base) != build_digest(other)

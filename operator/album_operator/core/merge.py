@@ -7,6 +7,8 @@ decisions are the part that must be right before anything is copied or any alias
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from croniter import croniter
+
+from album_operator.models.master_merge import MasterMergeSpec
 
 Phase = Literal[
     "Pending", "Planning", "Copying", "Indexing", "Verifying", "Swapping", "Succeeded", "Failed"
@@ -58,10 +62,20 @@ def next_version(prefix: str, existing: Iterable[str]) -> int:
     return max(versions, default=0) + 1
 
 
+_NOT_BUILD_SETTINGS = {"rollback_to", "suspend", "schedule", "retention", "deletion_policy"}
+
+
+def build_digest(spec: MasterMergeSpec) -> str:
+    """Identifies what a build depends on; rollback, suspend, schedule and retention do not
+    start a rebuild when they change."""
+    relevant = spec.model_dump(mode="json", exclude=_NOT_BUILD_SETTINGS)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class TriggerState:
-    generation: int
-    last_built_generation: int | None
+    spec_digest: str
+    last_built_digest: str | None
     rebuild_token: str | None
     last_rebuild_token: str | None
     schedule: str | None
@@ -69,6 +83,7 @@ class TriggerState:
     created: dt.datetime
     suspended: bool
     building: bool
+    pinned: bool = False
 
 
 def due_scheduled_time(schedule: str, since: dt.datetime, now: dt.datetime
@@ -86,13 +101,14 @@ def due_scheduled_time(schedule: str, since: dt.datetime, now: dt.datetime
 
 
 def rebuild_reason(state: TriggerState, now: dt.datetime) -> str | None:
-    """Why a new build should start now, or None. A running build is never interrupted."""
-    if state.suspended or state.building:
+    """Why a new build should start now, or None. A running build is never interrupted, and
+    none starts while suspended or while rollbackTo pins the alias."""
+    if state.suspended or state.building or state.pinned:
         return None
-    if state.last_built_generation is None:
+    if state.last_built_digest is None:
         return "no master has been built yet"
-    if state.generation != state.last_built_generation:
-        return f"spec changed (generation {state.generation})"
+    if state.spec_digest != state.last_built_digest:
+        return "the build settings changed"
     if state.rebuild_token and state.rebuild_token != state.last_rebuild_token:
         return f"rebuild requested (albumops.io/rebuild={state.rebuild_token})"
     if state.schedule:

@@ -13,12 +13,13 @@ import kopf
 
 from album_operator.adapters.kube import kopf_login
 from album_operator.config import OperatorConfig
-from album_operator.handlers import album_collection
+from album_operator.handlers import album_collection, master_merge
 from album_operator.models.common import GROUP, VERSION
 from album_operator.services import Services
 
 PREFIX = "albumops.io"
 ALBUM_COLLECTIONS = (GROUP, VERSION, "albumcollections")
+MASTER_MERGES = (GROUP, VERSION, "mastermerges")
 
 
 def _register_album_collections(registry: kopf.OperatorRegistry,
@@ -35,6 +36,15 @@ def _register_album_collections(registry: kopf.OperatorRegistry,
         album_collection.delete)
 
 
+def _register_master_merges(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    step = master_merge.step
+    kopf.on.resume(*MASTER_MERGES, id="resume", registry=registry)(step)
+    kopf.on.create(*MASTER_MERGES, id="create", registry=registry)(step)
+    kopf.on.update(*MASTER_MERGES, id="update", registry=registry)(step)
+    kopf.timer(*MASTER_MERGES, id="step", registry=registry,
+               interval=config.merge_step_seconds)(step)
+
+
 async def _probe_qdrant(*, memo: Services, **_: Any) -> str:
     return memo.pool.default.describe()
 
@@ -43,6 +53,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.login(id="login", registry=registry)(kopf_login)
     _register_album_collections(registry, config)
+    _register_master_merges(registry, config)
     kopf.on.probe(id="qdrant", registry=registry)(_probe_qdrant)
     return registry
 

@@ -122,7 +122,8 @@ class MasterMergeSpec(CamelModel):
                                  description="Cron expression for periodic rebuilds (UTC).")
     rollback_to: str | None = Field(
         default=None, pattern=QDRANT_NAME_PATTERN, max_length=255,
-        description="Name of a kept master to move the alias back to.")
+        description="A kept master to move the alias back to; while set, the alias stays "
+        "there and no rebuild starts.")
     suspend: bool = Field(default=False, description="Pause rebuilds and alias changes.")
     connection: ConnectionSpec | None = Field(
         default=None, description="Another Qdrant than the operator-wide default.")
@@ -150,7 +151,8 @@ class VerificationResult(CamelModel):
     sampled_queries: int = Field(default=0, description="Queries compared.")
     min_overlap: float | None = Field(default=None,
                                       description="Lowest top-k overlap over the queries.")
-    config_matches: bool = Field(default=False, description="Master settings as desired.")
+    config_matches: bool | None = Field(
+        default=None, description="Master settings as desired (not checked yet when unset).")
     message: str = Field(default="", max_length=4096, description="First failure, if any.")
 
 
@@ -202,6 +204,8 @@ class MasterMergeStatus(CamelModel):
         default=None, description="Scheduled time of the last cron-triggered build.")
     last_built_generation: int | None = Field(
         default=None, description="Spec generation of the last started build.")
+    last_built_digest: str | None = Field(
+        default=None, description="Digest of the build settings of the last started build.")
     current_build: BuildStatus | None = Field(default=None, description="Build in progress.")
     verification: VerificationResult | None = Field(
         default=None, description="Verification of the latest build.")

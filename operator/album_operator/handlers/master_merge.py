@@ -1,0 +1,49 @@
+"""kopf wiring for MasterMerge: one bounded build step per tick, status written once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
+from album_operator.adapters.qdrant.connection import QdrantError
+from album_operator.handlers.common import event, parse_spec, write_status
+from album_operator.models.master_merge import MasterMergeSpec
+from album_operator.reconcilers.master_merge import KIND, MergeRef, step_master_merge
+from album_operator.services import Services
+
+
+def _ref(body: kopf.Body) -> MergeRef:
+    meta = body["metadata"]
+    return MergeRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+                    generation=int(meta.get("generation", 0)),
+                    created=meta.get("creationTimestamp", ""),
+                    annotations=dict(meta.get("annotations") or {}))
+
+
+async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf.Logger,
+               **_: Any) -> None:
+    ref = _ref(body)
+    spec = parse_spec(MasterMergeSpec, body)
+    previous = dict(body.get("status") or {})
+    async with memo.locks.hold(ref.uid):
+        try:
+            changes = await step_master_merge(ref, spec, previous, memo)
+        except (QdrantError, SecretUnavailable) as exc:
+            RECONCILES.labels(KIND, "Error").inc()
+            raise kopf.TemporaryError(str(exc), delay=memo.config.retry_backoff_seconds
+                                      ) from None
+    if not changes:
+        return
+    changes["observedGeneration"] = ref.generation
+    RECONCILES.labels(KIND, str(changes.get("phase", "Idle"))).inc()
+    if write_status(patch, previous, changes):
+        STATUS_PATCHES.labels(KIND).inc()
+    new_phase = changes.get("phase")
+    if new_phase and new_phase != previous.get("phase"):
+        build = changes.get("currentBuild") or {}
+        message = build.get("message") or f"{build.get('name')}: {new_phase}"
+        event(body, new_phase == "Failed", new_phase, message)
+        logger.info("MasterMerge %s/%s: %s", ref.namespace, ref.name, message)

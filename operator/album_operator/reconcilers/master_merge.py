@@ -1,0 +1,416 @@
+"""Advances one MasterMerge build by one bounded step; the phase and checkpoint live in status.
+
+Each call reads the status, does one step of the current phase (plan, a few pages of copy,
+verify, swap) and returns the status fields to write. A crash between steps loses at most the
+current step, which is repeated: upserts are idempotent by ID and the swap is guarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from album_operator.adapters.metrics import QDRANT_WRITES
+from album_operator.adapters.qdrant import collections as qdrant_collections
+from album_operator.adapters.qdrant.connection import QdrantEngine
+from album_operator.adapters.qdrant.merge import (
+    SourceReader,
+    alias_target,
+    copy_step,
+    decode_offset,
+    encode_offset,
+    swap_alias,
+)
+from album_operator.core.collections import (
+    OWNER_KIND,
+    OWNER_UID,
+    DesiredCollection,
+    ObservedCollection,
+    Owner,
+)
+from album_operator.core.conditions import ConditionUpdate, merge_conditions
+from album_operator.core.merge import (
+    TERMINAL,
+    StepOutcome,
+    TriggerState,
+    build_digest,
+    collision_message,
+    expected_distinct_points,
+    find_collisions,
+    masters_to_delete,
+    may_swap,
+    merged_top_k,
+    next_phase,
+    next_version,
+    parse_version,
+    rebuild_reason,
+    target_name,
+    top_k_overlap,
+    vectors_match,
+)
+from album_operator.core.timeutil import parse_rfc3339, rfc3339
+from album_operator.models.collection_settings import VectorParams
+from album_operator.models.common import LabelSelector
+from album_operator.models.master_merge import MasterMergeSpec
+from album_operator.services import Services
+
+KIND = "MasterMerge"
+REBUILD_ANNOTATION = "albumops.io/rebuild"
+PAGES_PER_STEP = 8
+
+
+class BuildFailed(Exception):
+    """A build cannot go on; ``reason`` is the status reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class MergeRef:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: str
+    annotations: dict[str, str]
+
+    def owner(self) -> Owner:
+        return Owner(KIND, self.namespace, self.name, self.uid)
+
+
+def label_selector(selector: LabelSelector) -> str:
+    terms = [f"{k}={v}" for k, v in sorted(selector.match_labels.items())]
+    for req in selector.match_expressions:
+        values = ",".join(req.values)
+        terms.append({"In": f"{req.key} in ({values})", "NotIn": f"{req.key} notin ({values})",
+                      "Exists": req.key, "DoesNotExist": f"!{req.key}"}[req.operator])
+    return ",".join(terms)
+
+
+async def resolve_sources(ref: MergeRef, spec: MasterMergeSpec, services: Services
+                          ) -> list[str]:
+    sources = list(spec.sources or [])
+    if spec.source_selector is not None:
+        items = await services.kube.list_custom("albumcollections", ref.namespace,
+                                                label_selector(spec.source_selector))
+        items.sort(key=lambda item: (item["spec"]["year"], item["metadata"]["name"]))
+        for item in items:
+            name = item["spec"].get("collectionName") or f"album_{item['spec']['year']}"
+            if name not in sources:
+                sources.append(name)
+    return sources
+
+
+def _now(services: Services) -> str:
+    return rfc3339(services.clock())
+
+
+def _trigger_state(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any]
+                   ) -> TriggerState:
+    build = status.get("currentBuild") or {}
+    last = status.get("lastScheduledTime")
+    return TriggerState(
+        spec_digest=build_digest(spec),
+        last_built_digest=status.get("lastBuiltDigest"),
+        rebuild_token=ref.annotations.get(REBUILD_ANNOTATION),
+        last_rebuild_token=status.get("lastRebuildToken"),
+        schedule=spec.schedule,
+        last_scheduled_time=parse_rfc3339(last) if last else None,
+        created=parse_rfc3339(ref.created) if ref.created else dt.datetime.now(dt.UTC),
+        suspended=spec.suspend,
+        building=bool(build) and build.get("phase") not in TERMINAL,
+        pinned=spec.rollback_to is not None,
+    )
+
+
+def _owned_masters(engine: QdrantEngine, uid: str) -> list[str]:
+    def list_owned(client: Any) -> list[str]:
+        names = []
+        for item in client.get_collections().collections:
+            metadata = client.get_collection(item.name).config.metadata or {}
+            if metadata.get(OWNER_UID) == uid and metadata.get(OWNER_KIND) == KIND:
+                names.append(item.name)
+        return names
+    return engine.call(list_owned)
+
+
+def _start_build(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+                 engine: QdrantEngine, reason: str, now: str) -> dict[str, Any]:
+    prefix = spec.target_prefix or spec.alias
+    known = _owned_masters(engine, ref.uid) + [h["name"] for h in status.get("history", [])]
+    version = next_version(prefix, known)
+    changes: dict[str, Any] = {
+        "currentBuild": {"name": target_name(prefix, version), "version": version,
+                         "phase": "Planning", "trigger": reason, "startedAt": now,
+                         "sources": []},
+        "lastBuiltGeneration": ref.generation,
+        "lastBuiltDigest": build_digest(spec),
+        "lastRebuildToken": ref.annotations.get(REBUILD_ANNOTATION),
+        "verification": None,
+    }
+    if reason.startswith("scheduled for "):
+        changes["lastScheduledTime"] = reason.removeprefix("scheduled for ")
+    return changes
+
+
+def _vector_layout(observed: ObservedCollection) -> dict[str, tuple[int, str]]:
+    return {name: (v.size, v.distance) for name, v in observed.vectors.items()}
+
+
+async def _plan(ref: MergeRef, spec: MasterMergeSpec, build: dict[str, Any],
+                services: Services, engine: QdrantEngine) -> dict[str, Any]:
+    sources = await resolve_sources(ref, spec, services)
+    if not sources:
+        raise BuildFailed("NoSources", "no source collections matched")
+    observed = {}
+    for source in sources:
+        found = await qdrant_collections.describe(engine, source)
+        if found is None:
+            raise BuildFailed("SourceMissing", f"source collection {source} does not exist")
+        observed[source] = found
+    layouts = {s: _vector_layout(o) for s, o in observed.items()}
+    if len({tuple(sorted(layout.items())) for layout in layouts.values()}) > 1:
+        detail = "; ".join(f"{s}: {layout}" for s, layout in layouts.items())
+        raise BuildFailed("IncompatibleSources",
+                          f"sources disagree on vector names, sizes or distances: {detail}")
+    reader = SourceReader(engine)
+    collisions = await asyncio.to_thread(
+        find_collisions, [(s, list(reader.ids(s))) for s in sources])
+    if collisions and spec.id_conflict_policy == "Fail":
+        raise BuildFailed("IdCollision", collision_message(collisions))
+    counts = {s: o.points_count for s, o in observed.items()}
+    await _create_target(ref, spec, build["name"], observed[sources[0]], engine)
+    return {**build, "sources": [{"name": s, "total": counts[s], "copied": 0, "done": False}
+                                 for s in sources],
+            "expectedPoints": expected_distinct_points(counts, collisions)}
+
+
+async def _create_target(ref: MergeRef, spec: MasterMergeSpec, name: str,
+                         template: ObservedCollection, engine: QdrantEngine) -> None:
+    existing = await qdrant_collections.describe(engine, name)
+    if existing is not None:
+        if existing.owner_uid() != ref.uid:
+            raise BuildFailed("Conflict", f"{name} exists and is not owned by this merge")
+        return  # a restarted operator adopts the target it was building
+    overrides = spec.target_overrides
+    desired = DesiredCollection(
+        name=name,
+        vectors={n: VectorParams.model_validate({"size": v.size, "distance": v.distance,
+                                                 "datatype": v.datatype or "Float32"})
+                 for n, v in template.vectors.items()},
+        hnsw=overrides.hnsw if overrides else None,
+        quantization=overrides.quantization if overrides else None,
+        optimizers=overrides.optimizers if overrides else None,
+        payload_indexes=tuple(overrides.payload_indexes) if overrides else (),
+        metadata=ref.owner().metadata(),
+    )
+    QDRANT_WRITES.labels("CreateCollection").inc()
+    await engine.run(lambda client: qdrant_collections.create_sync(client, desired))
+
+
+async def _copy(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngine
+                ) -> tuple[dict[str, Any], bool]:
+    sources = [dict(s) for s in build["sources"]]
+    current = next((s for s in sources if not s["done"]), None)
+    if current is not None:
+        progress = await asyncio.to_thread(
+            copy_step, SourceReader(engine), engine, current["name"], build["name"],
+            decode_offset(current.get("nextOffset")), spec.copy_settings.batch_size,
+            PAGES_PER_STEP)
+        current.update(copied=current["copied"] + progress.copied, done=progress.done,
+                       nextOffset=encode_offset(progress.next_offset))
+    copied = sum(s["copied"] for s in sources)
+    return {**build, "sources": sources, "copiedPoints": copied}, all(
+        s["done"] for s in sources)
+
+
+def _verify(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngine
+            ) -> dict[str, Any]:
+    reader = SourceReader(engine)
+    target = build["name"]
+    sources = [s["name"] for s in build["sources"]]
+    expected_ids = {pid for s in sources for pid in reader.ids(s)}
+    actual = reader.count(target)
+    problems = []
+    if actual != len(expected_ids):
+        problems.append(f"count {actual} != expected {len(expected_ids)}")
+    master_ids = set(reader.ids(target))
+    if master_ids != expected_ids:
+        problems.append(f"{len(expected_ids ^ master_ids)} IDs differ between master and "
+                        "sources")
+    rng = random.Random(build.get("version", 0))
+    sample = rng.sample(sorted(master_ids, key=str), min(spec.verify.sample_points,
+                                                         len(master_ids)))
+    mismatched = 0
+    copied = {r.id: r for r in reader.retrieve(target, sample)} if sample else {}
+    latest = {}
+    for source in sources:  # later sources win, as they did during the copy
+        latest.update({r.id: r for r in reader.retrieve(source, sample)})
+    for pid in sample:
+        want, got = latest.get(pid), copied.get(pid)
+        if want is None or got is None or want.payload != got.payload or not _same_vectors(
+                want.vector, got.vector):
+            mismatched += 1
+    if mismatched:
+        problems.append(f"{mismatched} of {len(sample)} sampled points differ")
+    overlap, queries = _query_overlap(spec, reader, sources, target, sample, latest, rng)
+    if overlap is not None and overlap < spec.verify.min_top_k_overlap:
+        problems.append(f"top-{spec.verify.top_k} overlap {overlap:.2f} < "
+                        f"{spec.verify.min_top_k_overlap}")
+    return {"passed": not problems, "expectedCount": len(expected_ids), "actualCount": actual,
+            "sampledPoints": len(sample), "mismatchedPoints": mismatched,
+            "sampledQueries": queries, "minOverlap": overlap,
+            "message": "; ".join(problems)}
+
+
+def _same_vectors(left: Any, right: Any) -> bool:
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(
+            vectors_match(left[k], right[k]) for k in left)
+    return isinstance(left, list) and isinstance(right, list) and vectors_match(left, right)
+
+
+def _query_overlap(spec: MasterMergeSpec, reader: SourceReader, sources: list[str],
+                   target: str, sample: list[Any], latest: dict[Any, Any],
+                   rng: random.Random) -> tuple[float | None, int]:
+    probes = [latest[p] for p in rng.sample(sample, min(spec.verify.sample_queries,
+                                                        len(sample))) if p in latest]
+    worst: float | None = None
+    k = spec.verify.top_k
+    for probe in probes:
+        vector = probe.vector
+        using = None
+        if isinstance(vector, dict):
+            using, vector = next(iter(vector.items()))
+        union = merged_top_k([reader.search(s, vector, k, using) for s in sources], k)
+        master = [pid for pid, _ in reader.search(target, vector, k, using)]
+        overlap = top_k_overlap(union, master)
+        worst = overlap if worst is None else min(worst, overlap)
+    return worst, len(probes)
+
+
+async def _swap(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,
+                engine: QdrantEngine, now: str) -> dict[str, Any]:
+    current = await asyncio.to_thread(alias_target, engine, spec.alias)
+    if current == target:  # a repeated step after the swap already happened
+        return {"aliasTarget": target, "lastSwapTime": status.get("lastSwapTime") or now}
+    if not may_swap(current, status.get("aliasTarget")):
+        raise BuildFailed("Conflict", f"alias {spec.alias} points at {current}, not where "
+                          f"this merge left it ({status.get('aliasTarget')}); not moving it")
+    if await qdrant_collections.describe(engine, target) is None:
+        raise BuildFailed("TargetMissing", f"{target} disappeared before the swap")
+    await asyncio.to_thread(swap_alias, engine, spec.alias, target)
+    confirmed = await asyncio.to_thread(alias_target, engine, spec.alias)
+    if confirmed != target:
+        raise BuildFailed("SwapNotConfirmed", f"alias {spec.alias} points at {confirmed}")
+    prefix = spec.target_prefix or spec.alias
+    for name in masters_to_delete(_owned_masters(engine, ref.uid), prefix, target, target,
+                                  spec.retention.keep_previous):
+        QDRANT_WRITES.labels("DeleteCollection").inc()
+        await qdrant_collections.delete(engine, name)
+    return {"aliasTarget": target, "lastSwapTime": now}
+
+
+def _conditions(status: dict[str, Any], generation: int, now: str,
+                *updates: ConditionUpdate) -> list[dict[str, Any]]:
+    return merge_conditions(status.get("conditions", []), updates, now, generation)
+
+
+def _finish(status: dict[str, Any], build: dict[str, Any], result: str, now: str,
+            ref: MergeRef, message: str, reason: str) -> dict[str, Any]:
+    build = {**build, "phase": result, "finishedAt": now, "message": message}
+    if result == "Failed":
+        build["failureReason"] = reason
+    record = {"name": build["name"], "startedAt": build.get("startedAt"), "finishedAt": now,
+              "points": build.get("copiedPoints", 0), "result": result}
+    history = [record, *status.get("history", [])][:64]
+    alias_ok = bool(status.get("aliasTarget")) or result == "Succeeded"
+    ready = (ConditionUpdate("Ready", "True", "Ready", message) if result == "Succeeded"
+             else ConditionUpdate("Ready", "True" if alias_ok else "False", reason, message))
+    return {"currentBuild": build, "phase": result, "history": history,
+            "conditions": _conditions(status, ref.generation, now, ready,
+                                      ConditionUpdate("Building", "False", result, message))}
+
+
+async def step_master_merge(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+                            services: Services) -> dict[str, Any]:
+    """One step of the build state machine. Returns status fields that change (maybe none)."""
+    engine = await services.engine_for(ref.namespace, spec.connection)
+    now = _now(services)
+    build = status.get("currentBuild")
+    if not build or build.get("phase") in TERMINAL:
+        reason = rebuild_reason(_trigger_state(ref, spec, status), services.clock())
+        if reason is None:
+            return await _maybe_rollback(ref, spec, status, engine, now)
+        changes = await asyncio.to_thread(_start_build, ref, spec, status, engine, reason,
+                                          now)
+        changes.update(phase="Planning", progress="0/0", conditions=_conditions(
+            status, ref.generation, now,
+            ConditionUpdate("Building", "True", "Planning", f"building because {reason}")))
+        return changes
+    try:
+        return await _advance(ref, spec, status, dict(build), services, engine, now)
+    except BuildFailed as failure:
+        return _finish(status, build, "Failed", now, ref, str(failure), failure.reason)
+
+
+async def _advance(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+                   build: dict[str, Any], services: Services, engine: QdrantEngine,
+                   now: str) -> dict[str, Any]:
+    phase = build["phase"]
+    extra: dict[str, Any] = {}
+    outcome: StepOutcome
+    if phase == "Planning":
+        build = await _plan(ref, spec, build, services, engine)
+        outcome = "done"
+    elif phase == "Copying":
+        build, finished = await _copy(spec, build, engine)
+        outcome = "done" if finished else "more"
+    elif phase == "Indexing":
+        outcome = "done"
+    elif phase == "Verifying":
+        verification = await asyncio.to_thread(_verify, spec, build, engine)
+        extra["verification"] = verification
+        verified = ConditionUpdate("Verified", "True" if verification["passed"] else "False",
+                                   "Passed" if verification["passed"] else "Failed",
+                                   verification["message"] or "all checks passed")
+        extra["conditions"] = _conditions(status, ref.generation, now, verified)
+        if not verification["passed"]:
+            if spec.verify.on_failure == "Delete":
+                await qdrant_collections.delete(engine, build["name"])
+            raise BuildFailed("VerificationFailed", verification["message"])
+        outcome = "done"
+    else:  # Swapping
+        extra.update(await _swap(ref, spec, status, build["name"], engine, now))
+        summary = _finish({**status, **extra}, build, "Succeeded", now, ref,
+                          f"alias {spec.alias} -> {build['name']}", "Succeeded")
+        return {**extra, **summary}
+    build["phase"] = next_phase(phase, outcome)
+    total = build.get("expectedPoints", 0)
+    return {**extra, "currentBuild": build, "phase": build["phase"],
+            "progress": f"{build.get('copiedPoints', 0)}/{total}"}
+
+
+async def _maybe_rollback(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+                          engine: QdrantEngine, now: str) -> dict[str, Any]:
+    wanted = spec.rollback_to
+    if not wanted or wanted == status.get("aliasTarget") or spec.suspend:
+        return {}
+    prefix = spec.target_prefix or spec.alias
+    if parse_version(prefix, wanted) is None or wanted not in _owned_masters(engine, ref.uid):
+        return {"conditions": _conditions(status, ref.generation, now, ConditionUpdate(
+            "Ready", "False", "RollbackTargetMissing",
+            f"rollbackTo {wanted} is not a kept master of this resource"))}
+    try:
+        changes = await _swap(ref, spec, status, wanted, engine, now)
+    except BuildFailed as failure:
+        return {"conditions": _conditions(status, ref.generation, now, ConditionUpdate(
+            "Ready", "False", failure.reason, str(failure)))}
+    return {**changes, "conditions": _conditions(status, ref.generation, now, ConditionUpdate(
+        "Ready", "True", "RolledBack", f"alias {spec.alias} -> {wanted} (rollback)"))}
+

@@ -1,0 +1,171 @@
+"""MasterMerge end to end: nine year collections -> a verified master behind its alias."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from album_operator.adapters.qdrant.connection import QdrantPool
+from album_operator.runner import OperatorThread
+from tests.helpers import Kubectl, condition, wait_for
+
+pytestmark = pytest.mark.cluster
+T = TypeVar("T")
+YEARS = range(2017, 2026)
+DIM = 512
+PER_YEAR = 40
+
+
+@pytest.fixture
+def qdrant(qdrant_pool: QdrantPool, operator: OperatorThread) -> Callable[..., Any]:
+    def call(fn: Callable[[QdrantClient], T]) -> T:
+        return qdrant_pool.engine().call(fn)
+    return call
+
+
+def prefix(namespace: str) -> str:
+    return namespace.replace("-", "_")
+
+
+def year_collections(kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+                     size: int = DIM) -> list[str]:
+    names = [f"{prefix(namespace)}_{year}" for year in YEARS]
+    for year, name in zip(YEARS, names, strict=True):
+        kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+                       "metadata": {"name": f"album-{year}", "labels": {"album": "photos"}},
+                       "spec": {"year": year, "collectionName": name,
+                                "vectors": {"size": size, "distance": "Cosine"}}}, namespace)
+    kubectl.run("wait", "--for=condition=Ready", "albumcollections", "--all",
+                "--timeout=60s", namespace=namespace)
+    rng = np.random.default_rng(3)
+    for year, name in zip(YEARS, names, strict=True):
+        vectors = rng.normal(size=(PER_YEAR, size))
+        points = [qm.PointStruct(id=year * 1000 + i, vector=vectors[i].tolist(),
+                                 payload={"year": year, "i": i}) for i in range(PER_YEAR)]
+        qdrant(lambda c, n=name, p=points: c.upsert(n, p, wait=True))
+    return names
+
+
+def merge(name: str, alias: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "albumops.io/v1alpha1", "kind": "MasterMerge",
+            "metadata": {"name": name},
+            "spec": {"alias": alias, "sourceSelector": {"matchLabels": {"album": "photos"}},
+                     "verify": {"sampleQueries": 8}, "retention": {"keepPrevious": 1},
+                     **spec}}
+
+
+def wait_phase(kubectl: Kubectl, namespace: str, phase: str, build: str | None = None,
+               timeout: float = 120) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = kubectl.get("mastermerge", "master", namespace)
+        status = obj.get("status", {})
+        current = status.get("currentBuild") or {}
+        if status.get("phase") == phase and (build is None or current.get("name") == build):
+            return obj
+        return None
+    return wait_for(check, timeout, what=f"phase {phase} {build or ''}")
+
+
+def snapshot(qdrant: Callable[..., Any], collection: str) -> dict[Any, tuple[Any, Any]]:
+    """IDs -> (payload, L2-normalised vector) of every point in a collection."""
+    records = qdrant(lambda c: c.scroll(collection, limit=10_000, with_payload=True,
+                                        with_vectors=True)[0])
+    return {r.id: (r.payload, np.asarray(r.vector) / np.linalg.norm(r.vector))
+            for r in records}
+
+
+def assert_unchanged(before: dict[str, dict[Any, tuple[Any, Any]]],
+                     qdrant: Callable[..., Any]) -> None:
+    """Same IDs and payloads exactly; vectors within float32 precision (local mode returns
+    float64 or float32 copies depending on what was read before)."""
+    for collection, points in before.items():
+        now = snapshot(qdrant, collection)
+        assert now.keys() == points.keys(), collection
+        for pid, (payload, vector) in points.items():
+            assert now[pid][0] == payload
+            assert np.allclose(now[pid][1], vector, atol=1e-6)
+
+
+def alias_of(qdrant: Callable[..., Any], alias: str) -> str | None:
+    aliases = qdrant(lambda c: c.get_aliases().aliases)
+    return next((a.collection_name for a in aliases if a.alias_name == alias), None)
+
+
+def test_a_master_is_built_verified_and_put_behind_its_alias(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    sources = year_collections(kubectl, namespace, qdrant)
+    before = {s: snapshot(qdrant, s) for s in sources}
+    alias = f"{prefix(namespace)}_master"
+    kubectl.apply(merge("master", alias), namespace)
+    obj = wait_phase(kubectl, namespace, "Succeeded")
+    kubectl.run("wait", "--for=condition=Ready", "mastermerge/master", "--timeout=10s",
+                namespace=namespace)
+    first = obj["status"]["aliasTarget"]
+    assert first == f"{alias}_v1"
+    assert alias_of(qdrant, alias) == first
+    assert obj["status"]["verification"]["passed"]
+    assert condition(obj, "Verified")["status"] == "True"  # type: ignore[index]
+    expected = {year * 1000 + i for year in YEARS for i in range(PER_YEAR)}
+    ids = {r.id for r in qdrant(lambda c: c.scroll(alias, limit=10_000)[0])}
+    assert ids == expected
+    probe = qdrant(lambda c: c.retrieve(sources[4], [2021 * 1000 + 7], with_vectors=True))[0]
+    through_alias = [h.id for h in qdrant(lambda c: c.query_points(
+        alias, query=probe.vector, limit=10).points)]
+    per_source = [(h.id, h.score) for s in sources for h in qdrant(
+        lambda c, s=s: c.query_points(s, query=probe.vector, limit=10).points)]
+    union = [pid for pid, _ in sorted(per_source, key=lambda x: -x[1])[:10]]
+    assert through_alias == union
+    assert_unchanged(before, qdrant)
+
+    # A requested rebuild moves the alias; retention keeps one previous master.
+    kubectl.run("annotate", "mastermerge/master", "albumops.io/rebuild=2", namespace=namespace)
+    wait_phase(kubectl, namespace, "Succeeded", build=f"{alias}_v2")
+    assert alias_of(qdrant, alias) == f"{alias}_v2"
+    kubectl.run("annotate", "--overwrite", "mastermerge/master", "albumops.io/rebuild=3",
+                namespace=namespace)
+    wait_phase(kubectl, namespace, "Succeeded", build=f"{alias}_v3")
+    assert alias_of(qdrant, alias) == f"{alias}_v3"
+    assert qdrant(lambda c: c.collection_exists(f"{alias}_v2"))
+    assert not qdrant(lambda c: c.collection_exists(f"{alias}_v1"))
+
+    # Rollback moves the alias back to a kept master.
+    kubectl.run("patch", "mastermerge/master", "--type=merge", "-p",
+                json.dumps({"spec": {"rollbackTo": f"{alias}_v2"}}), namespace=namespace)
+    wait_for(lambda: alias_of(qdrant, alias) == f"{alias}_v2", timeout=30, what="rollback")
+    assert_unchanged(before, qdrant)
+
+
+def test_an_id_collision_fails_the_build_and_leaves_the_alias_alone(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    sources = year_collections(kubectl, namespace, qdrant)
+    qdrant(lambda c: c.upsert(sources[0], [qm.PointStruct(
+        id=2018 * 1000 + 3, vector=[0.1] * DIM, payload={"dup": True})], wait=True))
+    alias = f"{prefix(namespace)}_master"
+    kubectl.apply(merge("master", alias), namespace)
+    obj = wait_phase(kubectl, namespace, "Failed")
+    build = obj["status"]["currentBuild"]
+    assert build["failureReason"] == "IdCollision"
+    assert "2018003" in build["message"]
+    assert alias_of(qdrant, alias) is None
+
+
+def test_incompatible_sources_are_refused(kubectl: Kubectl, namespace: str,
+                                          qdrant: Callable[..., Any]) -> None:
+    name = f"{prefix(namespace)}_odd"
+    qdrant(lambda c: c.create_collection(name, vectors_config=qm.VectorParams(
+        size=8, distance=qm.Distance.DOT)))
+    other = f"{prefix(namespace)}_even"
+    qdrant(lambda c: c.create_collection(other, vectors_config=qm.VectorParams(
+        size=16, distance=qm.Distance.COSINE)))
+    alias = f"{prefix(namespace)}_master"
+    kubectl.apply({**merge("master", alias), "spec": {"alias": alias,
+                                                      "sources": [name, other]}}, namespace)
+    obj = wait_phase(kubectl, namespace, "Failed")
+    assert obj["status"]["currentBuild"]["failureReason"] == "IncompatibleSources"
+    assert alias_of(qdrant, alias) is None
