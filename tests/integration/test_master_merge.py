@@ -169,3 +169,69 @@ def test_incompatible_sources_are_refused(kubectl: Kubectl, namespace: str,
     obj = wait_phase(kubectl, namespace, "Failed")
     assert obj["status"]["currentBuild"]["failureReason"] == "IncompatibleSources"
     assert alias_of(qdrant, alias) is None
+
+
+def test_deletion_policy_delete_removes_the_alias_and_the_masters_not_the_sources(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    sources = year_collections(kubectl, namespace, qdrant)
+    alias = f"{prefix(namespace)}_master"
+    kubectl.apply(merge("master", alias, deletionPolicy="Delete"), namespace)
+    wait_phase(kubectl, namespace, "Succeeded")
+    assert alias_of(qdrant, alias) == f"{alias}_v1"
+    kubectl.run("delete", "mastermerge", "master", "--timeout=60s", namespace=namespace)
+    assert alias_of(qdrant, alias) is None
+    assert not qdrant(lambda c: c.collection_exists(f"{alias}_v1"))
+    assert all(qdrant(lambda c, s=s: c.collection_exists(s)) for s in sources)
+
+
+def test_an_operator_stopped_mid_copy_resumes_and_the_alias_never_shows_a_half_build(
+        kubectl: Kubectl, qdrant_pool: QdrantPool, qdrant: Callable[..., Any]) -> None:
+    import threading
+    import uuid
+
+    from album_operator.config import OperatorConfig
+
+    namespace = f"mergecrash-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", namespace)
+    config = OperatorConfig(namespaces=(namespace,), resync_seconds=2.0,
+                            merge_step_seconds=0.5, retry_backoff_seconds=1.0,
+                            health_port=None)
+    alias = f"{prefix(namespace)}_master"
+    seen: list[str | None] = []
+    polling = threading.Event()
+
+    def poll_alias() -> None:
+        while not polling.is_set():
+            seen.append(alias_of(qdrant, alias))
+            polling.wait(0.02)
+
+    first = OperatorThread(config, qdrant_pool).start()
+    try:
+        year_collections(kubectl, namespace, qdrant)
+        poller = threading.Thread(target=poll_alias, daemon=True)
+        poller.start()
+        kubectl.apply(merge("master", alias, copy={"batchSize": 10}), namespace)
+
+        def copying_started() -> bool:
+            build = kubectl.get("mastermerge", "master", namespace).get("status", {}).get(
+                "currentBuild") or {}
+            return build.get("phase") == "Copying" and build.get("copiedPoints", 0) > 0
+        wait_for(copying_started, timeout=60, interval=0.05, what="the copy to be under way")
+    finally:
+        first.stop()
+    stopped = kubectl.get("mastermerge", "master", namespace)["status"]
+    assert stopped["phase"] == "Copying"
+    assert stopped["currentBuild"]["copiedPoints"] < len(YEARS) * PER_YEAR
+    assert alias_of(qdrant, alias) is None, "a half-copied master is never behind the alias"
+    with OperatorThread(config, qdrant_pool):
+        obj = wait_for(lambda: kubectl.get("mastermerge", "master", namespace)
+                       if kubectl.get("mastermerge", "master", namespace)["status"].get(
+                           "phase") == "Succeeded" else None, timeout=120,
+                       what="the resumed build to succeed")
+    polling.set()
+    poller.join()
+    assert obj["status"]["verification"]["passed"]
+    assert obj["status"]["currentBuild"]["name"] == f"{alias}_v1"
+    assert set(seen) <= {None, f"{alias}_v1"}
+    assert seen[-1] == f"{alias}_v1"
+    assert qdrant(lambda c: c.count(alias, exact=True).count) == len(YEARS) * PER_YEAR

@@ -7,18 +7,22 @@ from typing import Any
 
 import kopf
 
-from album_operator.adapters.kube import SecretUnavailable
 from album_operator.adapters.metrics import (
     DRIFT_REPAIRS,
     RECONCILE_SECONDS,
     RECONCILES,
     STATUS_PATCHES,
 )
-from album_operator.adapters.qdrant.connection import QdrantError
 from album_operator.core.album_status import AlbumReconcileResult, album_status
 from album_operator.core.claims import Claimant
 from album_operator.core.timeutil import rfc3339
-from album_operator.handlers.common import condition_reason, event, parse_spec, write_status
+from album_operator.handlers.common import (
+    condition_reason,
+    delete_within_grace,
+    event,
+    parse_spec,
+    write_status,
+)
 from album_operator.models.album_collection import AlbumCollectionSpec
 from album_operator.reconcilers.album_collection import (
     KIND,
@@ -93,16 +97,8 @@ async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.tim
         spec = parse_spec(AlbumCollectionSpec, body)
     except kopf.PermanentError:
         return
-    try:
-        message = await delete_album_collection(ref, spec, memo)
-    except (QdrantError, SecretUnavailable) as exc:
-        waited = runtime.total_seconds()
-        if waited < memo.config.deletion_grace_seconds:
-            delay = min(memo.config.retry_backoff_seconds * 2 ** min(retry, 6), 60.0)
-            raise kopf.TemporaryError(f"cannot reach Qdrant to delete: {exc}",
-                                      delay=delay) from None
-        event(body, True, "FinalizerReleased",
-              f"Qdrant unreachable for {waited:.0f}s (grace period "
-              f"{memo.config.deletion_grace_seconds:.0f}s); the collection may remain: {exc}")
-        return
-    logger.info("AlbumCollection %s/%s deleted: %s", ref.namespace, ref.name, message)
+    message = await delete_within_grace(
+        body, memo.config, retry, runtime,
+        lambda: delete_album_collection(ref, spec, memo), "the collection")
+    if message:
+        logger.info("AlbumCollection %s/%s deleted: %s", ref.namespace, ref.name, message)

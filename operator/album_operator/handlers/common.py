@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import kopf
 from pydantic import BaseModel, ValidationError
 
+from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.qdrant.connection import QdrantError
+from album_operator.config import OperatorConfig
 from album_operator.core.conditions import find, status_patch
 
 M = TypeVar("M", bound=BaseModel)
@@ -40,3 +44,22 @@ def condition_reason(status: Mapping[str, Any], condition_type: str) -> str | No
 
 def event(body: kopf.Body, warning: bool, reason: str, message: str) -> None:
     kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)
+
+
+async def delete_within_grace(body: kopf.Body, config: OperatorConfig, retry: int,
+                              runtime: dt.timedelta, delete: Callable[[], Awaitable[str]],
+                              left_behind: str) -> str | None:
+    """Runs a deletion; while Qdrant is unreachable retries with backoff, and after the
+    grace period releases the finalizer with a Warning event, so namespaces never hang."""
+    try:
+        return await delete()
+    except (QdrantError, SecretUnavailable) as exc:
+        waited = runtime.total_seconds()
+        if waited < config.deletion_grace_seconds:
+            delay = min(config.retry_backoff_seconds * 2 ** min(retry, 6), 60.0)
+            raise kopf.TemporaryError(f"cannot reach Qdrant to delete: {exc}",
+                                      delay=delay) from None
+        event(body, True, "FinalizerReleased",
+              f"Qdrant unreachable for {waited:.0f}s (grace period "
+              f"{config.deletion_grace_seconds:.0f}s); {left_behind} may remain: {exc}")
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import kopf
@@ -9,9 +10,14 @@ import kopf
 from album_operator.adapters.kube import SecretUnavailable
 from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
 from album_operator.adapters.qdrant.connection import QdrantError
-from album_operator.handlers.common import event, parse_spec, write_status
+from album_operator.handlers.common import delete_within_grace, event, parse_spec, write_status
 from album_operator.models.master_merge import MasterMergeSpec
-from album_operator.reconcilers.master_merge import KIND, MergeRef, step_master_merge
+from album_operator.reconcilers.master_merge import (
+    KIND,
+    MergeRef,
+    delete_master_merge,
+    step_master_merge,
+)
 from album_operator.services import Services
 
 
@@ -47,3 +53,18 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
         message = build.get("message") or f"{build.get('name')}: {new_phase}"
         event(body, new_phase == "Failed", new_phase, message)
         logger.info("MasterMerge %s/%s: %s", ref.namespace, ref.name, message)
+
+
+async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
+                 logger: kopf.Logger, **_: Any) -> None:
+    ref = _ref(body)
+    memo.locks.forget(ref.uid)
+    try:
+        spec = parse_spec(MasterMergeSpec, body)
+    except kopf.PermanentError:
+        return
+    message = await delete_within_grace(
+        body, memo.config, retry, runtime, lambda: delete_master_merge(ref, spec, memo),
+        "masters and the alias")
+    if message:
+        logger.info("MasterMerge %s/%s deleted: %s", ref.namespace, ref.name, message)

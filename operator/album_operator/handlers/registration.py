@@ -43,6 +43,7 @@ def _register_master_merges(registry: kopf.OperatorRegistry, config: OperatorCon
     kopf.on.update(*MASTER_MERGES, id="update", registry=registry)(step)
     kopf.timer(*MASTER_MERGES, id="step", registry=registry,
                interval=config.merge_step_seconds)(step)
+    kopf.on.delete(*MASTER_MERGES, id="delete", registry=registry)(master_merge.delete)
 
 
 async def _probe_qdrant(*, memo: Services, **_: Any) -> str:

@@ -21,6 +21,7 @@ from album_operator.adapters.qdrant.merge import (
     alias_target,
     copy_step,
     decode_offset,
+    delete_alias,
     encode_offset,
     swap_alias,
 )
@@ -414,3 +415,21 @@ async def _maybe_rollback(ref: MergeRef, spec: MasterMergeSpec, status: dict[str
     return {**changes, "conditions": _conditions(status, ref.generation, now, ConditionUpdate(
         "Ready", "True", "RolledBack", f"alias {spec.alias} -> {wanted} (rollback)"))}
 
+
+
+async def delete_master_merge(ref: MergeRef, spec: MasterMergeSpec, services: Services
+                              ) -> str:
+    """Applies the deletion policy. Delete removes the alias (if it still points at one of
+    this resource's masters) and every master this resource built; Retain keeps both."""
+    if spec.deletion_policy == "Retain":
+        return "alias and masters retained (deletionPolicy Retain)"
+    engine = await services.engine_for(ref.namespace, spec.connection)
+    owned = await asyncio.to_thread(_owned_masters, engine, ref.uid)
+    current = await asyncio.to_thread(alias_target, engine, spec.alias)
+    if current in owned:
+        QDRANT_WRITES.labels("DeleteAlias").inc()
+        await asyncio.to_thread(delete_alias, engine, spec.alias)
+    for name in owned:
+        await qdrant_collections.delete(engine, name)
+    return f"deleted {len(owned)} masters" + (f" and alias {spec.alias}" if current in owned
+                                              else "")

@@ -136,3 +136,8 @@ def swap_alias(engine: QdrantEngine, alias: str, target: str) -> None:
     ]
     QDRANT_WRITES.labels("SwapAlias").inc()
     engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=actions))
+
+
+def delete_alias(engine: QdrantEngine, alias: str) -> None:
+    action = qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
+    engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=[action]))
