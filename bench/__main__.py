@@ -7,18 +7,22 @@ import json
 import sys
 from pathlib import Path
 
-from bench import collections
+from bench import collections, merge
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", default=["collections"],
-                        choices=["collections"], help="benchmarks to run (default: all)")
+    parser.add_argument("which", nargs="*", default=["collections", "merge"],
+                        choices=["collections", "merge"], help="benchmarks (default: all)")
     parser.add_argument("--count", type=int, default=200, help="AlbumCollections to apply")
     parser.add_argument("--idle-seconds", type=float, default=300.0,
                         help="how long to watch the idle operator")
     parser.add_argument("--resync-seconds", type=float, default=10.0,
                         help="operator resync interval during the benchmark")
+    parser.add_argument("--merge-sizes", type=int, nargs="+", default=[200, 800],
+                        help="points per source year for the merge benchmark")
+    parser.add_argument("--merge-batch", type=int, default=256,
+                        help="MasterMerge copy batch size")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -26,6 +30,8 @@ def main() -> int:
         results["collections"] = collections.run(collections.Settings(
             count=args.count, idle_seconds=args.idle_seconds,
             resync_seconds=args.resync_seconds))
+    if "merge" in args.which:
+        results["merge"] = merge.run(args.merge_sizes, args.merge_batch)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
