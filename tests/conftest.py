@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,6 +21,7 @@ from album_operator.runner import OperatorThread
 from tests.helpers import Kubectl
 
 TEST_NAMESPACE_PREFIX = "albumops-it-"
+T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -90,3 +92,11 @@ def operator(kubectl: Kubectl, qdrant_pool: QdrantPool) -> Iterator[OperatorThre
                             health_port=None)
     with OperatorThread(config, qdrant_pool) as running:
         yield running
+
+
+@pytest.fixture
+def qdrant(qdrant_pool: QdrantPool, operator: OperatorThread) -> Callable[..., Any]:
+    """Runs a function with the operator's own Qdrant client (one engine, one lock)."""
+    def call(fn: Callable[[Any], T]) -> T:
+        return qdrant_pool.engine().call(fn)
+    return call

@@ -10,7 +10,6 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from album_operator.adapters.localcluster.cluster import free_port
-from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.runner import OperatorThread
 from tests.helpers import Kubectl, condition, wait_for
 
@@ -18,13 +17,6 @@ pytestmark = pytest.mark.cluster
 T = TypeVar("T")
 RESYNC_S = 2.0
 
-
-@pytest.fixture
-def qdrant(qdrant_pool: QdrantPool, operator: OperatorThread) -> Callable[..., Any]:
-    """Runs a function with the operator's own Qdrant client (one engine, one lock)."""
-    def call(fn: Callable[[QdrantClient], T]) -> T:
-        return qdrant_pool.engine().call(fn)
-    return call
 
 
 def album(name: str, collection: str, size: int = 8, **spec: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from album_operator.adapters.qdrant.connection import QdrantPool
@@ -21,12 +20,6 @@ YEARS = range(2017, 2026)
 DIM = 512
 PER_YEAR = 40
 
-
-@pytest.fixture
-def qdrant(qdrant_pool: QdrantPool, operator: OperatorThread) -> Callable[..., Any]:
-    def call(fn: Callable[[QdrantClient], T]) -> T:
-        return qdrant_pool.engine().call(fn)
-    return call
 
 
 def prefix(namespace: str) -> str:

@@ -20,7 +20,8 @@ from album_operator.core.claims import Claimant
 from album_operator.core.engine import EMBEDDED
 from album_operator.models.album_collection import AlbumCollectionSpec
 from album_operator.models.common import ConnectionSpec
-from album_operator.reconcilers.album_collection import ResourceRef, reconcile_album_collection
+from album_operator.reconcilers.album_collection import KIND, reconcile_album_collection
+from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
 T = TypeVar("T")
@@ -55,7 +56,7 @@ class OneEngineServices(Services):
 
 def ref(name: str = "album-2019", uid: str = "uid-1",
         created: str = "2026-01-01T00:00:00Z") -> ResourceRef:
-    return ResourceRef("photos", name, uid, 1, created, {})
+    return ResourceRef(KIND, "photos", name, uid, 1, created, {})
 
 
 def reconcile(services: Services, status: dict[str, Any], who: ResourceRef | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from album_operator.core.collection_plan import CollectionPlan
@@ -36,7 +36,6 @@ class AlbumReconcileResult:
 class _ConditionPair:
     ready: ConditionUpdate
     synced: ConditionUpdate
-    extras: tuple[ConditionUpdate, ...] = field(default_factory=tuple)
 
 
 def _ignored_note(result: AlbumReconcileResult) -> str:
@@ -98,7 +97,7 @@ def album_status(result: AlbumReconcileResult, previous: dict[str, Any], generat
     """The whole status the resource should have after this reconcile."""
     pair = _conditions_for(result)
     conditions = merge_conditions(previous.get("conditions", []),
-                                  [pair.ready, pair.synced, *pair.extras], now, generation)
+                                  [pair.ready, pair.synced], now, generation)
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,

@@ -26,11 +26,11 @@ from album_operator.handlers.common import (
 from album_operator.models.album_collection import AlbumCollectionSpec
 from album_operator.reconcilers.album_collection import (
     KIND,
-    ResourceRef,
     claim_key,
     delete_album_collection,
     reconcile_album_collection,
 )
+from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
 RETRYABLE = {"QdrantUnavailable"}
@@ -70,7 +70,7 @@ def _synced_reason(result: AlbumReconcileResult) -> str:
 async def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
                     logger: kopf.Logger, **kwargs: Any) -> None:
     album_claims: kopf.Index[str, Claimant] = kwargs["album_claims"]
-    ref = ResourceRef.from_body(body)
+    ref = ResourceRef.from_body(KIND, body)
     spec = parse_spec(AlbumCollectionSpec, body)
     previous = dict(body.get("status") or {})
     claimants = list(album_claims.get(claim_key(ref.namespace, spec), []))
@@ -91,7 +91,7 @@ async def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
                  logger: kopf.Logger, **_: Any) -> None:
-    ref = ResourceRef.from_body(body)
+    ref = ResourceRef.from_body(KIND, body)
     memo.locks.forget(ref.uid)
     try:
         spec = parse_spec(AlbumCollectionSpec, body)

@@ -14,24 +14,16 @@ from album_operator.handlers.common import delete_within_grace, event, parse_spe
 from album_operator.models.master_merge import MasterMergeSpec
 from album_operator.reconcilers.master_merge import (
     KIND,
-    MergeRef,
     delete_master_merge,
     step_master_merge,
 )
+from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
-
-
-def _ref(body: kopf.Body) -> MergeRef:
-    meta = body["metadata"]
-    return MergeRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
-                    generation=int(meta.get("generation", 0)),
-                    created=meta.get("creationTimestamp", ""),
-                    annotations=dict(meta.get("annotations") or {}))
 
 
 async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf.Logger,
                **_: Any) -> None:
-    ref = _ref(body)
+    ref = ResourceRef.from_body(KIND, body)
     spec = parse_spec(MasterMergeSpec, body)
     previous = dict(body.get("status") or {})
     async with memo.locks.hold(ref.uid):
@@ -57,7 +49,7 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
                  logger: kopf.Logger, **_: Any) -> None:
-    ref = _ref(body)
+    ref = ResourceRef.from_body(KIND, body)
     memo.locks.forget(ref.uid)
     try:
         spec = parse_spec(MasterMergeSpec, body)

@@ -7,7 +7,6 @@ anything is written, and a paused resource or an immutable mismatch writes nothi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from album_operator.adapters.kube import SecretUnavailable
@@ -26,43 +25,15 @@ from album_operator.core.collection_plan import (
 from album_operator.core.collections import (
     OWNER_KIND,
     ObservedCollection,
-    Owner,
     desired_from_spec,
     ignored_settings,
 )
 from album_operator.models.album_collection import AlbumCollectionSpec
+from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
 KIND = "AlbumCollection"
 PAUSED_ANNOTATION = "albumops.io/paused"
-
-
-@dataclass(frozen=True)
-class ResourceRef:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created: str
-    annotations: dict[str, str]
-
-    @classmethod
-    def from_body(cls, body: Any) -> ResourceRef:
-        meta = body["metadata"]
-        return cls(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
-                   generation=int(meta.get("generation", 0)),
-                   created=meta.get("creationTimestamp", ""),
-                   annotations=dict(meta.get("annotations") or {}))
-
-    @property
-    def paused(self) -> bool:
-        return self.annotations.get(PAUSED_ANNOTATION, "").lower() == "true"
-
-    def claimant(self) -> Claimant:
-        return Claimant(self.created, self.uid, self.namespace, self.name)
-
-    def owner(self) -> Owner:
-        return Owner(KIND, self.namespace, self.name, self.uid)
 
 
 def claim_key(namespace: str, spec: AlbumCollectionSpec) -> str:
@@ -161,7 +132,7 @@ async def _reconcile_with_engine(
                    + "; ".join(plan.immutable_mismatches))
         return AlbumReconcileResult("ImmutableFieldMismatch", message=message,
                                     observed=observed, plan=plan, owned_indexes=owned, **common)
-    if ref.paused and plan.actions:
+    if ref.annotation_is_true(PAUSED_ANNOTATION) and plan.actions:
         pending = ", ".join(describe_action(a) for a in plan.actions)
         return AlbumReconcileResult(
             "Paused", observed=observed, plan=plan, owned_indexes=owned, **common,

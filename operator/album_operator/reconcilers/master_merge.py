@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from album_operator.adapters.metrics import QDRANT_WRITES
@@ -30,7 +29,6 @@ from album_operator.core.collections import (
     OWNER_UID,
     DesiredCollection,
     ObservedCollection,
-    Owner,
 )
 from album_operator.core.conditions import ConditionUpdate, merge_conditions
 from album_operator.core.merge import (
@@ -56,6 +54,7 @@ from album_operator.core.timeutil import parse_rfc3339, rfc3339
 from album_operator.models.collection_settings import VectorParams
 from album_operator.models.common import LabelSelector
 from album_operator.models.master_merge import MasterMergeSpec
+from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
 KIND = "MasterMerge"
@@ -71,19 +70,6 @@ class BuildFailed(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class MergeRef:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created: str
-    annotations: dict[str, str]
-
-    def owner(self) -> Owner:
-        return Owner(KIND, self.namespace, self.name, self.uid)
-
-
 def label_selector(selector: LabelSelector) -> str:
     terms = [f"{k}={v}" for k, v in sorted(selector.match_labels.items())]
     for req in selector.match_expressions:
@@ -93,7 +79,7 @@ def label_selector(selector: LabelSelector) -> str:
     return ",".join(terms)
 
 
-async def resolve_sources(ref: MergeRef, spec: MasterMergeSpec, services: Services
+async def resolve_sources(ref: ResourceRef, spec: MasterMergeSpec, services: Services
                           ) -> list[str]:
     sources = list(spec.sources or [])
     if spec.source_selector is not None:
@@ -107,12 +93,8 @@ async def resolve_sources(ref: MergeRef, spec: MasterMergeSpec, services: Servic
     return sources
 
 
-def _now(services: Services) -> str:
-    return rfc3339(services.clock())
-
-
-def _trigger_state(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any]
-                   ) -> TriggerState:
+def _trigger_state(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                   now: dt.datetime) -> TriggerState:
     build = status.get("currentBuild") or {}
     last = status.get("lastScheduledTime")
     return TriggerState(
@@ -122,7 +104,7 @@ def _trigger_state(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any]
         last_rebuild_token=status.get("lastRebuildToken"),
         schedule=spec.schedule,
         last_scheduled_time=parse_rfc3339(last) if last else None,
-        created=parse_rfc3339(ref.created) if ref.created else dt.datetime.now(dt.UTC),
+        created=parse_rfc3339(ref.created) if ref.created else now,
         suspended=spec.suspend,
         building=bool(build) and build.get("phase") not in TERMINAL,
         pinned=spec.rollback_to is not None,
@@ -140,7 +122,7 @@ def _owned_masters(engine: QdrantEngine, uid: str) -> list[str]:
     return engine.call(list_owned)
 
 
-def _start_build(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+def _start_build(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
                  engine: QdrantEngine, reason: str, now: str) -> dict[str, Any]:
     prefix = spec.target_prefix or spec.alias
     known = _owned_masters(engine, ref.uid) + [h["name"] for h in status.get("history", [])]
@@ -163,7 +145,7 @@ def _vector_layout(observed: ObservedCollection) -> dict[str, tuple[int, str]]:
     return {name: (v.size, v.distance) for name, v in observed.vectors.items()}
 
 
-async def _plan(ref: MergeRef, spec: MasterMergeSpec, build: dict[str, Any],
+async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
                 services: Services, engine: QdrantEngine) -> dict[str, Any]:
     sources = await resolve_sources(ref, spec, services)
     if not sources:
@@ -181,7 +163,7 @@ async def _plan(ref: MergeRef, spec: MasterMergeSpec, build: dict[str, Any],
                           f"sources disagree on vector names, sizes or distances: {detail}")
     reader = SourceReader(engine)
     collisions = await asyncio.to_thread(
-        find_collisions, [(s, list(reader.ids(s))) for s in sources])
+        lambda: find_collisions([(s, list(reader.ids(s))) for s in sources]))
     if collisions and spec.id_conflict_policy == "Fail":
         raise BuildFailed("IdCollision", collision_message(collisions))
     counts = {s: o.points_count for s, o in observed.items()}
@@ -191,7 +173,7 @@ async def _plan(ref: MergeRef, spec: MasterMergeSpec, build: dict[str, Any],
             "expectedPoints": expected_distinct_points(counts, collisions)}
 
 
-async def _create_target(ref: MergeRef, spec: MasterMergeSpec, name: str,
+async def _create_target(ref: ResourceRef, spec: MasterMergeSpec, name: str,
                          template: ObservedCollection, engine: QdrantEngine) -> None:
     existing = await qdrant_collections.describe(engine, name)
     if existing is not None:
@@ -295,7 +277,7 @@ def _query_overlap(spec: MasterMergeSpec, reader: SourceReader, sources: list[st
     return worst, len(probes)
 
 
-async def _swap(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,
+async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,
                 engine: QdrantEngine, now: str) -> dict[str, Any]:
     current = await asyncio.to_thread(alias_target, engine, spec.alias)
     if current == target:  # a repeated step after the swap already happened
@@ -310,7 +292,8 @@ async def _swap(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any], ta
     if confirmed != target:
         raise BuildFailed("SwapNotConfirmed", f"alias {spec.alias} points at {confirmed}")
     prefix = spec.target_prefix or spec.alias
-    for name in masters_to_delete(_owned_masters(engine, ref.uid), prefix, target, target,
+    owned = await asyncio.to_thread(_owned_masters, engine, ref.uid)
+    for name in masters_to_delete(owned, prefix, target, target,
                                   spec.retention.keep_previous):
         QDRANT_WRITES.labels("DeleteCollection").inc()
         await qdrant_collections.delete(engine, name)
@@ -323,7 +306,7 @@ def _conditions(status: dict[str, Any], generation: int, now: str,
 
 
 def _finish(status: dict[str, Any], build: dict[str, Any], result: str, now: str,
-            ref: MergeRef, message: str, reason: str) -> dict[str, Any]:
+            ref: ResourceRef, message: str, reason: str) -> dict[str, Any]:
     build = {**build, "phase": result, "finishedAt": now, "message": message}
     if result == "Failed":
         build["failureReason"] = reason
@@ -338,14 +321,15 @@ def _finish(status: dict[str, Any], build: dict[str, Any], result: str, now: str
                                       ConditionUpdate("Building", "False", result, message))}
 
 
-async def step_master_merge(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
                             services: Services) -> dict[str, Any]:
     """One step of the build state machine. Returns status fields that change (maybe none)."""
     engine = await services.engine_for(ref.namespace, spec.connection)
-    now = _now(services)
+    moment = services.clock()
+    now = rfc3339(moment)
     build = status.get("currentBuild")
     if not build or build.get("phase") in TERMINAL:
-        reason = rebuild_reason(_trigger_state(ref, spec, status), services.clock())
+        reason = rebuild_reason(_trigger_state(ref, spec, status, moment), moment)
         if reason is None:
             return await _maybe_rollback(ref, spec, status, engine, now)
         changes = await asyncio.to_thread(_start_build, ref, spec, status, engine, reason,
@@ -360,7 +344,7 @@ async def step_master_merge(ref: MergeRef, spec: MasterMergeSpec, status: dict[s
         return _finish(status, build, "Failed", now, ref, str(failure), failure.reason)
 
 
-async def _advance(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
                    build: dict[str, Any], services: Services, engine: QdrantEngine,
                    now: str) -> dict[str, Any]:
     phase = build["phase"]
@@ -397,13 +381,14 @@ async def _advance(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
             "progress": f"{build.get('copiedPoints', 0)}/{total}"}
 
 
-async def _maybe_rollback(ref: MergeRef, spec: MasterMergeSpec, status: dict[str, Any],
+async def _maybe_rollback(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
                           engine: QdrantEngine, now: str) -> dict[str, Any]:
     wanted = spec.rollback_to
     if not wanted or wanted == status.get("aliasTarget") or spec.suspend:
         return {}
     prefix = spec.target_prefix or spec.alias
-    if parse_version(prefix, wanted) is None or wanted not in _owned_masters(engine, ref.uid):
+    owned = await asyncio.to_thread(_owned_masters, engine, ref.uid)
+    if parse_version(prefix, wanted) is None or wanted not in owned:
         return {"conditions": _conditions(status, ref.generation, now, ConditionUpdate(
             "Ready", "False", "RollbackTargetMissing",
             f"rollbackTo {wanted} is not a kept master of this resource"))}
@@ -417,7 +402,7 @@ async def _maybe_rollback(ref: MergeRef, spec: MasterMergeSpec, status: dict[str
 
 
 
-async def delete_master_merge(ref: MergeRef, spec: MasterMergeSpec, services: Services
+async def delete_master_merge(ref: ResourceRef, spec: MasterMergeSpec, services: Services
                               ) -> str:
     """Applies the deletion policy. Delete removes the alias (if it still points at one of
     this resource's masters) and every master this resource built; Retain keeps both."""
