@@ -43,7 +43,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]
         binary = shutil.which("kubectl") or "kubectl"
         yield Kubectl(binary, kubeconfig, cache)
         return
-    name = "pytest"
+    name = os.environ.get("ALBUMOPS_TEST_CLUSTER", "pytest")
     already_running = cluster.read_state(name) is not None
     state = cluster.up(name)
     os.environ["KUBECONFIG"] = state.kubeconfig

@@ -7,16 +7,19 @@ from dataclasses import replace
 
 import pytest
 
+from album_operator.core.collections import ObservedCollection, ObservedVector
+from album_operator.core.engine import EMBEDDED, SERVER
 from album_operator.core.merge import (
     TRANSITIONS,
-    Collision,
+    CopyRate,
     Phase,
     StepOutcome,
     TriggerState,
-    collision_message,
+    bulk_load_collection,
+    copy_rate,
     due_scheduled_time,
-    expected_distinct_points,
-    find_collisions,
+    indexing_outcome,
+    master_collection,
     masters_to_delete,
     may_swap,
     merged_top_k,
@@ -28,6 +31,8 @@ from album_operator.core.merge import (
     top_k_overlap,
     vectors_match,
 )
+from album_operator.models.collection_settings import HnswConfig, OptimizersConfig
+from album_operator.models.master_merge import TargetOverrides
 
 UTC = dt.UTC
 
@@ -116,25 +121,6 @@ def test_missed_scheduled_runs_collapse_into_one_catch_up() -> None:
     assert due_scheduled_time("0 * * * *", NOW, NOW) is None
 
 
-def test_collisions_name_every_source_in_order() -> None:
-    collisions = find_collisions([("album_2017", [1, 2, 3]), ("album_2018", [3, 4]),
-                                  ("album_2019", [3, 5, 1])])
-    assert collisions == [Collision(1, ("album_2017", "album_2019")),
-                          Collision(3, ("album_2017", "album_2018", "album_2019"))]
-    assert expected_distinct_points({"album_2017": 3, "album_2018": 2, "album_2019": 3},
-                                    collisions) == 5
-
-
-def test_disjoint_sources_have_no_collisions() -> None:
-    assert find_collisions([("a", [1, 2]), ("b", ["x", 3])]) == []
-
-
-def test_the_collision_message_gives_a_few_examples_and_a_count() -> None:
-    collisions = [Collision(i, ("a", "b")) for i in range(8)]
-    message = collision_message(collisions, examples=2)
-    assert message == "8 point IDs appear in more than one source: 0 (a & b), 1 (a & b) and 6 more"
-
-
 @pytest.mark.parametrize(("alias_target", "last_left", "allowed"), [
     (None, None, True),
     (None, "album_master_v1", True),
@@ -196,3 +182,66 @@ def test_rollback_schedule_and_retention_do_not_change_the_build_digest() -> Non
     other = MasterMergeSpec.model_validate({"sources": ["a", "b", "c"]})
     assert build_digest(base) == build_digest(same)
     assert build_digest(base) != build_digest(other)
+
+
+@pytest.mark.parametrize(("copied", "expected", "elapsed", "rate", "eta"), [
+    (0, 1000, 10, None, None),
+    (500, 1000, 0, None, None),
+    (500, 1000, 10, 50.0, 10),
+    (1000, 1000, 4, 250.0, 0),
+    (1, 10_000, 3, 0.3, 29_997),
+])
+def test_copy_rate_and_eta(copied: int, expected: int, elapsed: int, rate: float | None,
+                           eta: int | None) -> None:
+    started = NOW - dt.timedelta(seconds=elapsed)
+    assert copy_rate(copied, expected, started, NOW) == CopyRate(rate, eta)
+    assert copy_rate(copied, expected, None, NOW) == CopyRate(None, None)
+
+
+@pytest.mark.parametrize(("to_restore", "status", "outcome"), [
+    (["hnsw.m"], "green", "more"),
+    ([], "yellow", "more"),
+    ([], "grey", "more"),
+    ([], "green", "done"),
+    (["hnsw.m"], "red", "failed"),
+])
+def test_indexing_ends_when_settings_are_back_and_the_master_is_green(
+        to_restore: list[str], status: str, outcome: StepOutcome) -> None:
+    assert indexing_outcome(to_restore, status) == outcome
+
+
+TEMPLATE = ObservedCollection(
+    name="album_2017", vectors={"": ObservedVector(size=512, distance="Cosine")},
+    hnsw={"m": 32, "efConstruct": 200}, optimizers={"indexingThreshold": 10000},
+    quantization={"scalar": {"type": "int8", "alwaysRam": True}},
+    payload_indexes={"year": {"type": "integer", "options": {"lookup": True}},
+                     "camera": {"type": "keyword", "options": {}}})
+
+
+def test_the_master_inherits_the_sources_settings() -> None:
+    master = master_collection("album_master_v3", TEMPLATE, None, {"owner": "x"})
+    assert master.vectors[""].size == 512
+    assert master.vectors[""].distance == "Cosine"
+    assert master.hnsw == HnswConfig(m=32, ef_construct=200)
+    assert master.optimizers == OptimizersConfig(indexing_threshold=10000)
+    assert master.quantization is not None
+    assert master.quantization.scalar is not None
+    assert [(i.field, i.type) for i in master.payload_indexes] == [
+        ("camera", "keyword"), ("year", "integer")]
+    assert master.metadata == {"owner": "x"}
+
+
+def test_overrides_replace_what_the_sources_have() -> None:
+    overrides = TargetOverrides.model_validate({
+        "hnsw": {"efConstruct": 64}, "payloadIndexes": [{"field": "day", "type": "datetime"}]})
+    master = master_collection("m_v1", TEMPLATE, overrides, {})
+    assert master.hnsw == HnswConfig(m=16, ef_construct=64)  # m made explicit
+    assert [i.field for i in master.payload_indexes] == ["day"]
+
+
+def test_the_load_defers_hnsw_only_where_the_engine_builds_graphs() -> None:
+    final = master_collection("m_v1", TEMPLATE, None, {})
+    loading = bulk_load_collection(final, SERVER)
+    assert loading.hnsw == HnswConfig(m=0, ef_construct=200)
+    assert replace(loading, hnsw=final.hnsw) == final
+    assert bulk_load_collection(final, EMBEDDED) == final

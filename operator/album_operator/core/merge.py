@@ -1,7 +1,7 @@
-"""MasterMerge decisions as pure functions: names, triggers, phases, collisions, retention.
+"""MasterMerge decisions as pure functions: names, triggers, phases, progress, retention.
 
-The controller that executes these (scroll, upsert, verify, swap) is not wired yet; these
-decisions are the part that must be right before anything is copied or any alias moves.
+The reconciler (``reconcilers/master_merge.py``) executes them; ID-set decisions live in
+``core/idstreams.py``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,22 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from croniter import croniter
 
-from album_operator.models.master_merge import MasterMergeSpec
+from album_operator.core.collections import DesiredCollection, ObservedCollection
+from album_operator.core.engine import EngineCapabilities
+from album_operator.core.idstreams import PointId
+from album_operator.models.collection_settings import (
+    HnswConfig,
+    OptimizersConfig,
+    PayloadIndex,
+    QuantizationConfig,
+    VectorParams,
+)
+from album_operator.models.master_merge import MasterMergeSpec, TargetOverrides
 
 Phase = Literal[
     "Pending", "Planning", "Copying", "Indexing", "Verifying", "Swapping", "Succeeded", "Failed"
@@ -119,38 +129,6 @@ def rebuild_reason(state: TriggerState, now: dt.datetime) -> str | None:
     return None
 
 
-PointId = int | str
-
-
-@dataclass(frozen=True)
-class Collision:
-    point_id: PointId
-    sources: tuple[str, ...]
-
-
-def find_collisions(ids_by_source: Sequence[tuple[str, Iterable[PointId]]]
-                    ) -> list[Collision]:
-    """Point IDs present in more than one source, with the sources in their given order."""
-    seen: dict[PointId, list[str]] = {}
-    for source, ids in ids_by_source:
-        for point_id in ids:
-            seen.setdefault(point_id, []).append(source)
-    return [Collision(pid, tuple(srcs)) for pid, srcs in seen.items() if len(srcs) > 1]
-
-
-def collision_message(collisions: Sequence[Collision], examples: int = 5) -> str:
-    shown = ", ".join(f"{c.point_id} ({' & '.join(c.sources)})" for c in collisions[:examples])
-    more = f" and {len(collisions) - examples} more" if len(collisions) > examples else ""
-    return f"{len(collisions)} point IDs appear in more than one source: {shown}{more}"
-
-
-def expected_distinct_points(counts: Mapping[str, int], collisions: Sequence[Collision]
-                             ) -> int:
-    """Distinct points after a PreferLater merge: each collision counted once."""
-    duplicates = sum(len(c.sources) - 1 for c in collisions)
-    return sum(counts.values()) - duplicates
-
-
 def may_swap(alias_target: str | None, last_left_target: str | None) -> bool:
     """The alias moves only if nobody else moved it since this resource last did."""
     return alias_target is None or alias_target == last_left_target
@@ -194,3 +172,79 @@ def merged_top_k(results: Iterable[Sequence[tuple[PointId, float]]], k: int,
     pooled = [hit for hits in results for hit in hits]
     pooled.sort(key=lambda hit: hit[1], reverse=higher_is_better)
     return [point_id for point_id, _ in pooled[:k]]
+
+
+@dataclass(frozen=True)
+class CopyRate:
+    points_per_second: float | None
+    eta_seconds: int | None
+
+
+def copy_rate(copied: int, expected: int, started: dt.datetime | None, now: dt.datetime
+              ) -> CopyRate:
+    """Average rate since the copy started, and the time left at that rate."""
+    elapsed = (now - started).total_seconds() if started else 0.0
+    if elapsed <= 0 or copied <= 0:
+        return CopyRate(None, None)
+    rate = copied / elapsed
+    return CopyRate(round(rate, 1), math.ceil(max(expected - copied, 0) / rate))
+
+
+def indexing_outcome(settings_to_restore: Sequence[str], collection_status: str
+                     ) -> StepOutcome:
+    """Indexing ends once the deferred settings are back and the master is green."""
+    if collection_status == "red":
+        return "failed"
+    if settings_to_restore or collection_status != "green":
+        return "more"
+    return "done"
+
+
+QDRANT_DEFAULT_HNSW_M = 16
+
+
+def _inherited_indexes(template: ObservedCollection) -> tuple[PayloadIndex, ...]:
+    return tuple(PayloadIndex.model_validate({**index.get("options", {}), "field": name,
+                                              "type": index["type"]})
+                 for name, index in sorted(template.payload_indexes.items()))
+
+
+def master_collection(name: str, template: ObservedCollection,
+                      overrides: TargetOverrides | None, metadata: Mapping[str, str]
+                      ) -> DesiredCollection:
+    """The master as it must end up: the sources' vectors and settings, then the overrides.
+
+    HNSW ``m`` is always explicit, so the value deferred during the load can be restored.
+    """
+    hnsw = (overrides.hnsw if overrides and overrides.hnsw else
+            HnswConfig.model_validate(template.hnsw))
+    if hnsw.m is None:
+        hnsw = hnsw.model_copy(update={"m": QDRANT_DEFAULT_HNSW_M})
+    optimizers = (overrides.optimizers if overrides and overrides.optimizers else
+                  OptimizersConfig.model_validate(template.optimizers)
+                  if template.optimizers else None)
+    quantization = (overrides.quantization if overrides and overrides.quantization else
+                    QuantizationConfig.model_validate(template.quantization)
+                    if template.quantization else None)
+    indexes = (tuple(overrides.payload_indexes) if overrides and overrides.payload_indexes
+               else _inherited_indexes(template))
+    return DesiredCollection(
+        name=name,
+        vectors={n: VectorParams.model_validate({"size": v.size, "distance": v.distance,
+                                                 "datatype": v.datatype or "Float32"})
+                 for n, v in template.vectors.items()},
+        hnsw=hnsw,
+        quantization=quantization,
+        optimizers=optimizers,
+        payload_indexes=indexes,
+        metadata=metadata,
+    )
+
+
+def bulk_load_collection(final: DesiredCollection, caps: EngineCapabilities
+                         ) -> DesiredCollection:
+    """The master as created for the copy: on engines that build HNSW graphs, with graph
+    building off (``m=0``) so points load without indexing; Indexing restores ``final``."""
+    if not caps.applies_hnsw:
+        return final
+    return replace(final, hnsw=(final.hnsw or HnswConfig()).model_copy(update={"m": 0}))

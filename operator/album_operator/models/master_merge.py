@@ -167,6 +167,8 @@ class BuildStatus(CamelModel):
     finished_at: str | None = Field(default=None, description="End time (RFC 3339).")
     expected_points: int = Field(default=0, description="Distinct points to copy.")
     copied_points: int = Field(default=0, description="Points copied.")
+    copy_started_at: str | None = Field(default=None,
+                                        description="When the copy began (RFC 3339).")
     points_per_second: float | None = Field(default=None, description="Copy rate.")
     eta_seconds: int | None = Field(default=None, description="Estimated seconds left.")
     sources: list[SourceProgress] = Field(default_factory=list, max_length=64,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import random
 from typing import Any
 
 from album_operator.adapters.metrics import QDRANT_WRITES
@@ -24,6 +23,7 @@ from album_operator.adapters.qdrant.merge import (
     encode_offset,
     swap_alias,
 )
+from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import (
     OWNER_KIND,
     OWNER_UID,
@@ -31,29 +31,28 @@ from album_operator.core.collections import (
     ObservedCollection,
 )
 from album_operator.core.conditions import ConditionUpdate, merge_conditions
+from album_operator.core.idstreams import OutOfOrder, collision_message, scan_collisions
 from album_operator.core.merge import (
     TERMINAL,
     StepOutcome,
     TriggerState,
     build_digest,
-    collision_message,
-    expected_distinct_points,
-    find_collisions,
+    bulk_load_collection,
+    copy_rate,
+    indexing_outcome,
+    master_collection,
     masters_to_delete,
     may_swap,
-    merged_top_k,
     next_phase,
     next_version,
     parse_version,
     rebuild_reason,
     target_name,
-    top_k_overlap,
-    vectors_match,
 )
 from album_operator.core.timeutil import parse_rfc3339, rfc3339
-from album_operator.models.collection_settings import VectorParams
 from album_operator.models.common import LabelSelector
 from album_operator.models.master_merge import MasterMergeSpec
+from album_operator.reconcilers.merge_verification import config_differences, verify_master
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
@@ -145,136 +144,114 @@ def _vector_layout(observed: ObservedCollection) -> dict[str, tuple[int, str]]:
     return {name: (v.size, v.distance) for name, v in observed.vectors.items()}
 
 
-async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
-                services: Services, engine: QdrantEngine) -> dict[str, Any]:
-    sources = await resolve_sources(ref, spec, services)
-    if not sources:
-        raise BuildFailed("NoSources", "no source collections matched")
+async def _describe_sources(sources: list[str], engine: QdrantEngine
+                            ) -> dict[str, ObservedCollection]:
     observed = {}
     for source in sources:
         found = await qdrant_collections.describe(engine, source)
         if found is None:
             raise BuildFailed("SourceMissing", f"source collection {source} does not exist")
         observed[source] = found
+    return observed
+
+
+async def _final_master(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
+                        engine: QdrantEngine) -> DesiredCollection:
+    """The master as it must be once built; the first source is the settings template."""
+    first = build["sources"][0]["name"]
+    template = (await _describe_sources([first], engine))[first]
+    return master_collection(build["name"], template, spec.target_overrides,
+                             ref.owner().metadata())
+
+
+async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
+                services: Services, engine: QdrantEngine, now: str) -> dict[str, Any]:
+    sources = await resolve_sources(ref, spec, services)
+    if not sources:
+        raise BuildFailed("NoSources", "no source collections matched")
+    observed = await _describe_sources(sources, engine)
     layouts = {s: _vector_layout(o) for s, o in observed.items()}
     if len({tuple(sorted(layout.items())) for layout in layouts.values()}) > 1:
         detail = "; ".join(f"{s}: {layout}" for s, layout in layouts.items())
         raise BuildFailed("IncompatibleSources",
                           f"sources disagree on vector names, sizes or distances: {detail}")
     reader = SourceReader(engine)
-    collisions = await asyncio.to_thread(
-        lambda: find_collisions([(s, list(reader.ids(s))) for s in sources]))
-    if collisions and spec.id_conflict_policy == "Fail":
-        raise BuildFailed("IdCollision", collision_message(collisions))
-    counts = {s: o.points_count for s, o in observed.items()}
-    await _create_target(ref, spec, build["name"], observed[sources[0]], engine)
-    return {**build, "sources": [{"name": s, "total": counts[s], "copied": 0, "done": False}
-                                 for s in sources],
-            "expectedPoints": expected_distinct_points(counts, collisions)}
+    scan = await asyncio.to_thread(
+        lambda: scan_collisions([(s, reader.ids(s)) for s in sources]))
+    if scan.colliding_ids and spec.id_conflict_policy == "Fail":
+        raise BuildFailed("IdCollision", collision_message(scan))
+    final = master_collection(build["name"], observed[sources[0]], spec.target_overrides,
+                              ref.owner().metadata())
+    await _create_target(ref, final, engine)
+    return {**build, "sources": [{"name": s, "total": observed[s].points_count, "copied": 0,
+                                  "done": False} for s in sources],
+            "expectedPoints": scan.distinct, "copyStartedAt": now}
 
 
-async def _create_target(ref: ResourceRef, spec: MasterMergeSpec, name: str,
-                         template: ObservedCollection, engine: QdrantEngine) -> None:
-    existing = await qdrant_collections.describe(engine, name)
+async def _create_target(ref: ResourceRef, final: DesiredCollection, engine: QdrantEngine
+                         ) -> None:
+    existing = await qdrant_collections.describe(engine, final.name)
     if existing is not None:
         if existing.owner_uid() != ref.uid:
-            raise BuildFailed("Conflict", f"{name} exists and is not owned by this merge")
+            raise BuildFailed("Conflict", f"{final.name} exists and is not owned by this merge")
         return  # a restarted operator adopts the target it was building
-    overrides = spec.target_overrides
-    desired = DesiredCollection(
-        name=name,
-        vectors={n: VectorParams.model_validate({"size": v.size, "distance": v.distance,
-                                                 "datatype": v.datatype or "Float32"})
-                 for n, v in template.vectors.items()},
-        hnsw=overrides.hnsw if overrides else None,
-        quantization=overrides.quantization if overrides else None,
-        optimizers=overrides.optimizers if overrides else None,
-        payload_indexes=tuple(overrides.payload_indexes) if overrides else (),
-        metadata=ref.owner().metadata(),
-    )
-    QDRANT_WRITES.labels("CreateCollection").inc()
-    await engine.run(lambda client: qdrant_collections.create_sync(client, desired))
+    loading = bulk_load_collection(final, engine.capabilities)
+    for action in plan_collection(loading, None, engine.capabilities).actions:
+        await qdrant_collections.apply(engine, action)
 
 
-async def _copy(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngine
-                ) -> tuple[dict[str, Any], bool]:
+async def _copy(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngine,
+                moment: dt.datetime) -> tuple[dict[str, Any], bool]:
+    """One step of copying: on a server up to ``parallelism`` sources at once, each with
+    its share of the in-flight upserts; on the embedded engine one source at a time."""
     sources = [dict(s) for s in build["sources"]]
-    current = next((s for s in sources if not s["done"]), None)
-    if current is not None:
-        progress = await asyncio.to_thread(
-            copy_step, SourceReader(engine), engine, current["name"], build["name"],
-            decode_offset(current.get("nextOffset")), spec.copy_settings.batch_size,
-            PAGES_PER_STEP)
-        current.update(copied=current["copied"] + progress.copied, done=progress.done,
-                       nextOffset=encode_offset(progress.next_offset))
+    streams = spec.copy_settings.parallelism
+    pending = [s for s in sources if not s["done"]]
+    active = pending[:streams] if engine.capabilities.parallel_writes else pending[:1]
+    reader = SourceReader(engine)
+    per_source = max(1, streams // max(len(active), 1))
+    results = await asyncio.gather(*(asyncio.to_thread(
+        copy_step, reader, engine, s["name"], build["name"],
+        decode_offset(s.get("nextOffset")), spec.copy_settings.batch_size, PAGES_PER_STEP,
+        per_source) for s in active))
+    for source, progress in zip(active, results, strict=True):
+        source.update(copied=source["copied"] + progress.copied, done=progress.done,
+                      nextOffset=encode_offset(progress.next_offset))
     copied = sum(s["copied"] for s in sources)
-    return {**build, "sources": sources, "copiedPoints": copied}, all(
+    started = build.get("copyStartedAt")
+    rate = copy_rate(copied, build.get("expectedPoints", 0),
+                     parse_rfc3339(started) if started else None, moment)
+    return {**build, "sources": sources, "copiedPoints": copied,
+            "pointsPerSecond": rate.points_per_second, "etaSeconds": rate.eta_seconds}, all(
         s["done"] for s in sources)
 
 
-def _verify(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngine
-            ) -> dict[str, Any]:
-    reader = SourceReader(engine)
-    target = build["name"]
-    sources = [s["name"] for s in build["sources"]]
-    expected_ids = {pid for s in sources for pid in reader.ids(s)}
-    actual = reader.count(target)
-    problems = []
-    if actual != len(expected_ids):
-        problems.append(f"count {actual} != expected {len(expected_ids)}")
-    master_ids = set(reader.ids(target))
-    if master_ids != expected_ids:
-        problems.append(f"{len(expected_ids ^ master_ids)} IDs differ between master and "
-                        "sources")
-    rng = random.Random(build.get("version", 0))
-    sample = rng.sample(sorted(master_ids, key=str), min(spec.verify.sample_points,
-                                                         len(master_ids)))
-    mismatched = 0
-    copied = {r.id: r for r in reader.retrieve(target, sample)} if sample else {}
-    latest = {}
-    for source in sources:  # later sources win, as they did during the copy
-        latest.update({r.id: r for r in reader.retrieve(source, sample)})
-    for pid in sample:
-        want, got = latest.get(pid), copied.get(pid)
-        if want is None or got is None or want.payload != got.payload or not _same_vectors(
-                want.vector, got.vector):
-            mismatched += 1
-    if mismatched:
-        problems.append(f"{mismatched} of {len(sample)} sampled points differ")
-    overlap, queries = _query_overlap(spec, reader, sources, target, sample, latest, rng)
-    if overlap is not None and overlap < spec.verify.min_top_k_overlap:
-        problems.append(f"top-{spec.verify.top_k} overlap {overlap:.2f} < "
-                        f"{spec.verify.min_top_k_overlap}")
-    return {"passed": not problems, "expectedCount": len(expected_ids), "actualCount": actual,
-            "sampledPoints": len(sample), "mismatchedPoints": mismatched,
-            "sampledQueries": queries, "minOverlap": overlap,
-            "message": "; ".join(problems)}
+async def _index(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
+                 engine: QdrantEngine) -> StepOutcome:
+    """Restores the settings deferred for the load, then waits for the master to be green."""
+    final = await _final_master(ref, spec, build, engine)
+    observed = await qdrant_collections.describe(engine, final.name)
+    if observed is None:
+        raise BuildFailed("TargetMissing", f"{final.name} disappeared while indexing")
+    plan = plan_collection(final, observed, engine.capabilities,
+                           owned_indexes=frozenset(i.field for i in final.payload_indexes))
+    for action in plan.actions:
+        await qdrant_collections.apply(engine, action)
+    outcome = indexing_outcome([*plan.drift, *plan.immutable_mismatches], observed.status)
+    if outcome == "failed":
+        raise BuildFailed("IndexingFailed", f"{final.name} is {observed.status}")
+    return outcome
 
 
-def _same_vectors(left: Any, right: Any) -> bool:
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(
-            vectors_match(left[k], right[k]) for k in left)
-    return isinstance(left, list) and isinstance(right, list) and vectors_match(left, right)
-
-
-def _query_overlap(spec: MasterMergeSpec, reader: SourceReader, sources: list[str],
-                   target: str, sample: list[Any], latest: dict[Any, Any],
-                   rng: random.Random) -> tuple[float | None, int]:
-    probes = [latest[p] for p in rng.sample(sample, min(spec.verify.sample_queries,
-                                                        len(sample))) if p in latest]
-    worst: float | None = None
-    k = spec.verify.top_k
-    for probe in probes:
-        vector = probe.vector
-        using = None
-        if isinstance(vector, dict):
-            using, vector = next(iter(vector.items()))
-        union = merged_top_k([reader.search(s, vector, k, using) for s in sources], k)
-        master = [pid for pid, _ in reader.search(target, vector, k, using)]
-        overlap = top_k_overlap(union, master)
-        worst = overlap if worst is None else min(worst, overlap)
-    return worst, len(probes)
+async def _verify(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
+                  engine: QdrantEngine) -> dict[str, Any]:
+    final = await _final_master(ref, spec, build, engine)
+    observed = await qdrant_collections.describe(engine, final.name)
+    config_problems = config_differences(final, observed, engine.capabilities)
+    return await asyncio.to_thread(
+        verify_master, spec.verify, SourceReader(engine),
+        [s["name"] for s in build["sources"]], build["name"], config_problems,
+        build.get("version", 0))
 
 
 async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,
@@ -339,27 +316,30 @@ async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dic
             ConditionUpdate("Building", "True", "Planning", f"building because {reason}")))
         return changes
     try:
-        return await _advance(ref, spec, status, dict(build), services, engine, now)
+        return await _advance(ref, spec, status, dict(build), services, engine, moment)
+    except OutOfOrder as exc:
+        return _finish(status, build, "Failed", now, ref, str(exc), "UnorderedScroll")
     except BuildFailed as failure:
         return _finish(status, build, "Failed", now, ref, str(failure), failure.reason)
 
 
 async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
                    build: dict[str, Any], services: Services, engine: QdrantEngine,
-                   now: str) -> dict[str, Any]:
+                   moment: dt.datetime) -> dict[str, Any]:
+    now = rfc3339(moment)
     phase = build["phase"]
     extra: dict[str, Any] = {}
     outcome: StepOutcome
     if phase == "Planning":
-        build = await _plan(ref, spec, build, services, engine)
+        build = await _plan(ref, spec, build, services, engine, now)
         outcome = "done"
     elif phase == "Copying":
-        build, finished = await _copy(spec, build, engine)
+        build, finished = await _copy(spec, build, engine, moment)
         outcome = "done" if finished else "more"
     elif phase == "Indexing":
-        outcome = "done"
+        outcome = await _index(ref, spec, build, engine)
     elif phase == "Verifying":
-        verification = await asyncio.to_thread(_verify, spec, build, engine)
+        verification = await _verify(ref, spec, build, engine)
         extra["verification"] = verification
         verified = ConditionUpdate("Verified", "True" if verification["passed"] else "False",
                                    "Passed" if verification["passed"] else "Failed",

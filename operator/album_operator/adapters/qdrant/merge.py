@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import QdrantEngine
-from album_operator.core.merge import PointId
+from album_operator.core.idstreams import PointId
 
 Offset = PointId | None
 
@@ -100,21 +102,31 @@ class CopyProgress:
 
 
 def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
-              offset: Offset, batch_size: int, max_batches: int) -> CopyProgress:
+              offset: Offset, batch_size: int, max_batches: int, parallelism: int = 1
+              ) -> CopyProgress:
     """Copies up to ``max_batches`` pages from ``offset``; resumable from ``next_offset``.
 
-    Upserts are idempotent by ID, so repeating a step after a crash copies nothing twice.
+    The next page is scrolled while up to ``parallelism`` upserts are in flight, so memory
+    stays at ``batch_size * (parallelism + 1)`` points whatever the collection's size. The
+    returned offset is reached only after every upsert before it was confirmed, and upserts
+    are idempotent by ID, so repeating a step after a crash loses and duplicates nothing.
     """
     copied = 0
-    for _ in range(max_batches):
-        page = reader.page(source, offset, batch_size)
-        if page.points:
-            upsert_records(engine, target, page.points)
-            copied += len(page.points)
-        offset = page.next_offset
-        if offset is None:
-            return CopyProgress(copied, None, True)
-    return CopyProgress(copied, offset, False)
+    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="upsert") as pool:
+        in_flight: deque[Future[None]] = deque()
+        for _ in range(max_batches):
+            page = reader.page(source, offset, batch_size)
+            if page.points:
+                if len(in_flight) >= parallelism:
+                    in_flight.popleft().result()
+                in_flight.append(pool.submit(upsert_records, engine, target, page.points))
+                copied += len(page.points)
+            offset = page.next_offset
+            if offset is None:
+                break
+        for upsert in in_flight:
+            upsert.result()
+    return CopyProgress(copied, offset, offset is None)
 
 
 def alias_target(engine: QdrantEngine, alias: str) -> str | None:
