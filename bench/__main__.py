@@ -23,6 +23,8 @@ def main() -> int:
                         help="points per source year for the merge benchmark")
     parser.add_argument("--merge-batch", type=int, default=256,
                         help="MasterMerge copy batch size")
+    parser.add_argument("--merge-parallelism", type=int, default=4,
+                        help="MasterMerge upsert streams on a server")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -31,7 +33,8 @@ def main() -> int:
             count=args.count, idle_seconds=args.idle_seconds,
             resync_seconds=args.resync_seconds))
     if "merge" in args.which:
-        results["merge"] = merge.run(args.merge_sizes, args.merge_batch)
+        results["merge"] = merge.run(args.merge_sizes, args.merge_batch,
+                                     args.merge_parallelism)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -5,19 +5,25 @@ one fix without which it cannot be measured: it stops when the scroll cursor run
 written it starts over from the first page forever). MasterMerge: the operator's own copy
 path (read-only source view, ``copy_step`` pages with checkpoints, the engine's lock).
 
-Memory: the embedded engine keeps every point in RAM, so the process grows with the data
-whatever the copier does. What the copier controls is its in-flight memory, reported as
-the tracemalloc peak during the copy minus what stays allocated afterwards.
+Memory: the embedded engine keeps every point in RAM and grows its arrays by reallocation,
+so any copy into it shows transient memory that grows with the data whatever the copier
+does. To isolate the copier, each copy runs a second time onto the now complete master
+(upserts overwrite in place, the engine's storage no longer grows) and the tracemalloc
+peak above the memory held before and after is reported as the copier's in-flight memory.
+On a server (``QDRANT_URL``) the points live in another process, so the first pass already
+measures only the copier.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +31,11 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
+from album_operator.adapters.qdrant.connection import (
+    ConnectionSettings,
+    QdrantEngine,
+    open_engine,
+)
 from album_operator.adapters.qdrant.merge import SourceReader, copy_step
 from album_operator.reconcilers.master_merge import PAGES_PER_STEP
 
@@ -44,11 +54,11 @@ class Run:
         return self.points / self.seconds
 
 
-def _seed(client: QdrantClient, per_year: int) -> list[str]:
+def _seed(client: QdrantClient, per_year: int, prefix: str) -> list[str]:
     rng = np.random.default_rng(11)
     names = []
     for year in YEARS:
-        name = f"album_{year}"
+        name = f"{prefix}album_{year}"
         client.create_collection(name, vectors_config=qm.VectorParams(
             size=DIM, distance=qm.Distance.COSINE))
         for start in range(0, per_year, 500):
@@ -95,52 +105,104 @@ def naive_loop(client: QdrantClient, dest: str, sources: list[str]) -> None:
                 break
 
 
-def run_size(per_year: int, batch_size: int, workdir: Path) -> dict[str, object]:
-    path = workdir / f"engine-{per_year}"
-    engine = open_engine(ConnectionSettings(embedded_path=str(path)))
-    sources = engine.call(lambda c: _seed(c, per_year))
-    total = per_year * len(YEARS)
-    engine.call(lambda c: _create(c, "naive_master"))
-    naive = _measure(lambda: engine.call(lambda c: naive_loop(c, "naive_master", sources)),
-                     lambda: engine.call(lambda c: c.count("naive_master").count))
+def _copy_source(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
+                 batch_size: int, parallelism: int) -> None:
+    offset = None
+    while True:
+        progress = copy_step(reader, engine, source, target, offset, batch_size,
+                             PAGES_PER_STEP, parallelism)
+        offset = progress.next_offset
+        if progress.done:
+            return
 
-    engine.call(lambda c: _create(c, "album_master_v1"))
+
+def operator_copy(engine: QdrantEngine, sources: list[str], target: str, batch_size: int,
+                  parallelism: int) -> None:
+    """The reconciler's copy rule: on a server up to ``parallelism`` sources at once, each
+    with its share of in-flight upserts; on the embedded engine one source at a time."""
     reader = SourceReader(engine)
-
-    def operator_copy() -> None:
+    if not engine.capabilities.parallel_writes:
         for source in sources:
-            offset = None
-            while True:
-                progress = copy_step(reader, engine, source, "album_master_v1", offset,
-                                     batch_size, PAGES_PER_STEP)
-                offset = progress.next_offset
-                if progress.done:
-                    break
+            _copy_source(reader, engine, source, target, batch_size, 1)
+        return
+    active = min(parallelism, len(sources))
+    per_source = max(1, parallelism // active)
+    with ThreadPoolExecutor(max_workers=active) as pool:
+        list(pool.map(lambda s: _copy_source(reader, engine, s, target, batch_size,
+                                             per_source), sources))
 
-    merged = _measure(operator_copy,
-                      lambda: engine.call(lambda c: c.count("album_master_v1").count))
-    engine.close()
-    shutil.rmtree(path, ignore_errors=True)
-    assert naive.points == merged.points == total, (naive.points, merged.points, total)
+
+def _count(engine: QdrantEngine, name: str) -> int:
+    return engine.call(lambda c: c.count(name, exact=True).count)
+
+
+def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: int,
+             prefix: str) -> dict[str, object]:
+    sources = engine.call(lambda c: _seed(c, per_year, prefix))
+    total = per_year * len(YEARS)
+    naive_target, merge_target = f"{prefix}naive_master", f"{prefix}album_master_v1"
+    engine.call(lambda c: _create(c, naive_target))
+    engine.call(lambda c: _create(c, merge_target))
+
+    def naive() -> None:
+        engine.call(lambda c: naive_loop(c, naive_target, sources))
+
+    def merged() -> None:
+        operator_copy(engine, sources, merge_target, batch_size, parallelism)
+
+    naive_run = _measure(naive, lambda: _count(engine, naive_target))
+    merged_run = _measure(merged, lambda: _count(engine, merge_target))
+    naive_again = _measure(naive, lambda: _count(engine, naive_target))
+    merged_again = _measure(merged, lambda: _count(engine, merge_target))
+    for name in [*sources, naive_target, merge_target]:
+        engine.call(lambda c, n=name: c.delete_collection(n))
+    assert naive_run.points == merged_run.points == total, (naive_run.points,
+                                                            merged_run.points, total)
     return {
         "points": total,
-        "naive_points_per_s": round(naive.rate),
-        "mastermerge_points_per_s": round(merged.rate),
-        "ratio": round(merged.rate / naive.rate, 2),
-        "naive_transient_mb": round(naive.transient_mb, 1),
-        "mastermerge_transient_mb": round(merged.transient_mb, 1),
+        "naive_points_per_s": round(naive_run.rate),
+        "mastermerge_points_per_s": round(merged_run.rate),
+        "ratio": round(merged_run.rate / naive_run.rate, 2),
+        "naive_transient_mb": round(naive_run.transient_mb, 1),
+        "mastermerge_transient_mb": round(merged_run.transient_mb, 1),
+        "naive_inflight_mb": round(naive_again.transient_mb, 1),
+        "mastermerge_inflight_mb": round(merged_again.transient_mb, 1),
     }
 
 
-def run(sizes: list[int], batch_size: int) -> list[dict[str, object]]:
-    print(f"== merge: naive loop vs MasterMerge copy on the embedded engine (on disk), "
-          f"{len(YEARS)} sources of 512-d points, MasterMerge batch {batch_size}", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-merge-"))
+def _run_on(engine: QdrantEngine, label: str, sizes: list[int], batch_size: int,
+            parallelism: int, prefix: str) -> list[dict[str, object]]:
+    print(f"== merge on {label}: naive loop vs MasterMerge copy, {len(YEARS)} sources of "
+          f"512-d points, MasterMerge batch {batch_size}, parallelism {parallelism}",
+          flush=True)
     results = []
     for per_year in sizes:
         print(f"seeding {per_year * len(YEARS)} points ...", flush=True)
-        result = run_size(per_year, batch_size, workdir)
+        result = {"engine": label, **run_size(engine, per_year, batch_size, parallelism,
+                                              prefix)}
         print(json.dumps(result), flush=True)
         results.append(result)
-    shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def run(sizes: list[int], batch_size: int, parallelism: int = 4
+        ) -> list[dict[str, object]]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-merge-"))
+    engine = open_engine(ConnectionSettings(embedded_path=str(workdir / "engine")))
+    try:
+        results = _run_on(engine, "embedded engine (on disk)", sizes, batch_size, 1, "")
+    finally:
+        engine.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    url = os.environ.get("QDRANT_URL")
+    if url:
+        server = open_engine(ConnectionSettings(url=url,
+                                                api_key=os.environ.get("QDRANT_API_KEY")))
+        try:
+            results += _run_on(server, "Qdrant server", sizes, batch_size, parallelism,
+                               "bench_")
+        finally:
+            server.close()
+    else:
+        print("(set QDRANT_URL to also measure on a Qdrant server)", flush=True)
     return results

@@ -102,8 +102,16 @@ def test_a_master_is_built_verified_and_put_behind_its_alias(
     first = obj["status"]["aliasTarget"]
     assert first == f"{alias}_v1"
     assert alias_of(qdrant, alias) == first
-    assert obj["status"]["verification"]["passed"]
+    verification = obj["status"]["verification"]
+    assert verification["passed"]
+    assert verification["configMatches"]
+    assert verification["expectedCount"] == verification["actualCount"] == 9 * PER_YEAR
+    assert verification["sampledQueries"] == 8
     assert condition(obj, "Verified")["status"] == "True"  # type: ignore[index]
+    build = obj["status"]["currentBuild"]
+    assert build["pointsPerSecond"] > 0
+    assert build["etaSeconds"] == 0
+    assert [s["copied"] for s in build["sources"]] == [PER_YEAR] * 9
     expected = {year * 1000 + i for year in YEARS for i in range(PER_YEAR)}
     ids = {r.id for r in qdrant(lambda c: c.scroll(alias, limit=10_000)[0])}
     assert ids == expected
@@ -228,3 +236,20 @@ def test_an_operator_stopped_mid_copy_resumes_and_the_alias_never_shows_a_half_b
     assert set(seen) <= {None, f"{alias}_v1"}
     assert seen[-1] == f"{alias}_v1"
     assert qdrant(lambda c: c.count(alias, exact=True).count) == len(YEARS) * PER_YEAR
+
+
+@pytest.mark.qdrant_server
+def test_on_a_server_the_master_is_loaded_unindexed_then_indexed_and_green(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    sources = year_collections(kubectl, namespace, qdrant)
+    alias = f"{prefix(namespace)}_master"
+    kubectl.apply(merge("master", alias, copy={"batchSize": 64, "parallelism": 4},
+                        targetOverrides={"hnsw": {"m": 24}}), namespace)
+    obj = wait_phase(kubectl, namespace, "Succeeded")
+    master = obj["status"]["aliasTarget"]
+    info = qdrant(lambda c: c.get_collection(master))
+    assert info.config.hnsw_config.m == 24  # restored after the unindexed load
+    assert info.status.value == "green"
+    assert obj["status"]["verification"]["configMatches"]
+    assert info.points_count == sum(
+        qdrant(lambda c, s=s: c.count(s, exact=True).count) for s in sources)

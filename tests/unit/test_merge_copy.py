@@ -10,7 +10,11 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine
+from album_operator.adapters.qdrant.connection import (
+    ConnectionSettings,
+    QdrantEngine,
+    QdrantError,
+)
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
     alias_target,
@@ -61,7 +65,8 @@ def checksum(engine: QdrantEngine, collection: str) -> str:
 
 
 def copy_all(reader: SourceReader, engine: QdrantEngine, target: str,
-             crash_after_steps: int | None = None) -> dict[str, str | None]:
+             crash_after_steps: int | None = None, parallelism: int = 1
+             ) -> dict[str, str | None]:
     """Copies every source in steps of 3 pages; returns the checkpoints of an early stop."""
     checkpoints: dict[str, str | None] = {}
     steps = 0
@@ -69,7 +74,7 @@ def copy_all(reader: SourceReader, engine: QdrantEngine, target: str,
         offset = None
         while True:
             progress = copy_step(reader, engine, source, target, offset, batch_size=32,
-                                 max_batches=3)
+                                 max_batches=3, parallelism=parallelism)
             offset = progress.next_offset
             checkpoints[source] = encode_offset(offset)
             steps += 1
@@ -80,11 +85,12 @@ def copy_all(reader: SourceReader, engine: QdrantEngine, target: str,
     return checkpoints
 
 
+@pytest.mark.parametrize("parallelism", [1, 4])
 def test_copy_preserves_ids_payloads_and_vectors_and_leaves_sources_unchanged(
-        engine: QdrantEngine) -> None:
+        engine: QdrantEngine, parallelism: int) -> None:
     before = {name: checksum(engine, name) for name in SOURCES}
     reader = SourceReader(engine)
-    copy_all(reader, engine, "master_v1")
+    copy_all(reader, engine, "master_v1", parallelism=parallelism)
     assert {name: checksum(engine, name) for name in SOURCES} == before
     master_ids = set(reader.ids("master_v1"))
     assert master_ids == {i for ids in SOURCES.values() for i in ids}
@@ -95,10 +101,12 @@ def test_copy_preserves_ids_payloads_and_vectors_and_leaves_sources_unchanged(
         assert vectors_match(copied[record.id].vector, record.vector)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("parallelism", [1, 3])
 def test_a_copy_resumed_from_its_checkpoint_ends_with_exactly_the_union(
-        engine: QdrantEngine) -> None:
+        engine: QdrantEngine, parallelism: int) -> None:
     reader = SourceReader(engine)
-    checkpoints = copy_all(reader, engine, "master_v1", crash_after_steps=2)
+    checkpoints = copy_all(reader, engine, "master_v1", crash_after_steps=2,
+                           parallelism=parallelism)
     partial = reader.count("master_v1")
     assert 0 < partial < sum(len(ids) for ids in SOURCES.values())
     # Resume: the interrupted source continues from its checkpoint, the rest from the start.
@@ -116,6 +124,13 @@ def test_a_copy_resumed_from_its_checkpoint_ends_with_exactly_the_union(
             offset = progress.next_offset
     assert reader.count("master_v1") == sum(len(ids) for ids in SOURCES.values())
     assert set(reader.ids("master_v1")) == {i for ids in SOURCES.values() for i in ids}
+
+
+def test_a_failed_upsert_fails_the_step_so_its_checkpoint_is_never_recorded(
+        engine: QdrantEngine) -> None:
+    with pytest.raises(QdrantError):
+        copy_step(SourceReader(engine), engine, "album_2017", "no_such_master", None, 32, 3,
+                  parallelism=2)
 
 
 def test_the_source_reader_cannot_write() -> None:

@@ -39,12 +39,26 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
     RECONCILES.labels(KIND, str(changes.get("phase", "Idle"))).inc()
     if write_status(patch, previous, changes):
         STATUS_PATCHES.labels(KIND).inc()
+    build = changes.get("currentBuild") or {}
     new_phase = changes.get("phase")
     if new_phase and new_phase != previous.get("phase"):
-        build = changes.get("currentBuild") or {}
         message = build.get("message") or f"{build.get('name')}: {new_phase}"
         event(body, new_phase == "Failed", new_phase, message)
         logger.info("MasterMerge %s/%s: %s", ref.namespace, ref.name, message)
+    elif new_phase == "Copying" and _crossed_tenth(previous.get("currentBuild") or {}, build):
+        logger.info("MasterMerge %s/%s: copied %s/%s points (%s points/s, ETA %ss)",
+                    ref.namespace, ref.name, build.get("copiedPoints"),
+                    build.get("expectedPoints"), build.get("pointsPerSecond"),
+                    build.get("etaSeconds"))
+
+
+def _crossed_tenth(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Copy progress is logged at every tenth, not at every step."""
+    total = after.get("expectedPoints") or 0
+    if not total:
+        return False
+    return (10 * (before.get("copiedPoints") or 0) // total
+            != 10 * (after.get("copiedPoints") or 0) // total)
 
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,

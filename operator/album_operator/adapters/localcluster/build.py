@@ -109,7 +109,8 @@ HELM = GoTool(
     module_requirement=f"helm.sh/helm/v4 v{HELM_VERSION}",
     version_flag="version --short",
     version_marker=f"v{HELM_VERSION}",
-    ldflags=("-s", "-w"),
+    # Without it helm reports only "v4.3" and the cached binary never counts as current.
+    ldflags=("-s", "-w", f"-X helm.sh/helm/v4/internal/version.version=v{HELM_VERSION}"),
 )
 CONTROL_PLANE_TOOLS = (ETCD, KUBE_APISERVER, KUBECTL)
 

@@ -101,6 +101,20 @@ class CopyProgress:
     done: bool
 
 
+def _copy_serially(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
+                   offset: Offset, batch_size: int, max_batches: int) -> CopyProgress:
+    copied = 0
+    for _ in range(max_batches):
+        page = reader.page(source, offset, batch_size)
+        if page.points:
+            upsert_records(engine, target, page.points)
+            copied += len(page.points)
+        offset = page.next_offset
+        if offset is None:
+            break
+    return CopyProgress(copied, offset, offset is None)
+
+
 def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
               offset: Offset, batch_size: int, max_batches: int, parallelism: int = 1
               ) -> CopyProgress:
@@ -111,6 +125,8 @@ def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: s
     returned offset is reached only after every upsert before it was confirmed, and upserts
     are idempotent by ID, so repeating a step after a crash loses and duplicates nothing.
     """
+    if parallelism == 1:  # the embedded engine: its lock would serialise a pipeline anyway
+        return _copy_serially(reader, engine, source, target, offset, batch_size, max_batches)
     copied = 0
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="upsert") as pool:
         in_flight: deque[Future[None]] = deque()
