@@ -64,6 +64,14 @@ def kubectl(control_plane: Kubectl) -> Kubectl:
     return control_plane
 
 
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary, built from Go modules into the cache on first use (about 4 minutes)."""
+    from album_operator.adapters.localcluster import build
+
+    return build.build(build.HELM)
+
+
 @pytest.fixture
 def namespace(kubectl: Kubectl) -> str:
     name = f"{TEST_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
@@ -83,13 +91,15 @@ def qdrant_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantPool
 
 
 @pytest.fixture(scope="session")
-def operator(kubectl: Kubectl, qdrant_pool: QdrantPool) -> Iterator[OperatorThread]:
+def operator(kubectl: Kubectl, qdrant_pool: QdrantPool,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorThread]:
     """One operator for the session, watching every test namespace, sharing the Qdrant pool."""
     from album_operator.config import OperatorConfig
 
     config = OperatorConfig(namespaces=(f"{TEST_NAMESPACE_PREFIX}*",), resync_seconds=2.0,
                             retry_backoff_seconds=1.0, deletion_grace_seconds=5.0,
-                            health_port=None)
+                            health_port=None, snapshot_port=0, edge_step_seconds=1.0,
+                            snapshot_dir=str(tmp_path_factory.mktemp("edge-snapshots")))
     with OperatorThread(config, qdrant_pool) as running:
         yield running
 
@@ -100,3 +110,11 @@ def qdrant(qdrant_pool: QdrantPool, operator: OperatorThread) -> Callable[..., A
     def call(fn: Callable[[Any], T]) -> T:
         return qdrant_pool.engine().call(fn)
     return call
+
+
+@pytest.fixture
+def edge_url(operator: OperatorThread) -> str:
+    """Base URL of the operator's snapshot endpoint."""
+    assert operator.services is not None
+    assert operator.services.edge_port is not None
+    return f"http://127.0.0.1:{operator.services.edge_port}"

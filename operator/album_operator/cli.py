@@ -29,7 +29,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--metrics-port", type=int, default=None, help="Prometheus metrics port")
     run.add_argument("--snapshot-port", type=int, default=None,
                      help="port of the edge snapshot endpoint")
-    run.add_argument("--snapshot-dir", default=None, help="where built snapshots are kept")
+    run.add_argument("--snapshot-dir", default=os.environ.get("ALBUMOPS_SNAPSHOT_DIR"),
+                     help="where built snapshots are kept (default: next to the embedded "
+                     "engine's data)")
     run.add_argument("--peering", default=None,
                      help="kopf peering name for leader election across replicas")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -75,7 +77,8 @@ def _local_cluster(action: str, name: str) -> int:
     from album_operator.adapters.localcluster import build, cluster
 
     if action == "build":
-        for tool, path in build.ensure_control_plane_binaries().items():
+        tools = {**build.ensure_control_plane_binaries(), "helm": build.build(build.HELM)}
+        for tool, path in tools.items():
             print(f"{tool}: {path}")
         return 0
     if action == "up":

@@ -30,7 +30,14 @@ class OperatorConfig:
     metrics_port: int | None = None
     snapshot_port: int | None = None
     snapshot_dir: str | None = None
+    edge_step_seconds: float = 5.0
     peering: str | None = None
+
+    @property
+    def snapshot_root(self) -> str:
+        """Where Build snapshots and publishing shards live: --snapshot-dir, or next to the
+        embedded engine's data."""
+        return self.snapshot_dir or str(Path(self.embedded_path).parent / "edge-snapshots")
 
     @property
     def all_namespaces(self) -> bool:

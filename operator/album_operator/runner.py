@@ -8,6 +8,7 @@ from types import TracebackType
 
 import kopf
 
+from album_operator.adapters.edge.endpoint import EdgeEndpoint
 from album_operator.adapters.logs import configure_logging
 from album_operator.adapters.metrics import serve as serve_metrics
 from album_operator.adapters.qdrant.connection import QdrantPool
@@ -26,6 +27,19 @@ async def run_operator(
 ) -> None:
     liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port
                 else None)
+    endpoint = (EdgeEndpoint(services.edge, config.snapshot_port).start()
+                if config.snapshot_port is not None else None)
+    services.edge_port = endpoint.port if endpoint else None
+    try:
+        await _run_kopf(config, services, stop_flag, ready_flag, liveness)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+
+
+async def _run_kopf(config: OperatorConfig, services: Services,
+                    stop_flag: threading.Event | None, ready_flag: threading.Event | None,
+                    liveness: str | None) -> None:
     await kopf.operator(
         registry=build_registry(config),
         settings=build_settings(config),
@@ -70,11 +84,13 @@ class OperatorThread:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self.services: Services | None = None
         self._thread = threading.Thread(target=self._main, name="album-operator", daemon=True)
 
     def _main(self) -> None:
         async def main() -> None:
             services = await build_services(self.config, pool=self.pool)
+            self.services = services
             await run_operator(self.config, services, self._stop, self._ready)
 
         try:

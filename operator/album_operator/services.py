@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from album_operator.adapters.edge.endpoint import EdgeRegistry
 from album_operator.adapters.kube import KubeApi, load_api_client
 from album_operator.adapters.qdrant.connection import (
     ConnectionSettings,
@@ -46,7 +47,9 @@ class Services:
     pool: QdrantPool
     kube: KubeApi
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    edge: EdgeRegistry = field(default_factory=EdgeRegistry)
     clock: Callable[[], dt.datetime] = utc_now
+    edge_port: int | None = None
 
     async def engine_for(self, namespace: str, connection: ConnectionSpec | None
                          ) -> QdrantEngine:

@@ -17,7 +17,6 @@ from album_operator.core.merge import (
     TriggerState,
     bulk_load_collection,
     copy_rate,
-    due_scheduled_time,
     indexing_outcome,
     master_collection,
     masters_to_delete,
@@ -31,6 +30,7 @@ from album_operator.core.merge import (
     top_k_overlap,
     vectors_match,
 )
+from album_operator.core.schedule import due_scheduled_time
 from album_operator.models.collection_settings import HnswConfig, OptimizersConfig
 from album_operator.models.master_merge import TargetOverrides
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter(
     "albumops_reconciles_total", "Reconciles by kind and outcome.", ["kind", "outcome"])
@@ -14,6 +14,34 @@ STATUS_PATCHES = Counter(
     "albumops_status_patches_total", "Status patches written, by kind.", ["kind"])
 DRIFT_REPAIRS = Counter(
     "albumops_drift_repairs_total", "Collections repaired after drift, by kind.", ["kind"])
+
+MERGE_POINTS_COPIED = Counter(
+    "albumops_merge_points_copied_total", "Points copied into masters.", ["namespace", "name"])
+MERGE_POINTS_PER_SECOND = Gauge(
+    "albumops_merge_points_per_second", "Copy rate of the current build.",
+    ["namespace", "name"])
+MERGE_VERIFICATIONS = Counter(
+    "albumops_merge_verifications_total", "Master verifications by result.",
+    ["namespace", "name", "result"])
+MERGE_LAST_SWAP = Gauge(
+    "albumops_merge_last_swap_timestamp_seconds",
+    "Unix time of the last successful alias swap (time since = now - this).",
+    ["namespace", "name"])
+EDGE_SNAPSHOT_CREATED = Gauge(
+    "albumops_edge_snapshot_created_timestamp_seconds",
+    "Unix time the newest snapshot was published (its age = now - this).",
+    ["namespace", "name"])
+EDGE_BYTES_PUBLISHED = Gauge(
+    "albumops_edge_bytes_published", "Bytes of the snapshots a policy keeps.",
+    ["namespace", "name"])
+EDGE_PARTIALS = Counter(
+    "albumops_edge_partial_requests_total", "Partial snapshots served.", ["namespace", "name"])
+EDGE_BYTES_SAVED = Counter(
+    "albumops_edge_partial_bytes_saved_total",
+    "Bytes partial snapshots saved against full ones.", ["namespace", "name"])
+EDGE_UPLOADS = Counter(
+    "albumops_edge_upload_points_total", "Points devices uploaded, by result.",
+    ["namespace", "name", "result"])
 
 
 def serve(port: int) -> None:

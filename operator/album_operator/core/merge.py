@@ -15,11 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from croniter import croniter
-
 from album_operator.core.collections import DesiredCollection, ObservedCollection
 from album_operator.core.engine import EngineCapabilities
 from album_operator.core.idstreams import PointId
+from album_operator.core.schedule import due_scheduled_time
 from album_operator.models.collection_settings import (
     HnswConfig,
     OptimizersConfig,
@@ -94,20 +93,6 @@ class TriggerState:
     suspended: bool
     building: bool
     pinned: bool = False
-
-
-def due_scheduled_time(schedule: str, since: dt.datetime, now: dt.datetime
-                       ) -> dt.datetime | None:
-    """The latest scheduled time in (since, now], or None.
-
-    Runs missed while the operator was down collapse into this one catch-up, not a burst.
-    """
-    first = croniter(schedule, since).get_next(dt.datetime)
-    if first > now:
-        return None
-    latest: dt.datetime = croniter(schedule, now + dt.timedelta(seconds=1)).get_prev(
-        dt.datetime)
-    return latest
 
 
 def rebuild_reason(state: TriggerState, now: dt.datetime) -> str | None:

@@ -13,13 +13,14 @@ import kopf
 
 from album_operator.adapters.kube import kopf_login
 from album_operator.config import OperatorConfig
-from album_operator.handlers import album_collection, master_merge
+from album_operator.handlers import album_collection, edge_snapshot_policy, master_merge
 from album_operator.models.common import GROUP, VERSION
 from album_operator.services import Services
 
 PREFIX = "albumops.io"
 ALBUM_COLLECTIONS = (GROUP, VERSION, "albumcollections")
 MASTER_MERGES = (GROUP, VERSION, "mastermerges")
+EDGE_POLICIES = (GROUP, VERSION, "edgesnapshotpolicies")
 
 
 def _register_album_collections(registry: kopf.OperatorRegistry,
@@ -46,6 +47,16 @@ def _register_master_merges(registry: kopf.OperatorRegistry, config: OperatorCon
     kopf.on.delete(*MASTER_MERGES, id="delete", registry=registry)(master_merge.delete)
 
 
+def _register_edge_policies(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    step = edge_snapshot_policy.step
+    kopf.on.resume(*EDGE_POLICIES, id="resume", registry=registry)(step)
+    kopf.on.create(*EDGE_POLICIES, id="create", registry=registry)(step)
+    kopf.on.update(*EDGE_POLICIES, id="update", registry=registry)(step)
+    kopf.timer(*EDGE_POLICIES, id="step", registry=registry,
+               interval=config.edge_step_seconds)(step)
+    kopf.on.delete(*EDGE_POLICIES, id="delete", registry=registry)(edge_snapshot_policy.delete)
+
+
 async def _probe_qdrant(*, memo: Services, **_: Any) -> str:
     return memo.pool.default.describe()
 
@@ -55,6 +66,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     kopf.on.login(id="login", registry=registry)(kopf_login)
     _register_album_collections(registry, config)
     _register_master_merges(registry, config)
+    _register_edge_policies(registry, config)
     kopf.on.probe(id="qdrant", registry=registry)(_probe_qdrant)
     return registry
 

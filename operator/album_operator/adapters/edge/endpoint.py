@@ -1,0 +1,325 @@
+"""The snapshot endpoint devices talk to (protocol: ``docs/edge-protocol.md``).
+
+A threaded stdlib HTTP server: downloads stream from disk or from Qdrant in chunks, so no
+snapshot is ever held whole in memory. Policies are registered by their reconciler; a
+token opens its own policy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from album_operator.adapters.edge.server_source import ServerSnapshots
+from album_operator.adapters.edge.store import PolicyStore, sha256_of, stream_file
+from album_operator.adapters.metrics import EDGE_BYTES_SAVED, EDGE_PARTIALS, EDGE_UPLOADS
+from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
+from album_operator.core.edge import RoutedPoint, partial_files, route_points
+from album_operator.models.edge_snapshot_policy import UploadSpec
+
+PREFIX = r"^/v1/namespaces/(?P<ns>[a-z0-9-]+)/policies/(?P<policy>[a-z0-9.-]+)"
+ROUTES = {
+    ("GET", re.compile(PREFIX + r"/snapshots$")): "list",
+    ("GET", re.compile(PREFIX + r"/shards/(?P<shard>[0-9]+)/snapshot$")): "full",
+    ("POST", re.compile(PREFIX + r"/shards/(?P<shard>[0-9]+)/partial$")): "partial",
+    ("POST", re.compile(PREFIX + r"/points$")): "points",
+}
+MAX_BODY = 256 << 20
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Counters:
+    partials_served: int = 0
+    bytes_saved: int = 0
+    uploads_accepted: int = 0
+    uploads_rejected: int = 0
+
+
+@dataclass
+class PolicyAccess:
+    namespace: str
+    name: str
+    token_digests: frozenset[str]
+    store: PolicyStore
+    engine: QdrantEngine
+    collection: str
+    vectors: dict[str, dict[str, Any]]
+    upload: UploadSpec | None
+    allowed_targets: frozenset[str]
+    server: ServerSnapshots | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    counters: Counters = field(default_factory=Counters)
+
+
+class EdgeRegistry:
+    """Policies the endpoint serves, keyed by namespace/name. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._policies: dict[tuple[str, str], PolicyAccess] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._counters: dict[tuple[str, str], Counters] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, namespace: str, name: str) -> threading.Lock:
+        """Held by a run and by partial packaging, so neither sees the other half-done."""
+        with self._guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+    def counters(self, namespace: str, name: str) -> Counters:
+        with self._guard:
+            return self._counters.setdefault((namespace, name), Counters())
+
+    def put(self, access: PolicyAccess) -> None:
+        access.lock = self.lock(access.namespace, access.name)
+        access.counters = self.counters(access.namespace, access.name)
+        with self._guard:
+            self._policies[(access.namespace, access.name)] = access
+
+    def remove(self, namespace: str, name: str) -> None:
+        with self._guard:
+            self._policies.pop((namespace, name), None)
+            self._locks.pop((namespace, name), None)
+            self._counters.pop((namespace, name), None)
+
+    def authorize(self, token: str | None, namespace: str, name: str
+                  ) -> PolicyAccess | int:
+        """The policy, or 401 (no or unknown token) / 403 (another policy's token)."""
+        if not token:
+            return 401
+        digest = token_digest(token)
+        with self._guard:
+            policies = list(self._policies.values())
+            wanted = self._policies.get((namespace, name))
+        if wanted is not None and any(hmac.compare_digest(digest, d)
+                                      for d in wanted.token_digests):
+            return wanted
+        known = any(hmac.compare_digest(digest, d) for p in policies for d in p.token_digests)
+        return 403 if known else 401
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Iterator[bytes] | bytes = b""
+    cleanup: Callable[[], None] | None = None
+
+
+def _json(status: int, value: Any) -> Reply:
+    return Reply(status, {"Content-Type": "application/json"}, json.dumps(value).encode())
+
+
+def list_snapshots(access: PolicyAccess) -> Reply:
+    if access.server is not None:
+        snapshots = access.server.list_published()
+    else:
+        snapshots = [{"shard": s.shard, "name": s.name, "collection": s.collection,
+                      "sha256": s.sha256, "sizeBytes": s.size_bytes, "createdAt": s.created_at}
+                     for s in access.store.snapshots()]
+    return _json(200, {"policy": access.name, "namespace": access.namespace,
+                       "collection": access.collection, "vectors": access.vectors,
+                       "snapshots": snapshots})
+
+
+def full_snapshot(access: PolicyAccess, shard: int) -> Reply:
+    if access.server is not None:
+        download = access.server.download_latest(shard)
+        if download is None:
+            raise HttpError(404, f"no snapshot of shard {shard} is published")
+        return Reply(200, download.headers, download.chunks, download.close)
+    latest = access.store.latest(shard)
+    if latest is None:
+        raise HttpError(404, f"no snapshot of shard {shard} is published")
+    return Reply(200, {"Content-Type": "application/x-tar",
+                       "Content-Length": str(latest.size_bytes),
+                       "X-Snapshot-Name": latest.name, "X-Snapshot-Sha256": latest.sha256},
+                 stream_file(access.store.path(latest.name)))
+
+
+def partial_snapshot(access: PolicyAccess, shard: int, device_manifest: Any) -> Reply:
+    if not isinstance(device_manifest, dict):
+        raise HttpError(400, "the body must be the shard's manifest (a JSON object)")
+    if access.server is not None:
+        download = access.server.partial(shard, device_manifest)
+        if download is None:
+            return Reply(304)
+        return Reply(200, download.headers, download.chunks, download.close)
+    with access.lock:
+        latest = access.store.latest(shard)
+        if latest is None:
+            raise HttpError(404, f"no snapshot of shard {shard} is published")
+        manifest = access.store.manifest_of(latest.name)
+        files = partial_files(manifest, device_manifest)
+        if files is None:
+            return Reply(304, {"X-Snapshot-Name": latest.name})
+        path = access.store.partial(files, manifest)
+    size = path.stat().st_size
+    access.counters.partials_served += 1
+    access.counters.bytes_saved += max(latest.size_bytes - size, 0)
+    EDGE_PARTIALS.labels(access.namespace, access.name).inc()
+    EDGE_BYTES_SAVED.labels(access.namespace, access.name).inc(max(latest.size_bytes - size, 0))
+    return Reply(200, {"Content-Type": "application/x-tar", "Content-Length": str(size),
+                       "X-Snapshot-Name": latest.name, "X-Snapshot-Sha256": sha256_of(path),
+                       "X-Full-Size-Bytes": str(latest.size_bytes)},
+                 stream_file(path), lambda: path.unlink(missing_ok=True))
+
+
+def upload_points(access: PolicyAccess, body: Any) -> Reply:
+    if access.upload is None:
+        raise HttpError(409, "this policy accepts no uploads (spec.upload is not set)")
+    points = body.get("points") if isinstance(body, dict) else None
+    if not isinstance(points, list):
+        raise HttpError(400, 'the body must be {"points": [...]}')
+    if len(points) > access.upload.max_batch_size:
+        raise HttpError(413, f"{len(points)} points exceed maxBatchSize "
+                        f"{access.upload.max_batch_size}")
+    layout = {name: int(v["size"]) for name, v in access.vectors.items()}
+    routed, rejected = route_points(points, access.upload, layout, access.allowed_targets)
+    try:
+        _upsert_routed(access.engine, routed)
+    except QdrantError as exc:
+        raise HttpError(503, f"Qdrant is unavailable: {exc}") from None
+    access.counters.uploads_accepted += len(routed)
+    access.counters.uploads_rejected += len(rejected)
+    EDGE_UPLOADS.labels(access.namespace, access.name, "accepted").inc(len(routed))
+    EDGE_UPLOADS.labels(access.namespace, access.name, "rejected").inc(len(rejected))
+    return _json(200, {"accepted": [p.point_id for p in routed],
+                       "rejected": [{"id": r.point_id, "reason": r.reason} for r in rejected]})
+
+
+def _upsert_routed(engine: QdrantEngine, routed: list[RoutedPoint]) -> None:
+    from qdrant_client import models as qm
+
+    by_collection: dict[str, list[qm.PointStruct]] = {}
+    for point in routed:
+        by_collection.setdefault(point.collection, []).append(qm.PointStruct(
+            id=point.point_id, vector=point.vector, payload=point.payload))
+    for collection, structs in by_collection.items():
+        _upsert(engine, collection, structs)
+
+
+def _upsert(engine: QdrantEngine, collection: str, points: list[Any]) -> None:
+    engine.call(lambda client: client.upsert(collection, points, wait=True))
+
+
+class EdgeEndpoint:
+    """Serves the registry on a port, in daemon threads."""
+
+    def __init__(self, registry: EdgeRegistry, port: int, host: str = "0.0.0.0") -> None:
+        self.registry = registry
+        self._server = ThreadingHTTPServer((host, port), _handler_class(registry))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="edge-endpoint", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> EdgeEndpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _dispatch(registry: EdgeRegistry, method: str, path: str, token: str | None,
+              read_body: Callable[[], Any]) -> Reply:
+    for (verb, pattern), action in ROUTES.items():
+        match = pattern.match(path)
+        if verb != method or match is None:
+            continue
+        access = registry.authorize(token, match["ns"], match["policy"])
+        if isinstance(access, int):
+            raise HttpError(access, "missing or invalid device token" if access == 401
+                            else "this token does not open this policy")
+        if action == "list":
+            return list_snapshots(access)
+        if action == "full":
+            return full_snapshot(access, int(match["shard"]))
+        if action == "partial":
+            return partial_snapshot(access, int(match["shard"]), read_body())
+        return upload_points(access, read_body())
+    raise HttpError(404, "no such route")
+
+
+def _handler_class(registry: EdgeRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Access logs would carry nothing a device cannot see; kept quiet."""
+
+        def _token(self) -> str | None:
+            header = self.headers.get("Authorization", "")
+            return header[7:].strip() if header.startswith("Bearer ") else None
+
+        def _body(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise HttpError(413, "request body too large")
+            try:
+                return json.loads(self.rfile.read(length) or b"null")
+            except ValueError:
+                raise HttpError(400, "the body is not JSON") from None
+
+        def _serve(self, method: str) -> None:
+            try:
+                reply = _dispatch(registry, method, self.path.split("?")[0], self._token(),
+                                  self._body)
+            except HttpError as exc:
+                reply = _json(exc.status, {"error": str(exc)})
+            self._send(reply)
+
+        def _send(self, reply: Reply) -> None:
+            try:
+                self.send_response(reply.status)
+                body = reply.body
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                if isinstance(body, bytes):
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                if "Content-Length" not in reply.headers:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for chunk in body:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                self.end_headers()
+                for chunk in body:
+                    self.wfile.write(chunk)
+            finally:
+                if reply.cleanup is not None:
+                    reply.cleanup()
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+    return Handler
+

@@ -1,0 +1,56 @@
+"""kopf wiring for EdgeSnapshotPolicy: one step per tick, status written once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import kopf
+
+from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
+from album_operator.adapters.qdrant.connection import QdrantError
+from album_operator.handlers.common import delete_within_grace, event, parse_spec, write_status
+from album_operator.models.edge_snapshot_policy import EdgeSnapshotPolicySpec
+from album_operator.reconcilers.edge_snapshot_policy import KIND, delete_policy, step_policy
+from album_operator.reconcilers.resource import ResourceRef
+from album_operator.services import Services
+
+
+async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf.Logger,
+               **_: Any) -> None:
+    ref = ResourceRef.from_body(KIND, body)
+    spec = parse_spec(EdgeSnapshotPolicySpec, body)
+    previous = dict(body.get("status") or {})
+    async with memo.locks.hold(ref.uid):
+        try:
+            changes = await step_policy(ref, spec, previous, memo)
+        except (QdrantError, SecretUnavailable) as exc:
+            RECONCILES.labels(KIND, "Error").inc()
+            raise kopf.TemporaryError(str(exc), delay=memo.config.retry_backoff_seconds
+                                      ) from None
+    changes["observedGeneration"] = ref.generation
+    if write_status(patch, previous, changes):
+        STATUS_PATCHES.labels(KIND).inc()
+    run = changes.get("lastRun")
+    if run and run != previous.get("lastRun"):
+        failed = run["result"] == "Failed"
+        RECONCILES.labels(KIND, run["result"]).inc()
+        event(body, failed, "RunFailed" if failed else "Published", run["message"])
+        logger.info("EdgeSnapshotPolicy %s/%s: %s", ref.namespace, ref.name, run["message"])
+
+
+async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
+                 logger: kopf.Logger, **_: Any) -> None:
+    ref = ResourceRef.from_body(KIND, body)
+    memo.locks.forget(ref.uid)
+    try:
+        spec = parse_spec(EdgeSnapshotPolicySpec, body)
+    except kopf.PermanentError:
+        return
+    status = dict(body.get("status") or {})
+    message = await delete_within_grace(
+        body, memo.config, retry, runtime, lambda: delete_policy(ref, spec, status, memo),
+        "published snapshots")
+    if message:
+        logger.info("EdgeSnapshotPolicy %s/%s deleted: %s", ref.namespace, ref.name, message)

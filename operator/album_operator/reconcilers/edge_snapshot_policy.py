@@ -1,0 +1,283 @@
+"""One step of an EdgeSnapshotPolicy: register it with the endpoint, publish when a run is
+due, apply retention, and report. Decisions come from ``core/edge.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from album_operator.adapters.edge import shardbuild
+from album_operator.adapters.edge.endpoint import PolicyAccess, token_digest
+from album_operator.adapters.edge.server_source import ServerSnapshots
+from album_operator.adapters.edge.store import PolicyStore, SnapshotFile
+from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.metrics import EDGE_BYTES_PUBLISHED, EDGE_SNAPSHOT_CREATED
+from album_operator.adapters.qdrant import collections as qdrant_collections
+from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
+from album_operator.adapters.qdrant.merge import alias_target
+from album_operator.core.conditions import ConditionUpdate, merge_conditions
+from album_operator.core.edge import (
+    SNAPSHOT_NOW_ANNOTATION,
+    DueRun,
+    Published,
+    RunTrigger,
+    due_run,
+    parse_duration,
+    snapshot_name,
+    snapshots_to_delete,
+)
+from album_operator.core.schedule import next_scheduled_time
+from album_operator.core.timeutil import parse_rfc3339, rfc3339
+from album_operator.models.edge_snapshot_policy import EdgeSnapshotPolicySpec
+from album_operator.reconcilers.resource import ResourceRef
+from album_operator.services import Services
+
+KIND = "EdgeSnapshotPolicy"
+BUILD_SHARD = 0  # a Build source publishes the whole (filtered) collection as one shard
+
+
+class PolicyProblem(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Target:
+    collection: str
+    layout: dict[str, shardbuild.VectorLayout]
+
+
+def policy_store(services: Services, ref: ResourceRef) -> PolicyStore:
+    return PolicyStore(Path(services.config.snapshot_root) / ref.namespace / ref.name)
+
+
+async def _resolve(engine: QdrantEngine, name: str) -> Target:
+    concrete = await asyncio.to_thread(alias_target, engine, name) or name
+    observed = await qdrant_collections.describe(engine, concrete)
+    if observed is None:
+        raise PolicyProblem("CollectionMissing", f"collection or alias {name} does not exist")
+    return Target(concrete, {n: shardbuild.VectorLayout(v.size, v.distance)
+                             for n, v in observed.vectors.items()})
+
+
+async def _device_tokens(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services
+                         ) -> tuple[frozenset[str], list[str]]:
+    digests, missing = set(), []
+    for device in spec.devices:
+        try:
+            data = await services.kube.read_secret(ref.namespace, device.token_secret_ref)
+        except SecretUnavailable:
+            missing.append(device.token_secret_ref)
+            continue
+        if data.get("token"):
+            digests.add(token_digest(data["token"]))
+        else:
+            missing.append(f"{device.token_secret_ref} (no key 'token')")
+    return frozenset(digests), missing
+
+
+async def _upload_targets(ref: ResourceRef, services: Services) -> frozenset[str]:
+    """Collections owned by AlbumCollections in the namespace; masters never qualify."""
+    items = await services.kube.list_custom("albumcollections", ref.namespace)
+    return frozenset(item["spec"].get("collectionName") or f"album_{item['spec']['year']}"
+                     for item in items)
+
+
+def _publish_build(access: PolicyAccess, spec: EdgeSnapshotPolicySpec,
+                   ref: ResourceRef, run: DueRun, now: str) -> str:
+    name = snapshot_name(ref.name, BUILD_SHARD, run.scheduled_for)
+    with access.lock:
+        if access.store.find(name) is not None:
+            return f"{name} already published; adopted"
+        layout = {n: shardbuild.VectorLayout(int(v["size"]), str(v["distance"]))
+                  for n, v in access.vectors.items()}
+        result = shardbuild.sync_shard(access.engine, access.collection, access.store.work,
+                                       layout, spec.edge_config, spec.filter)
+        manifest = shardbuild.manifest(access.store.work)
+        published = access.store.publish(BUILD_SHARD, name, access.collection, manifest, now,
+                                          rfc3339(run.scheduled_for))
+    verb = "built" if result.rebuilt else f"updated ({result.upserted} upserted, " \
+        f"{result.deleted} deleted)"
+    return (f"published {published.name} ({published.size_bytes} bytes, {result.points} "
+            f"points; shard {verb})")
+
+
+def _publish_server(server: ServerSnapshots, spec: EdgeSnapshotPolicySpec) -> str:
+    server.shards = server.shard_ids(spec.shards)
+    made = [server.create(shard)["name"] for shard in server.shards]
+    return f"Qdrant created {', '.join(made)}"
+
+
+def _published(access: PolicyAccess) -> list[SnapshotFile]:
+    if access.server is None:
+        return access.store.snapshots()
+    return [SnapshotFile(s["shard"], s["name"], s["collection"], int(s["sizeBytes"] or 0),
+                         s["sha256"] or "", s["createdAt"] or "", None)
+            for s in access.server.list_published()]
+
+
+def _apply_retention(access: PolicyAccess, spec: EdgeSnapshotPolicySpec, now: dt.datetime
+                     ) -> int:
+    snapshots = _published(access)
+    max_age = parse_duration(spec.retention.max_age) if spec.retention.max_age else None
+    doomed = snapshots_to_delete(
+        [Published(s.shard, s.name, parse_rfc3339(s.created_at)) for s in snapshots
+         if s.created_at], spec.retention.keep_last, max_age, now)
+    for snapshot in doomed:
+        if access.server is not None:
+            access.server.delete(snapshot.shard, snapshot.name)
+        else:
+            with access.lock:
+                access.store.delete(snapshot.name)
+    return len(doomed)
+
+
+async def register(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services,
+                   engine: QdrantEngine) -> tuple[PolicyAccess, list[str]]:
+    target = await _resolve(engine, spec.collection)
+    digests, missing = await _device_tokens(ref, spec, services)
+    server = None
+    if spec.source == "Server":
+        server = ServerSnapshots(engine.settings, target.collection)
+        server.shards = await asyncio.to_thread(server.shard_ids, spec.shards)
+    access = PolicyAccess(
+        namespace=ref.namespace, name=ref.name, token_digests=digests,
+        store=policy_store(services, ref), engine=engine, collection=target.collection,
+        vectors={n: {"size": v.size, "distance": v.distance}
+                 for n, v in target.layout.items()},
+        upload=spec.upload,
+        allowed_targets=await _upload_targets(ref, services) if spec.upload else frozenset(),
+        server=server)
+    services.edge.put(access)
+    return access, missing
+
+
+def _trigger(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, Any],
+             published_any: bool, now: dt.datetime) -> RunTrigger:
+    last = status.get("lastScheduledTime")
+    return RunTrigger(
+        schedule=spec.schedule,
+        last_scheduled_time=parse_rfc3339(last) if last else None,
+        created=parse_rfc3339(ref.created) if ref.created else now,
+        trigger_token=ref.annotations.get(SNAPSHOT_NOW_ANNOTATION),
+        last_trigger_token=status.get("lastTriggerToken"),
+        suspended=spec.suspend,
+        published_any=published_any)
+
+
+def _backing_off(status: dict[str, Any], now: dt.datetime, backoff_s: float) -> bool:
+    last = status.get("lastRun") or {}
+    if last.get("result") != "Failed" or not last.get("time"):
+        return False
+    return (now - parse_rfc3339(last["time"])).total_seconds() < backoff_s
+
+
+async def _run(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, access: PolicyAccess,
+               run: DueRun, now: dt.datetime) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        if access.server is not None:
+            message = await asyncio.to_thread(_publish_server, access.server, spec)
+        else:
+            message = await asyncio.to_thread(_publish_build, access, spec, ref, run,
+                                               rfc3339(now))
+        deleted = await asyncio.to_thread(_apply_retention, access, spec, now)
+        result = "Succeeded"
+        if deleted:
+            message += f"; retention deleted {deleted}"
+    except (QdrantError, OSError, RuntimeError) as exc:
+        result, message = "Failed", f"{run.reason}: {exc}"
+    changes: dict[str, Any] = {
+        "lastRun": {"time": rfc3339(now), "result": result, "message": message[:4000],
+                    "durationSeconds": round(time.monotonic() - started, 3)},
+        "lastTriggerToken": ref.annotations.get(SNAPSHOT_NOW_ANNOTATION),
+        # the schedule counts on from here, so a catch-up or manual run is not repeated
+        "lastScheduledTime": rfc3339(run.scheduled_for)}
+    return changes
+
+
+def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: PolicyAccess,
+            snapshots: list[SnapshotFile], now: dt.datetime, generation: int,
+            missing_tokens: list[str], changes: dict[str, Any]) -> dict[str, Any]:
+    counters = access.counters
+    total_bytes = sum(s.size_bytes for s in snapshots)
+    last_run = changes.get("lastRun") or status.get("lastRun") or {}
+    published = ConditionUpdate(
+        "Published", "True" if snapshots else "False",
+        "Published" if snapshots else ("RunFailed" if last_run.get("result") == "Failed"
+                                       else "NothingPublished"),
+        f"{len(snapshots)} snapshots of {access.collection}" if snapshots
+        else last_run.get("message") or "no run yet")
+    ready = (ConditionUpdate("Ready", "False", "DeviceSecretMissing",
+                             f"device token Secrets unavailable: {', '.join(missing_tokens)}")
+             if missing_tokens else
+             ConditionUpdate("Ready", "True" if snapshots else "False",
+                             "Ready" if snapshots else published.reason, published.message))
+    if snapshots:
+        EDGE_SNAPSHOT_CREATED.labels(access.namespace, access.name).set(
+            parse_rfc3339(snapshots[0].created_at).timestamp())
+    EDGE_BYTES_PUBLISHED.labels(access.namespace, access.name).set(total_bytes)
+    return {
+        "snapshots": [{"shard": s.shard, "name": s.name, "collection": s.collection,
+                       "sizeBytes": s.size_bytes, "sha256": s.sha256,
+                       "createdAt": s.created_at, "scheduledFor": s.scheduled_for}
+                      for s in snapshots],
+        "snapshotCount": len(snapshots),
+        "bytesPublished": total_bytes,
+        "partialRequestsServed": counters.partials_served,
+        "bytesSaved": counters.bytes_saved,
+        "nextRun": None if spec.suspend else rfc3339(next_scheduled_time(spec.schedule, now)),
+        "conditions": merge_conditions(status.get("conditions", []), [published, ready],
+                                       rfc3339(now), generation),
+    }
+
+
+def _failed(status: dict[str, Any], problem: PolicyProblem, now: dt.datetime,
+            generation: int) -> dict[str, Any]:
+    return {"conditions": merge_conditions(status.get("conditions", []), [
+        ConditionUpdate("Ready", "False", problem.reason, str(problem))], rfc3339(now),
+        generation)}
+
+
+async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, Any],
+                      services: Services) -> dict[str, Any]:
+    """Status fields after one step (unchanged values included; the handler writes only
+    what differs)."""
+    now = services.clock()
+    engine = await services.engine_for(ref.namespace, spec.connection)
+    try:
+        access, missing = await register(ref, spec, services, engine)
+    except PolicyProblem as problem:
+        return _failed(status, problem, now, ref.generation)
+    published = await asyncio.to_thread(_published, access)
+    changes: dict[str, Any] = {}
+    run = due_run(_trigger(ref, spec, status, bool(published), now), now)
+    if run is not None and not _backing_off(status, now, services.config.retry_backoff_seconds
+                                            * 4):
+        changes = await _run(ref, spec, access, run, now)
+        published = await asyncio.to_thread(_published, access)
+    return {**changes, **_report(spec, status, access, published, now, ref.generation,
+                                 missing, changes)}
+
+
+async def delete_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec,
+                        status: dict[str, Any], services: Services) -> str:
+    services.edge.remove(ref.namespace, ref.name)
+    store = policy_store(services, ref)
+    if spec.deletion_policy == "Retain":
+        return f"published snapshots retained in {store.root} (deletionPolicy Retain)"
+    if spec.source == "Server":
+        engine = await services.engine_for(ref.namespace, spec.connection)
+        target = await _resolve(engine, spec.collection)
+        server = ServerSnapshots(engine.settings, target.collection)
+        ours = status.get("snapshots") or []  # only what this policy made, never others'
+        for snapshot in ours:
+            await asyncio.to_thread(server.delete, snapshot["shard"], snapshot["name"])
+        return f"deleted {len(ours)} shard snapshots from Qdrant"
+    await asyncio.to_thread(store.remove_all)
+    return f"deleted {store.root}"

@@ -1,0 +1,250 @@
+"""EdgeSnapshotPolicy end to end with ``source: Build``: the real API server, the embedded
+engine, the operator's snapshot endpoint and real ``qdrant-edge-py`` device shards."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import qdrant_edge as qe
+import requests
+from qdrant_client import models as qm
+
+from tests.helpers import Kubectl, condition, wait_for
+
+pytestmark = pytest.mark.cluster
+DIM = 512
+POINTS = 1000
+TOKEN = "device-token-for-tests-0123456789"
+OTHER_TOKEN = "another-policys-token-9876543210"
+
+
+def prefix(namespace: str) -> str:
+    return namespace.replace("-", "_")
+
+
+def seed_collection(kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> str:
+    name = f"{prefix(namespace)}_2025"
+    kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+                   "metadata": {"name": "album-2025"},
+                   "spec": {"year": 2025, "collectionName": name,
+                            "vectors": {"size": DIM, "distance": "Cosine"}}}, namespace)
+    kubectl.run("wait", "--for=condition=Ready", "albumcollection/album-2025",
+                "--timeout=60s", namespace=namespace)
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(POINTS, DIM)).astype(np.float32)
+    points = [qm.PointStruct(id=i, vector=vectors[i].tolist(),
+                             payload={"year": 2025, "i": i, "camera": f"cam-{i % 5}"})
+              for i in range(POINTS)]
+    qdrant(lambda c: c.upsert(name, points, wait=True))
+    return name
+
+
+def token_secret(name: str, token: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "stringData": {"token": token}}
+
+
+def policy(name: str, collection: str, secret: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "albumops.io/v1alpha1", "kind": "EdgeSnapshotPolicy",
+            "metadata": {"name": name},
+            "spec": {"collection": collection, "source": "Build", "schedule": "0 0 1 1 *",
+                     "retention": {"keepLast": 2},
+                     "devices": [{"name": "kiosk", "tokenSecretRef": secret}], **spec}}
+
+
+def wait_snapshots(kubectl: Kubectl, namespace: str, name: str, count: int,
+                   newer_than: str | None = None) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = kubectl.get("edgesnapshotpolicy", name, namespace)
+        status = obj.get("status", {})
+        snapshots = status.get("snapshots") or []
+        newest = snapshots[0]["name"] if snapshots else None
+        if len(snapshots) == count and (newer_than is None or newest != newer_than):
+            return obj
+        return None
+    return wait_for(check, 90, what=f"{count} snapshots of {name}")
+
+
+def get(url: str, token: str | None = TOKEN, **kwargs: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(url, headers=headers, timeout=60, **kwargs)
+
+
+def post(url: str, body: Any, token: str | None = TOKEN) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.post(url, json=body, headers=headers, timeout=60)
+
+
+def download(url: str, target: Path) -> tuple[str, requests.Response]:
+    digest = hashlib.sha256()
+    with get(url, stream=True) as response, target.open("wb") as out:
+        response.raise_for_status()
+        for chunk in response.iter_content(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), response
+
+
+def edge_points(shard: qe.EdgeShard) -> dict[Any, tuple[Any, np.ndarray]]:
+    found, offset = {}, None
+    while True:
+        records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=500,
+                                                        with_payload=True, with_vector=True))
+        for r in records:
+            vector = r.vector[""] if isinstance(r.vector, dict) else r.vector
+            found[r.id] = (r.payload, np.asarray(vector) / np.linalg.norm(vector))
+        if offset is None:
+            return found
+
+
+def collection_points(qdrant: Callable[..., Any], name: str) -> dict[Any, tuple[Any, Any]]:
+    records = qdrant(lambda c: c.scroll(name, limit=10_000, with_payload=True,
+                                        with_vectors=True)[0])
+    return {r.id: (r.payload, np.asarray(r.vector) / np.linalg.norm(r.vector))
+            for r in records}
+
+
+def assert_same_points(device: dict[Any, Any], server: dict[Any, Any]) -> None:
+    assert device.keys() == server.keys()
+    for pid, (payload, vector) in server.items():
+        assert device[pid][0] == payload, pid
+        assert np.allclose(device[pid][1], vector, atol=1e-5), pid
+
+
+def device_top_k(shard: qe.EdgeShard, vector: list[float], k: int = 10) -> list[Any]:
+    hits = shard.query(qe.QueryRequest(limit=k, query=qe.Query.Nearest(vector),
+                                       params=qe.SearchParams(exact=True)))
+    return [h.id for h in hits]
+
+
+def test_build_publishes_and_devices_restore_update_and_upload(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], edge_url: str,
+        tmp_path: Path) -> None:
+    collection = seed_collection(kubectl, namespace, qdrant)
+    kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
+    kubectl.apply(token_secret("other-token", OTHER_TOKEN), namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token", upload={
+        "routeBy": {"field": "year", "template": f"{prefix(namespace)}_{{year}}"},
+        "maxBatchSize": 50}), namespace)
+    kubectl.apply(policy("other", collection, "other-token"), namespace)
+    obj = wait_snapshots(kubectl, namespace, "edge", 1)
+    kubectl.run("wait", "--for=condition=Ready", "edgesnapshotpolicy/edge", "--timeout=30s",
+                namespace=namespace)
+    assert condition(obj, "Published")["status"] == "True"  # type: ignore[index]
+    published = obj["status"]["snapshots"][0]
+    assert published["collection"] == collection
+    base = f"{edge_url}/v1/namespaces/{namespace}/policies/edge"
+
+    # Full snapshot: sha256 as published; the device restores it and searches the same.
+    full = tmp_path / "full.tar"
+    sha, response = download(f"{base}/shards/0/snapshot", full)
+    assert sha == published["sha256"] == response.headers["X-Snapshot-Sha256"]
+    assert full.stat().st_size == published["sizeBytes"]
+    device_dir = tmp_path / "device"
+    qe.EdgeShard.unpack_snapshot(str(full), str(device_dir))
+    device = qe.EdgeShard.load(str(device_dir))
+    assert_same_points(edge_points(device), collection_points(qdrant, collection))
+    probes = qdrant(lambda c: c.retrieve(collection, [3, 333, 777], with_vectors=True))
+    for probe in probes:
+        expected = [h.id for h in qdrant(lambda c, v=probe.vector: c.query_points(
+            collection, query=v, limit=10).points)]
+        assert device_top_k(device, probe.vector) == expected
+    manifest = device.snapshot_manifest()
+    device.close()
+
+    # 1% of the points change; a new run; the partial is much smaller and brings equality.
+    rng = np.random.default_rng(9)
+    qdrant(lambda c: c.upsert(collection, [qm.PointStruct(
+        id=i, vector=rng.normal(size=DIM).tolist(), payload={"year": 2025, "i": i,
+                                                             "edited": True})
+        for i in (10, 20, 30, POINTS + 1, POINTS + 2, POINTS + 3)], wait=True))
+    qdrant(lambda c: c.delete(collection, qm.PointIdsList(points=[40, 50, 60, 70])))
+    kubectl.run("annotate", "edgesnapshotpolicy/edge", "albumops.io/snapshot-now=1",
+                namespace=namespace)
+    obj = wait_snapshots(kubectl, namespace, "edge", 2)
+    partial = post(f"{base}/shards/0/partial", manifest)
+    assert partial.status_code == 200
+    full_size = int(partial.headers["X-Full-Size-Bytes"])
+    ratio = full_size / len(partial.content)
+    print(f"\npartial {len(partial.content)} bytes vs full {full_size} bytes: {ratio:.1f}x")
+    assert ratio > 4
+    assert hashlib.sha256(partial.content).hexdigest() == partial.headers["X-Snapshot-Sha256"]
+    (tmp_path / "partial.tar").write_bytes(partial.content)
+    staged = tmp_path / "device-next"
+    shutil.copytree(device_dir, staged)
+    device = qe.EdgeShard.load(str(staged))
+    device.update_from_snapshot(str(tmp_path / "partial.tar"))
+    assert_same_points(edge_points(device), collection_points(qdrant, collection))
+    current = device.snapshot_manifest()
+    device.close()
+    assert post(f"{base}/shards/0/partial", current).status_code == 304
+    status = wait_for(lambda: (kubectl.get("edgesnapshotpolicy", "edge", namespace)["status"]
+                               .get("partialRequestsServed") or None), 30,
+                      what="partial requests in status")
+    assert status == 1
+
+    # Retention keeps exactly keepLast, the newest among them.
+    newest = obj["status"]["snapshots"][0]["name"]
+    kubectl.run("annotate", "--overwrite", "edgesnapshotpolicy/edge",
+                "albumops.io/snapshot-now=2", namespace=namespace)
+    obj = wait_snapshots(kubectl, namespace, "edge", 2, newer_than=newest)
+    names = [s["name"] for s in obj["status"]["snapshots"]]
+    listed = get(f"{base}/snapshots").json()
+    assert [s["name"] for s in listed["snapshots"]] == names
+    assert listed["vectors"] == {"": {"size": DIM, "distance": "Cosine"}}
+    assert published["name"] not in names
+
+    # Tokens: none or unknown -> 401, another policy's -> 403.
+    assert get(f"{base}/snapshots", token=None).status_code == 401
+    assert get(f"{base}/snapshots", token="wrong-token").status_code == 401
+    assert get(f"{base}/snapshots", token=OTHER_TOKEN).status_code == 403
+    other = f"{edge_url}/v1/namespaces/{namespace}/policies/other/snapshots"
+    assert get(other, token=OTHER_TOKEN).status_code == 200
+
+    # Uploads: routed by year to an AlbumCollection's collection; bad points are rejected.
+    good = {"id": 5000, "vector": [0.5] * DIM, "payload": {"year": 2025, "from": "kiosk"}}
+    wrong_size = {"id": 5001, "vector": [0.5] * 3, "payload": {"year": 2025}}
+    unknown_year = {"id": 5002, "vector": [0.5] * DIM, "payload": {"year": 1990}}
+    answer = post(f"{base}/points", {"points": [good, wrong_size, unknown_year]})
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == [5000]
+    assert [r["id"] for r in answer.json()["rejected"]] == [5001, 5002]
+    assert qdrant(lambda c: c.retrieve(collection, [5000]))[0].payload["from"] == "kiosk"
+    too_many = {"points": [dict(good, id=6000 + i) for i in range(51)]}
+    assert post(f"{base}/points", too_many).status_code == 413
+    assert post(f"{edge_url}/v1/namespaces/{namespace}/policies/other/points",
+                {"points": [good]}, token=OTHER_TOKEN).status_code == 409
+
+
+def test_deleting_a_policy_removes_what_it_published(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], edge_url: str,
+        operator: Any) -> None:
+    collection = seed_collection(kubectl, namespace, qdrant)
+    token = f"token-{namespace}"
+    kubectl.apply(token_secret("kiosk-token", token), namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token"), namespace)
+    wait_snapshots(kubectl, namespace, "edge", 1)
+    root = Path(operator.config.snapshot_root) / namespace / "edge"
+    assert list((root / "published").glob("*.tar"))
+    kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=60s", namespace=namespace)
+    assert not root.exists()
+    url = f"{edge_url}/v1/namespaces/{namespace}/policies/edge/snapshots"
+    assert get(url, token=token).status_code == 401  # the policy and its token are gone
+
+
+def test_a_missing_collection_is_reported(kubectl: Kubectl, namespace: str,
+                                          operator: Any) -> None:
+    kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
+    kubectl.apply(policy("edge", "no_such_collection", "kiosk-token"), namespace)
+
+    def reported() -> dict[str, Any] | None:
+        obj = kubectl.get("edgesnapshotpolicy", "edge", namespace)
+        ready = condition(obj, "Ready")
+        return obj if ready and ready["reason"] == "CollectionMissing" else None
+    wait_for(reported, 30, what="CollectionMissing")
