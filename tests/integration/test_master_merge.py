@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import requests
 from qdrant_client import models as qm
 
 from album_operator.adapters.qdrant.connection import QdrantPool
@@ -253,3 +254,36 @@ def test_on_a_server_the_master_is_loaded_unindexed_then_indexed_and_green(
     assert obj["status"]["verification"]["configMatches"]
     assert info.points_count == sum(
         qdrant(lambda c, s=s: c.count(s, exact=True).count) for s in sources)
+
+
+def scrape(url: str, metric: str, namespace: str) -> float:
+    """The value of one labelled sample of this test's merge from a real /metrics scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url, timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == metric and sample.labels.get("namespace") == namespace
+               and sample.labels.get("name") == "master")
+
+
+def test_metrics_move_during_a_merge(kubectl: Kubectl, namespace: str,
+                                     qdrant: Callable[..., Any]) -> None:
+    from album_operator.adapters.localcluster.cluster import free_port
+    from album_operator.adapters.metrics import serve
+
+    port = free_port()
+    serve(port)
+    url = f"http://127.0.0.1:{port}/metrics"
+    year_collections(kubectl, namespace, qdrant)
+    alias = f"{prefix(namespace)}_master"
+    kubectl.apply(merge("master", alias, copy={"batchSize": 8}), namespace)
+    wait_phase(kubectl, namespace, "Copying")
+    seen = [scrape(url, "albumops_merge_points_copied_total", namespace)]
+    wait_for(lambda: scrape(url, "albumops_merge_points_copied_total", namespace) > seen[0],
+             30, what="points copied to grow while copying")
+    wait_phase(kubectl, namespace, "Succeeded")
+    assert scrape(url, "albumops_merge_points_copied_total", namespace) == 9 * PER_YEAR
+    assert scrape(url, "albumops_merge_verifications_total", namespace) == 1
+    assert scrape(url, "albumops_merge_last_swap_timestamp_seconds", namespace) > 0
+    assert "albumops_reconcile_duration_seconds_count" in requests.get(url, timeout=10).text

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from album_operator.adapters.kube import SecretUnavailable
-from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
+from album_operator.adapters.metrics import RECONCILE_SECONDS, RECONCILES, STATUS_PATCHES
 from album_operator.adapters.qdrant.connection import QdrantError
 from album_operator.handlers.common import delete_within_grace, event, parse_spec, write_status
 from album_operator.models.edge_snapshot_policy import EdgeSnapshotPolicySpec
@@ -24,7 +24,8 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
     previous = dict(body.get("status") or {})
     async with memo.locks.hold(ref.uid):
         try:
-            changes = await step_policy(ref, spec, previous, memo)
+            with RECONCILE_SECONDS.labels(KIND).time():
+                changes = await step_policy(ref, spec, previous, memo)
         except (QdrantError, SecretUnavailable) as exc:
             RECONCILES.labels(KIND, "Error").inc()
             raise kopf.TemporaryError(str(exc), delay=memo.config.retry_backoff_seconds

@@ -8,8 +8,17 @@ from typing import Any
 import kopf
 
 from album_operator.adapters.kube import SecretUnavailable
-from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
+from album_operator.adapters.metrics import (
+    MERGE_LAST_SWAP,
+    MERGE_POINTS_COPIED,
+    MERGE_POINTS_PER_SECOND,
+    MERGE_VERIFICATIONS,
+    RECONCILE_SECONDS,
+    RECONCILES,
+    STATUS_PATCHES,
+)
 from album_operator.adapters.qdrant.connection import QdrantError
+from album_operator.core.timeutil import parse_rfc3339
 from album_operator.handlers.common import delete_within_grace, event, parse_spec, write_status
 from album_operator.models.master_merge import MasterMergeSpec
 from album_operator.reconcilers.master_merge import (
@@ -28,7 +37,8 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
     previous = dict(body.get("status") or {})
     async with memo.locks.hold(ref.uid):
         try:
-            changes = await step_master_merge(ref, spec, previous, memo)
+            with RECONCILE_SECONDS.labels(KIND).time():
+                changes = await step_master_merge(ref, spec, previous, memo)
         except (QdrantError, SecretUnavailable) as exc:
             RECONCILES.labels(KIND, "Error").inc()
             raise kopf.TemporaryError(str(exc), delay=memo.config.retry_backoff_seconds
@@ -37,6 +47,7 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
         return
     changes["observedGeneration"] = ref.generation
     RECONCILES.labels(KIND, str(changes.get("phase", "Idle"))).inc()
+    _record_metrics(ref, previous, changes)
     if write_status(patch, previous, changes):
         STATUS_PATCHES.labels(KIND).inc()
     build = changes.get("currentBuild") or {}
@@ -74,3 +85,25 @@ async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.tim
         "masters and the alias")
     if message:
         logger.info("MasterMerge %s/%s deleted: %s", ref.namespace, ref.name, message)
+
+
+def _record_metrics(ref: ResourceRef, previous: dict[str, Any], changes: dict[str, Any]
+                    ) -> None:
+    labels = (ref.namespace, ref.name)
+    before = previous.get("currentBuild") or {}
+    after = changes.get("currentBuild") or {}
+    if after.get("name") == before.get("name"):
+        copied = (after.get("copiedPoints") or 0) - (before.get("copiedPoints") or 0)
+    else:
+        copied = after.get("copiedPoints") or 0
+    if copied > 0:
+        MERGE_POINTS_COPIED.labels(*labels).inc(copied)
+    if after.get("pointsPerSecond") is not None:
+        MERGE_POINTS_PER_SECOND.labels(*labels).set(after["pointsPerSecond"])
+    verification = changes.get("verification")
+    if verification and verification != previous.get("verification"):
+        MERGE_VERIFICATIONS.labels(*labels, "passed" if verification["passed"]
+                                   else "failed").inc()
+    swapped = changes.get("lastSwapTime")
+    if swapped and swapped != previous.get("lastSwapTime"):
+        MERGE_LAST_SWAP.labels(*labels).set(parse_rfc3339(swapped).timestamp())
