@@ -8,14 +8,18 @@ so the operator runs in this process and the demo looks into Qdrant through the 
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import qdrant_edge as qe
+import requests
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
@@ -130,7 +134,7 @@ def _search(client: QdrantClient, rng: np.random.Generator) -> None:
 
 
 def run_demo(keep: bool = False) -> int:
-    total = 6
+    total = 7
     started = time.monotonic()
     kubectl, fresh = _start_cluster(total)
     demo_dir = cache_root() / "demo"
@@ -150,10 +154,14 @@ def run_demo(keep: bool = False) -> int:
         logging.getLogger("kopf").setLevel(logging.INFO)
         pool = QdrantPool(ConnectionSettings(embedded_path=str(data)))
         config = OperatorConfig(namespaces=(NAMESPACE,), embedded_path=str(data),
-                                resync_seconds=5.0, health_port=None)
+                                resync_seconds=5.0, health_port=None,
+                                snapshot_port=cluster.free_port(),
+                                snapshot_dir=str(demo_dir / "edge-snapshots"))
         with OperatorThread(config, pool):
-            print(f"running; Qdrant data in {data}; JSON logs in {log_path}")
+            print(f"running; Qdrant data in {data}; JSON logs in {log_path}; edge snapshot "
+                  f"endpoint on port {config.snapshot_port}")
             _apply_and_show(kubectl, pool, total)
+            _edge_device(kubectl, config, demo_dir, pool, total)
         pool.close()
     print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
     if keep and not cluster.use_existing_cluster():
@@ -189,11 +197,46 @@ def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
           "EdgeSnapshotPolicy); wait for the master")
     kubectl("apply", "-f", str(examples))
     _wait_ready(kubectl, "mastermerges", timeout_s=300)
+    _wait_ready(kubectl, "edgesnapshotpolicies", timeout_s=120)
     kubectl("get", "albumops")
-    print("(the EdgeSnapshotPolicy is accepted and validated by the API server; its "
-          "controller is not built yet, so it shows no status)")
 
     _step(6, total, "what Qdrant holds: the year collections, the master, its alias")
     engine.call(_show_qdrant)
     engine.call(lambda c: _search(c, rng))
 
+
+
+def _edge_device(kubectl: Kubectl, config: OperatorConfig, demo_dir: Path, pool: QdrantPool,
+                 total: int) -> None:
+    """A device fetches album_2025's snapshot with its token and searches it offline."""
+    _step(7, total, "an edge device restores album_2025 from the operator's snapshot endpoint")
+    token = base64.b64decode(kubectl("get", "secret", "kiosk-lobby-token", "-o",
+                                     "jsonpath={.data.token}", show=False)).decode()
+    base = (f"http://127.0.0.1:{config.snapshot_port}/v1/namespaces/{NAMESPACE}/policies/"
+            "album-2025-edge")
+    headers = {"Authorization": f"Bearer {token}"}
+    device = demo_dir / "device"
+    shutil.rmtree(device, ignore_errors=True)
+    device.mkdir(parents=True)
+    with requests.get(f"{base}/shards/0/snapshot", headers=headers, stream=True,
+                      timeout=60) as response:
+        response.raise_for_status()
+        snapshot = device / "snapshot.tar"
+        with snapshot.open("wb") as out:
+            for chunk in response.iter_content(1 << 20):
+                out.write(chunk)
+        print(f"GET {base}/shards/0/snapshot -> {response.headers['X-Snapshot-Name']} "
+              f"({snapshot.stat().st_size} bytes, sha256 "
+              f"{response.headers['X-Snapshot-Sha256'][:16]}...)")
+    qe.EdgeShard.unpack_snapshot(str(snapshot), str(device / "shard"))
+    shard = qe.EdgeShard.load(str(device / "shard"))
+    probe = pool.engine().call(lambda c: c.retrieve("album_2025", [2025 * 100_000 + 1],
+                                                    with_vectors=True))[0]
+    vector = cast(list[float], probe.vector)
+    hits = shard.query(qe.QueryRequest(limit=3, query=qe.Query.Nearest(vector),
+                                       with_payload=True))
+    print(f"the device holds {shard.info().points_count} points; offline search for photo "
+          f"{probe.id}:")
+    for hit in hits:
+        print(f"  id={hit.id} score={hit.score:.3f} year={(hit.payload or {}).get('year')}")
+    shard.close()
