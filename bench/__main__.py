@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench import collections, merge
+from bench import collections, edge, merge
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", default=["collections", "merge"],
-                        choices=["collections", "merge"], help="benchmarks (default: all)")
+    parser.add_argument("which", nargs="*", default=["collections", "merge", "edge"],
+                        choices=["collections", "merge", "edge"], help="benchmarks (default: all)")
     parser.add_argument("--count", type=int, default=200, help="AlbumCollections to apply")
     parser.add_argument("--idle-seconds", type=float, default=300.0,
                         help="how long to watch the idle operator")
@@ -25,6 +25,8 @@ def main() -> int:
                         help="MasterMerge copy batch size")
     parser.add_argument("--merge-parallelism", type=int, default=4,
                         help="MasterMerge upsert streams on a server")
+    parser.add_argument("--edge-sizes", type=int, nargs="+", default=[5000, 20000],
+                        help="points in the published collection for the edge benchmark")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -35,6 +37,8 @@ def main() -> int:
     if "merge" in args.which:
         results["merge"] = merge.run(args.merge_sizes, args.merge_batch,
                                      args.merge_parallelism)
+    if "edge" in args.which:
+        results["edge"] = edge.run(args.edge_sizes)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
