@@ -248,3 +248,36 @@ def test_a_missing_collection_is_reported(kubectl: Kubectl, namespace: str,
         ready = condition(obj, "Ready")
         return obj if ready and ready["reason"] == "CollectionMissing" else None
     wait_for(reported, 30, what="CollectionMissing")
+
+
+@pytest.mark.qdrant_server
+def test_the_server_source_publishes_qdrant_shard_snapshots(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], edge_url: str,
+        tmp_path: Path) -> None:
+    collection = seed_collection(kubectl, namespace, qdrant)
+    token = f"token-{namespace}"
+    kubectl.apply(token_secret("kiosk-token", token), namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token", source="Server", shards=[0]),
+                  namespace)
+    obj = wait_snapshots(kubectl, namespace, "edge", 1)
+    published = obj["status"]["snapshots"][0]
+    base = f"{edge_url}/v1/namespaces/{namespace}/policies/edge"
+    snapshot = tmp_path / "server.snapshot"
+    headers = {"Authorization": f"Bearer {token}"}
+    with requests.get(f"{base}/shards/0/snapshot", headers=headers, stream=True,
+                      timeout=120) as response, snapshot.open("wb") as out:
+        assert response.status_code == 200
+        assert response.headers["X-Snapshot-Name"] == published["name"]
+        for chunk in response.iter_content(1 << 20):
+            out.write(chunk)
+    device = tmp_path / "device"
+    qe.EdgeShard.unpack_snapshot(str(snapshot), str(device))
+    shard = qe.EdgeShard.load(str(device))
+    assert shard.info().points_count == POINTS
+    manifest = shard.snapshot_manifest()
+    shard.close()
+    assert requests.post(f"{base}/shards/0/partial", json=manifest, headers=headers,
+                         timeout=120).status_code in (200, 304)
+    kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=60s", namespace=namespace)
+    remaining = qdrant(lambda c: c.list_shard_snapshots(collection, 0))
+    assert published["name"] not in [s.name for s in remaining]
