@@ -278,7 +278,12 @@ def test_metrics_move_during_a_merge(kubectl: Kubectl, namespace: str,
     year_collections(kubectl, namespace, qdrant)
     alias = f"{prefix(namespace)}_master"
     kubectl.apply(merge("master", alias, copy={"batchSize": 8}), namespace)
-    wait_phase(kubectl, namespace, "Copying")
+    copying = wait_phase(kubectl, namespace, "Copying")
+    building, ready = condition(copying, "Building"), condition(copying, "Ready")
+    assert building is not None
+    assert (building["status"], building["reason"]) == ("True", "Copying")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", "Building")
     seen = [scrape(url, "albumops_merge_points_copied_total", namespace)]
     wait_for(lambda: scrape(url, "albumops_merge_points_copied_total", namespace) > seen[0],
              30, what="points copied to grow while copying")

@@ -311,9 +311,12 @@ async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dic
             return await _maybe_rollback(ref, spec, status, engine, now)
         changes = await asyncio.to_thread(_start_build, ref, spec, status, engine, reason,
                                           now)
-        changes.update(phase="Planning", progress="0/0", conditions=_conditions(
-            status, ref.generation, now,
-            ConditionUpdate("Building", "True", "Planning", f"building because {reason}")))
+        updates = [ConditionUpdate("Building", "True", "Planning", f"building because {reason}")]
+        if not status.get("aliasTarget"):
+            updates.append(ConditionUpdate("Ready", "False", "Building",
+                                           f"no master behind {spec.alias} yet"))
+        changes.update(phase="Planning", progress="0/0",
+                       conditions=_conditions(status, ref.generation, now, *updates))
         return changes
     try:
         return await _advance(ref, spec, status, dict(build), services, engine, moment)
@@ -357,8 +360,13 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
         return {**extra, **summary}
     build["phase"] = next_phase(phase, outcome)
     total = build.get("expectedPoints", 0)
-    return {**extra, "currentBuild": build, "phase": build["phase"],
-            "progress": f"{build.get('copiedPoints', 0)}/{total}"}
+    progress = f"{build.get('copiedPoints', 0)}/{total}"
+    if build["phase"] != phase:
+        extra["conditions"] = _conditions(
+            {**status, "conditions": extra.get("conditions", status.get("conditions", []))},
+            ref.generation, now, ConditionUpdate("Building", "True", build["phase"],
+                                                 f"{build['name']}: {progress} points copied"))
+    return {**extra, "currentBuild": build, "phase": build["phase"], "progress": progress}
 
 
 async def _maybe_rollback(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
