@@ -215,14 +215,17 @@ async def _copy(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngi
         decode_offset(s.get("nextOffset")), spec.copy_settings.batch_size, PAGES_PER_STEP,
         per_source) for s in active))
     for source, progress in zip(active, results, strict=True):
-        source.update(copied=source["copied"] + progress.copied, done=progress.done,
-                      nextOffset=encode_offset(progress.next_offset))
+        source.update(copied=source["copied"] + progress.copied, done=progress.done)
+        source.pop("nextOffset", None)  # absent rather than null: list items are not merged
+        if progress.next_offset is not None:
+            source["nextOffset"] = encode_offset(progress.next_offset)
     copied = sum(s["copied"] for s in sources)
     started = build.get("copyStartedAt")
     rate = copy_rate(copied, build.get("expectedPoints", 0),
                      parse_rfc3339(started) if started else None, moment)
+    measured = {"pointsPerSecond": rate.points_per_second, "etaSeconds": rate.eta_seconds}
     return {**build, "sources": sources, "copiedPoints": copied,
-            "pointsPerSecond": rate.points_per_second, "etaSeconds": rate.eta_seconds}, all(
+            **{k: v for k, v in measured.items() if v is not None}}, all(
         s["done"] for s in sources)
 
 
