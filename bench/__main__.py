@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from bench import collections, edge, merge
+from bench import collections, edge, edge_queue, merge
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="*", default=["collections", "merge", "edge"],
-                        choices=["collections", "merge", "edge"], help="benchmarks (default: all)")
+    kinds = ["collections", "merge", "edge", "edge_queue"]
+    parser.add_argument("which", nargs="*", default=kinds, choices=kinds,
+                        help="benchmarks (default: all)")
     parser.add_argument("--count", type=int, default=200, help="AlbumCollections to apply")
     parser.add_argument("--idle-seconds", type=float, default=300.0,
                         help="how long to watch the idle operator")
@@ -27,6 +28,10 @@ def main() -> int:
                         help="MasterMerge upsert streams on a server")
     parser.add_argument("--edge-sizes", type=int, nargs="+", default=[5000, 20000],
                         help="points in the published collection for the edge benchmark")
+    parser.add_argument("--queue-points", type=int, default=2000,
+                        help="points for the device upload queue benchmark")
+    parser.add_argument("--queue-batch", type=int, default=256,
+                        help="points per enqueue transaction and per upload request")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -39,6 +44,8 @@ def main() -> int:
                                      args.merge_parallelism)
     if "edge" in args.which:
         results["edge"] = edge.run(args.edge_sizes)
+    if "edge_queue" in args.which:
+        results["edge_queue"] = edge_queue.run(args.queue_points, args.queue_batch)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

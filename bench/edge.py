@@ -52,8 +52,12 @@ def _seed(engine: QdrantEngine, points: int) -> np.ndarray:
     for start in range(0, points, 1000):
         batch = [qm.PointStruct(id=i, vector=vectors[i].tolist(), payload={"year": 2025, "i": i})
                  for i in range(start, min(points, start + 1000))]
-        engine.call(lambda c, b=batch: c.upsert("album_2025", b))
+        _upsert(engine, batch)
     return vectors
+
+
+def _upsert(engine: QdrantEngine, points: list[qm.PointStruct]) -> None:
+    engine.call(lambda client: client.upsert("album_2025", points))
 
 
 def _baseline_build(vectors: np.ndarray, path: Path) -> None:

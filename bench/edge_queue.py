@@ -6,10 +6,9 @@ transaction. Durable is the queue as shipped (WAL, ``synchronous=FULL``: an fsyn
 commit); the baseline is the same code with ``synchronous=OFF`` in the same run, and
 ``durable_cost_ratio`` is baseline rate / durable rate.
 
-Drain: the queued points pushed with ``drain(batch_size=...)`` to the in-process fake
-endpoint of the tests (``tests/edge_fake_endpoint.py``: ``http.server`` on loopback,
-accepts every point, keeps them in a dict). It measures the device side (queue reads,
-HTTP, settle transactions), not the operator's endpoint or Qdrant.
+Drain: the queued points pushed with ``drain(batch_size=...)`` to the operator's own
+snapshot endpoint (``EdgeEndpoint``, in-process on loopback), which validates each batch and
+upserts it into a collection of the embedded engine (in memory), as it does for devices.
 """
 
 from __future__ import annotations
@@ -22,11 +21,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from qdrant_client import models as qm
+
+from album_operator.adapters.edge.endpoint import (
+    EdgeEndpoint,
+    EdgeRegistry,
+    PolicyAccess,
+    token_digest,
+)
+from album_operator.adapters.edge.store import PolicyStore
+from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
 from album_operator.edge.client import EndpointClient
 from album_operator.edge.points import EdgePoint
 from album_operator.edge.pushing import drain
 from album_operator.edge.queue import UploadQueue
-from tests.edge_fake_endpoint import FakeEndpoint
+from album_operator.models.edge_snapshot_policy import UploadSpec
+
+TOKEN = "bench-device-token"
 
 
 def _points(count: int, dim: int) -> list[EdgePoint]:
@@ -56,7 +67,17 @@ def run(points: int = 2000, batch_size: int = 256, dim: int = 512) -> dict[str, 
     transaction of the batched figures and the points per ``POST /points`` of the drain."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-edge-queue-"))
     data = _points(points, dim)
-    fake = FakeEndpoint(workdir, None).start()
+    engine = open_engine(ConnectionSettings())
+    engine.call(lambda c: c.create_collection("uploads", vectors_config=qm.VectorParams(
+        size=dim, distance=qm.Distance.COSINE)))
+    registry = EdgeRegistry()
+    registry.put(PolicyAccess(
+        namespace="bench", name="edge", token_digests=frozenset({token_digest(TOKEN)}),
+        store=PolicyStore(workdir / "policy"), engine=engine, collection="uploads",
+        vectors={"": {"size": dim, "distance": "Cosine"}},
+        upload=UploadSpec(collection="uploads", max_batch_size=max(batch_size, 1000)),
+        allowed_targets=frozenset({"uploads"})))
+    endpoint = EdgeEndpoint(registry, 0, host="127.0.0.1").start()
     try:
         rates = {}
         for durable in (True, False):
@@ -64,7 +85,7 @@ def run(points: int = 2000, batch_size: int = 256, dim: int = 512) -> dict[str, 
                 name = f"{'durable' if durable else 'sync_off'}_enqueue_{per_commit}_per_commit"
                 path = workdir / f"{name}.sqlite"
                 rates[name] = _enqueue_rate(path, data, per_commit, durable)
-        client = EndpointClient(fake.url, fake.namespace, fake.policy, fake.token)
+        client = EndpointClient(f"http://127.0.0.1:{endpoint.port}", "bench", "edge", TOKEN)
         queue = UploadQueue(workdir / f"durable_enqueue_{batch_size}_per_commit.sqlite")
         started = time.perf_counter()
         result = drain(queue, client, batch_size=batch_size)
@@ -72,7 +93,7 @@ def run(points: int = 2000, batch_size: int = 256, dim: int = 512) -> dict[str, 
         queue.close()
         assert result.accepted == points, result
         assert result.remaining == 0, result
-        assert len(fake.points) == points
+        assert engine.call(lambda c: c.count("uploads").count) == points
         one, many = "enqueue_1_per_commit", f"enqueue_{batch_size}_per_commit"
         figures: dict[str, object] = {
             "points": points, "dim": dim, "batch_size": batch_size,
@@ -86,11 +107,11 @@ def run(points: int = 2000, batch_size: int = 256, dim: int = 512) -> dict[str, 
                 rates[f"sync_off_{many}"] / rates[f"durable_{many}"], 2),
             "drain_points_per_s": round(points / drain_seconds),
             "drain_requests": result.batches,
-            "drain_endpoint": "in-process fake endpoint (tests/edge_fake_endpoint.py), "
-                              "loopback HTTP, not the operator",
+            "drain_endpoint": "the operator's EdgeEndpoint in-process, embedded engine",
         }
     finally:
-        fake.stop()
+        endpoint.stop()
+        engine.close()
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps({"edge_queue": figures}, indent=2))
     return figures

@@ -132,6 +132,10 @@ def operator_copy(engine: QdrantEngine, sources: list[str], target: str, batch_s
                                              per_source), sources))
 
 
+def _drop(engine: QdrantEngine, name: str) -> None:
+    engine.call(lambda client: client.delete_collection(name))
+
+
 def _count(engine: QdrantEngine, name: str) -> int:
     return engine.call(lambda c: c.count(name, exact=True).count)
 
@@ -155,7 +159,7 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
     naive_again = _measure(naive, lambda: _count(engine, naive_target))
     merged_again = _measure(merged, lambda: _count(engine, merge_target))
     for name in [*sources, naive_target, merge_target]:
-        engine.call(lambda c, n=name: c.delete_collection(n))
+        _drop(engine, name)
     assert naive_run.points == merged_run.points == total, (naive_run.points,
                                                             merged_run.points, total)
     return {
