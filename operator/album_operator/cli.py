@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from album_operator.config import OperatorConfig, default_embedded_path
+from album_operator.config import OperatorConfig, default_embedded_path, peering_priority
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,8 +33,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--snapshot-dir", default=os.environ.get("ALBUMOPS_SNAPSHOT_DIR"),
                      help="where built snapshots are kept (default: next to the embedded "
                      "engine's data)")
-    run.add_argument("--peering", default=None,
-                     help="kopf peering name for leader election across replicas")
+    run.add_argument("--peering", default=os.environ.get("ALBUMOPS_PEERING"),
+                     help="kopf peering object shared by replicas: the replica with the "
+                     "highest --priority works, the others stand by until it stops")
+    run.add_argument("--priority", default=os.environ.get("ALBUMOPS_PRIORITY", "0"),
+                     help="peering priority: an integer, or 'auto' (derived from the host "
+                     "name, so every Pod of a Deployment gets its own)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -70,6 +75,7 @@ def _config_from(args: argparse.Namespace) -> OperatorConfig:
         snapshot_port=args.snapshot_port,
         snapshot_dir=args.snapshot_dir,
         peering=args.peering,
+        priority=peering_priority(args.priority, socket.gethostname()),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,14 @@ from pathlib import Path
 def default_embedded_path() -> str:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(base) / "album-operator" / "qdrant")
+
+
+def peering_priority(value: str, hostname: str) -> int:
+    """``auto`` gives each Pod a distinct, stable priority: kopf pauses every replica that
+    sees a peer of higher priority, and all of them when priorities tie."""
+    if value != "auto":
+        return int(value)
+    return 1 + int(hashlib.sha256(hostname.encode()).hexdigest(), 16) % 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class OperatorConfig:
     snapshot_dir: str | None = None
     edge_step_seconds: float = 5.0
     peering: str | None = None
+    priority: int = 0
 
     @property
     def snapshot_root(self) -> str:

@@ -269,7 +269,9 @@ def test_install_creates_every_object_upgrade_changes_it_and_uninstall_removes_t
 
 
 SCHEMA_VIOLATIONS = [
-    (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+    (["--set", "replicaCount=6", "--set", "qdrant.existingSecret=q"],
+     "at '/replicaCount': maximum: got 6, want 5"),
+    (["--set", "replicaCount=2"], "at '/qdrant/existingSecret': minLength"),
     (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy': value must be one of"),
     (["--set", "replicas=3"], "additional properties 'replicas' not allowed"),
     (["--set", "metrics.port=0"], "at '/metrics/port': minimum: got 0, want 1"),
@@ -299,16 +301,33 @@ def test_values_outside_the_schema_are_refused_by_template_and_install(
     assert not exists(kubectl, "deployment", "bad-album-operator", ops)
 
 
-def test_the_template_itself_refuses_two_replicas_when_schema_checks_are_skipped(
+def test_the_template_itself_refuses_embedded_replicas_when_schema_checks_are_skipped(
         chart: Helm) -> None:
     embedded = chart.run("template", "rel", str(CHART), "--skip-schema-validation",
                          "--set", "replicaCount=2", check=False)
     assert embedded.returncode != 0
     assert "not possible with the embedded engine" in embedded.stderr
-    server = chart.run("template", "rel", str(CHART), "--skip-schema-validation",
-                       "--set", "replicaCount=2", "--set", "qdrant.existingSecret=q", check=False)
-    assert server.returncode != 0
-    assert "kopf has no leader election" in server.stderr
+
+
+def test_replicas_on_a_server_join_a_peering_with_distinct_priorities(chart: Helm) -> None:
+    cluster_wide = chart.template("ops", "--set", "replicaCount=3",
+                                  "--set", "qdrant.existingSecret=q")
+    args = one(cluster_wide, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    name = one(cluster_wide, "Deployment")["metadata"]["name"]
+    assert f"--peering={name}" in args
+    assert "--priority=auto" in args
+    assert [p["metadata"]["name"] for p in by_kind(cluster_wide, "ClusterKopfPeering")] == [
+        name]
+    rules = one(cluster_wide, "ClusterRole")["rules"]
+    assert {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
+            "verbs": ["get", "list", "watch", "patch"]} in rules
+    namespaced = chart.template("ops", "--set", "replicaCount=2", "--set",
+                                "qdrant.existingSecret=q", "--set", "watchNamespaces={a,b}")
+    assert sorted(p["metadata"]["namespace"] for p in by_kind(namespaced, "KopfPeering")) == [
+        "a", "b"]
+    single = one(chart.template("ops"), "Deployment")
+    assert not [a for a in single["spec"]["template"]["spec"]["containers"][0]["args"]
+                if a.startswith("--peering")]
 
 
 # --- RBAC with the chart's own ServiceAccount token ----------------------------------------------

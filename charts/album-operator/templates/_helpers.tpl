@@ -109,6 +109,11 @@ operator lists AlbumCollections for MasterMerge; kopf posts core/v1 Events. */}}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if gt (int .Values.replicaCount) 1 }}
+- apiGroups: [kopf.dev]
+  resources: [{{ if .Values.watchNamespaces }}kopfpeerings{{ else }}clusterkopfpeerings{{ end }}]
+  verbs: [get, list, watch, patch]
+{{- end }}
 {{- $bare := include "album-operator.bareSecretNames" . | fromJsonArray }}
 {{- if $bare }}
 - apiGroups: [""]
@@ -123,8 +128,6 @@ operator lists AlbumCollections for MasterMerge; kopf posts core/v1 Events. */}}
 {{- if gt (int .Values.replicaCount) 1 }}
 {{- if include "album-operator.embedded" . }}
 {{- fail "replicaCount > 1 is not possible with the embedded engine (no qdrant.existingSecret): it allows one process per data path" }}
-{{- else }}
-{{- fail "replicaCount > 1 is not supported: kopf has no leader election (peers of equal priority all pause), so run one replica" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}

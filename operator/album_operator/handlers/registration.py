@@ -88,4 +88,7 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     if config.peering:
         settings.peering.name = config.peering
         settings.peering.clusterwide = config.all_namespaces
+        settings.peering.priority = config.priority
+        # Without its peering object a replica must wait, not run unsupervised beside others.
+        settings.peering.mandatory = True
     return settings

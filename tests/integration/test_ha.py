@@ -1,0 +1,101 @@
+"""Two replicas on a real API server: with kopf peering and distinct priorities one works and
+the other stands by; when the working one stops, the standby takes over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from album_operator.adapters.localcluster.cluster import free_port
+from tests.helpers import Kubectl, condition, wait_for
+
+pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[2]
+PEERING = "album-operator"
+
+
+class Replica:
+    def __init__(self, kubectl: Kubectl, namespace: str, priority: int, workdir: Path) -> None:
+        self.log = workdir / f"replica-{priority}.log"
+        env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig}
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "album_operator.cli", "run", "-n", namespace,
+                 "--peering", PEERING, "--priority", str(priority), "--resync-seconds", "2",
+                 "--health-port", str(free_port()),
+                 "--embedded-path", str(workdir / f"qdrant-{priority}")],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def messages(self) -> list[str]:
+        found = []
+        for line in self.log.read_text().splitlines():
+            try:
+                found.append(str(json.loads(line).get("message", "")))
+            except ValueError:
+                found.append(line)
+        return found
+
+    def said(self, fragment: str) -> bool:
+        return any(fragment in message for message in self.messages())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def peering_namespace(kubectl: Kubectl) -> Iterator[str]:
+    namespace = f"ha-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", namespace)
+    kubectl.run("apply", "-f", str(REPO / "crds" / "kopf.dev-peerings.yaml"))
+    kubectl.run("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev",
+                "--timeout=30s")
+    kubectl.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+                   "metadata": {"name": PEERING}}, namespace)
+    yield namespace
+    kubectl.run("delete", "namespace", namespace, "--wait=false")
+
+
+def test_one_replica_works_and_the_standby_takes_over(
+        kubectl: Kubectl, peering_namespace: str, tmp_path: Path) -> None:
+    namespace = peering_namespace
+    high = Replica(kubectl, namespace, 200, tmp_path)
+    low = Replica(kubectl, namespace, 100, tmp_path)
+    try:
+        wait_for(lambda: low.said("Pausing operations in favour of"), 60,
+                 what="the low-priority replica to stand by")
+        kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+                       "metadata": {"name": "album-2024"},
+                       "spec": {"year": 2024, "vectors": {"size": 8}}}, namespace)
+        kubectl.run("wait", "--for=condition=Ready", "albumcollection/album-2024",
+                    "--timeout=60s", namespace=namespace)
+        assert high.said("album-2024") or high.said("AlbumCollection")
+        assert not [m for m in low.messages() if "album-2024" in m]
+
+        high.stop()
+        wait_for(lambda: low.said("Resuming operations"), 90,
+                 what="the standby to resume after the working replica stopped")
+        kubectl.run("patch", "albumcollection/album-2024", "--type=merge", "-p",
+                    json.dumps({"spec": {"hnsw": {"m": 24}}}), namespace=namespace)
+        generation = kubectl.get("albumcollection", "album-2024", namespace)["metadata"][
+            "generation"]
+
+        def reconciled_by_the_standby() -> bool:
+            obj = kubectl.get("albumcollection", "album-2024", namespace)
+            ready = condition(obj, "Ready")
+            return bool(ready and ready["status"] == "True"
+                        and obj["status"].get("observedGeneration") == generation)
+        wait_for(reconciled_by_the_standby, 60, what="the new generation reconciled")
+        assert [m for m in low.messages() if "album-2024" in m]
+    finally:
+        high.stop()
+        low.stop()
