@@ -1,0 +1,111 @@
+"""The MasterMerge reconciler on a real in-memory engine (no Kubernetes): a crash in any
+phase (the step's Qdrant effects happened, its status write was lost) repeats that step and
+the build still ends with exactly one verified master behind the alias."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, QdrantPool
+from album_operator.adapters.qdrant.merge import alias_target
+from album_operator.config import OperatorConfig
+from album_operator.core.engine import EMBEDDED
+from album_operator.models.common import ConnectionSpec
+from album_operator.models.master_merge import MasterMergeSpec
+from album_operator.reconcilers.master_merge import KIND, step_master_merge
+from album_operator.reconcilers.resource import ResourceRef
+from album_operator.services import Services
+
+SOURCES = {"album_2017": range(0, 90), "album_2018": range(1000, 1070),
+           "album_2019": range(5000, 5110)}
+SPEC = MasterMergeSpec.model_validate({
+    "sources": list(SOURCES), "alias": "album_master", "copy": {"batchSize": 8},
+    "verify": {"samplePoints": 40, "sampleQueries": 5}})
+REF = ResourceRef(KIND, "photos", "master", "uid-merge", 1, "2026-01-01T00:00:00Z", {})
+
+
+class MergeServices(Services):
+    def __init__(self, engine: QdrantEngine) -> None:
+        super().__init__(config=OperatorConfig(), pool=QdrantPool(ConnectionSettings()),
+                         kube=None)  # type: ignore[arg-type]
+        self.engine = engine
+        self.now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+        self.clock = self.tick
+
+    def tick(self) -> dt.datetime:
+        self.now += dt.timedelta(seconds=1)
+        return self.now
+
+    async def engine_for(self, namespace: str, connection: ConnectionSpec | None
+                         ) -> QdrantEngine:
+        return self.engine
+
+
+@pytest.fixture
+def engine() -> QdrantEngine:
+    engine = QdrantEngine(QdrantClient(location=":memory:"), EMBEDDED, "memory",
+                          ConnectionSettings())
+    rng = np.random.default_rng(8)
+
+    def seed(client: QdrantClient) -> None:
+        for name, ids in SOURCES.items():
+            client.create_collection(name, vectors_config=qm.VectorParams(
+                size=8, distance=qm.Distance.COSINE))
+            client.upsert(name, [qm.PointStruct(id=i, vector=rng.normal(size=8).tolist(),
+                                                payload={"source": name, "i": i})
+                                 for i in ids])
+    engine.call(seed)
+    return engine
+
+
+def merged(status: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The status after kopf applied ``changes`` (a merge patch: None removes a field)."""
+    result = {**status, **changes}
+    return {k: v for k, v in result.items() if v is not None}
+
+
+def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any], list[str]]:
+    status: dict[str, Any] = {}
+    phases, crashed = [], False
+    for _ in range(500):
+        phase = (status.get("currentBuild") or {}).get("phase")
+        changes = asyncio.run(step_master_merge(REF, SPEC, status, services))
+        if phase == crash_in and not crashed:
+            crashed = True  # the operator died before writing this step's status
+            continue
+        if not changes:
+            return status, phases
+        status = merged(status, changes)
+        phases.append(status["phase"])
+    raise AssertionError(f"the build did not settle: {phases[-5:]}")
+
+
+@pytest.mark.parametrize("crash_in", [None, "Planning", "Copying", "Indexing", "Verifying",
+                                      "Swapping"])
+def test_a_crash_in_any_phase_repeats_the_step_and_ends_with_one_verified_master(
+        engine: QdrantEngine, crash_in: str | None) -> None:
+    services = MergeServices(engine)
+    status, phases = build(services, crash_in)
+    assert status["phase"] == "Succeeded", status.get("currentBuild")
+    assert [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p] == [
+        "Planning", "Copying", "Indexing", "Verifying", "Swapping", "Succeeded"]
+    assert status["aliasTarget"] == "album_master_v1"
+    assert status["verification"]["passed"]
+    assert status["verification"]["configMatches"]
+    assert alias_target(engine, "album_master") == "album_master_v1"
+    total = sum(len(ids) for ids in SOURCES.values())
+    assert engine.call(lambda c: c.count("album_master_v1", exact=True).count) == total
+    names = {c.name for c in engine.call(lambda c: c.get_collections().collections)}
+    assert names == {*SOURCES, "album_master_v1"}  # no second, half-built master
+    for name, ids in SOURCES.items():
+        assert engine.call(lambda c, n=name: c.count(n, exact=True).count) == len(ids)
+    build_status = status["currentBuild"]
+    assert [s["copied"] >= s["total"] for s in build_status["sources"]] == [True] * 3
+    assert build_status["copiedPoints"] >= total  # a repeated copy step may count twice
