@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 from qdrant_client import models as qm
 
 from album_operator.edge.client import EndpointClient
@@ -26,6 +27,9 @@ from tests.helpers import Kubectl
 from tests.integration.test_edge_snapshot_policy import (
     DIM,
     POINTS,
+    assert_same_points,
+    collection_points,
+    edge_points,
     policy,
     prefix,
     seed_collection,
@@ -94,6 +98,10 @@ def test_a_device_inits_pulls_and_refuses_a_corrupt_snapshot(
         assert device.query(changed.vector, 1)[0].id == 1
         assert 500 not in [h.id for h in device.query(probes[1].vector, 10)]
         assert not device.pull().changed  # 304: current
+        device.close()
+        mirror = qe.EdgeShard.load(str(tmp_path / "device" / "mirror"))
+        assert_same_points(edge_points(mirror), collection_points(qdrant, collection))
+        mirror.close()
 
         # A corrupt published file is refused; the device keeps its working shard.
         published = sorted((Path(operator.config.snapshot_root) / namespace / "edge" /

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import qdrant_edge as qe
 import requests
+from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
 from tests.helpers import Kubectl, condition, wait_for
@@ -220,6 +221,16 @@ def test_build_publishes_and_devices_restore_update_and_upload(
     assert post(f"{base}/points", too_many).status_code == 413
     assert post(f"{edge_url}/v1/namespaces/{namespace}/policies/other/points",
                 {"points": [good]}, token=OTHER_TOKEN).status_code == 409
+
+    def metric(name: str, **labels: str) -> float | None:
+        value: float | None = REGISTRY.get_sample_value(
+            name, {"namespace": namespace, "name": "edge", **labels})
+        return value
+    assert metric("albumops_edge_upload_batches_total", result="accepted") == 1
+    assert metric("albumops_edge_upload_batches_total", result="refused") == 1
+    assert metric("albumops_edge_upload_points_total", result="rejected") == 2
+    assert metric("albumops_edge_partial_requests_total") == 1
+    assert (metric("albumops_edge_bytes_published") or 0) > 0
 
 
 def test_deleting_a_policy_removes_what_it_published(

@@ -39,6 +39,11 @@ EDGE_PARTIALS = Counter(
 EDGE_BYTES_SAVED = Counter(
     "albumops_edge_partial_bytes_saved_total",
     "Bytes partial snapshots saved against full ones.", ["namespace", "name"])
+EDGE_UPLOAD_BATCHES = Counter(
+    "albumops_edge_upload_batches_total",
+    "Device upload requests: accepted (upserted, maybe with some points rejected) or refused "
+    "whole (bad body, too large, no upload target, Qdrant unavailable).",
+    ["namespace", "name", "result"])
 EDGE_UPLOADS = Counter(
     "albumops_edge_upload_points_total", "Points devices uploaded, by result.",
     ["namespace", "name", "result"])

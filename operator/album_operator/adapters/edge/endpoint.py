@@ -19,7 +19,12 @@ from typing import Any
 
 from album_operator.adapters.edge.server_source import ServerSnapshots
 from album_operator.adapters.edge.store import PolicyStore, sha256_of, stream_file
-from album_operator.adapters.metrics import EDGE_BYTES_SAVED, EDGE_PARTIALS, EDGE_UPLOADS
+from album_operator.adapters.metrics import (
+    EDGE_BYTES_SAVED,
+    EDGE_PARTIALS,
+    EDGE_UPLOAD_BATCHES,
+    EDGE_UPLOADS,
+)
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.core.edge import RoutedPoint, partial_files, route_points
 from album_operator.models.edge_snapshot_policy import UploadSpec
@@ -182,6 +187,17 @@ def partial_snapshot(access: PolicyAccess, shard: int, device_manifest: Any) -> 
 
 
 def upload_points(access: PolicyAccess, body: Any) -> Reply:
+    batches = EDGE_UPLOAD_BATCHES.labels(access.namespace, access.name, "refused")
+    try:
+        reply = _upload(access, body)
+    except HttpError:
+        batches.inc()
+        raise
+    EDGE_UPLOAD_BATCHES.labels(access.namespace, access.name, "accepted").inc()
+    return reply
+
+
+def _upload(access: PolicyAccess, body: Any) -> Reply:
     if access.upload is None:
         raise HttpError(409, "this policy accepts no uploads (spec.upload is not set)")
     points = body.get("points") if isinstance(body, dict) else None
