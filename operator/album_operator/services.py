@@ -48,6 +48,8 @@ class Services:
     kube: KubeApi
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     edge: EdgeRegistry = field(default_factory=EdgeRegistry)
+    edge_facts: dict[str, object] = field(default_factory=dict)
+    """Per EdgeSnapshotPolicy uid: what was last read from Kubernetes for it."""
     clock: Callable[[], dt.datetime] = utc_now
     edge_port: int | None = None
 

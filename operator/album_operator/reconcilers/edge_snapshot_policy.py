@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,24 +139,62 @@ def _apply_retention(access: PolicyAccess, spec: EdgeSnapshotPolicySpec, now: dt
     return len(doomed)
 
 
+@dataclass(frozen=True)
+class KubeFacts:
+    """What a policy needs from Kubernetes: device token digests and upload targets."""
+
+    token_digests: frozenset[str]
+    missing_tokens: tuple[str, ...]
+    upload_targets: frozenset[str]
+    spec_digest: str
+    read_at: float
+
+
+async def _kube_facts(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services
+                      ) -> KubeFacts:
+    """Re-read at most once per resync interval (or when devices or upload change), so a
+    policy with many devices does not read every Secret at every tick."""
+    digest = hashlib.sha256(json.dumps(
+        [spec.model_dump(mode="json", include={"devices", "upload"})], sort_keys=True
+    ).encode()).hexdigest()
+    cached = services.edge_facts.get(ref.uid)
+    now = time.monotonic()
+    if (isinstance(cached, KubeFacts) and cached.spec_digest == digest
+            and now - cached.read_at < services.config.resync_seconds):
+        return cached
+    digests, missing = await _device_tokens(ref, spec, services)
+    targets = await _upload_targets(ref, services) if spec.upload else frozenset()
+    facts = KubeFacts(digests, tuple(missing), targets, digest, now)
+    services.edge_facts[ref.uid] = facts
+    return facts
+
+
+async def _server(engine: QdrantEngine, spec: EdgeSnapshotPolicySpec, collection: str,
+                  previous: PolicyAccess | None) -> ServerSnapshots | None:
+    if spec.source != "Server":
+        return None
+    if previous is not None and previous.server is not None and \
+            previous.collection == collection:
+        return previous.server
+    server = ServerSnapshots(engine.settings, collection)
+    server.shards = await asyncio.to_thread(server.shard_ids, spec.shards)
+    return server
+
+
 async def register(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services,
                    engine: QdrantEngine) -> tuple[PolicyAccess, list[str]]:
     target = await _resolve(engine, spec.collection)
-    digests, missing = await _device_tokens(ref, spec, services)
-    server = None
-    if spec.source == "Server":
-        server = ServerSnapshots(engine.settings, target.collection)
-        server.shards = await asyncio.to_thread(server.shard_ids, spec.shards)
+    facts = await _kube_facts(ref, spec, services)
+    previous = services.edge.get(ref.namespace, ref.name)
     access = PolicyAccess(
-        namespace=ref.namespace, name=ref.name, token_digests=digests,
+        namespace=ref.namespace, name=ref.name, token_digests=facts.token_digests,
         store=policy_store(services, ref), engine=engine, collection=target.collection,
         vectors={n: {"size": v.size, "distance": v.distance}
                  for n, v in target.layout.items()},
-        upload=spec.upload,
-        allowed_targets=await _upload_targets(ref, services) if spec.upload else frozenset(),
-        server=server)
+        upload=spec.upload, allowed_targets=facts.upload_targets,
+        server=await _server(engine, spec, target.collection, previous))
     services.edge.put(access)
-    return access, missing
+    return access, list(facts.missing_tokens)
 
 
 def _trigger(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, Any],
@@ -268,6 +308,7 @@ async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: di
 async def delete_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec,
                         status: dict[str, Any], services: Services) -> str:
     services.edge.remove(ref.namespace, ref.name)
+    services.edge_facts.pop(ref.uid, None)
     store = policy_store(services, ref)
     if spec.deletion_policy == "Retain":
         return f"published snapshots retained in {store.root} (deletionPolicy Retain)"

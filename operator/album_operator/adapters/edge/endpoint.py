@@ -85,6 +85,10 @@ class EdgeRegistry:
         with self._guard:
             return self._counters.setdefault((namespace, name), Counters())
 
+    def get(self, namespace: str, name: str) -> PolicyAccess | None:
+        with self._guard:
+            return self._policies.get((namespace, name))
+
     def put(self, access: PolicyAccess) -> None:
         access.lock = self.lock(access.namespace, access.name)
         access.counters = self.counters(access.namespace, access.name)
