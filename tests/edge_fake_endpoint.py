@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qdrant_edge import (
     Distance,
@@ -102,7 +102,8 @@ class SourceShard:
         self.manifest = shard.snapshot_manifest()
         shard.close()
 
-    def change(self, upserts: Iterable[Point] = (), deletes: Iterable[object] = ()) -> None:
+    def change(self, upserts: Iterable[Point] = (),
+               deletes: Iterable[int | uuid.UUID | str] = ()) -> None:
         shard = EdgeShard.load(str(self.dir))
         try:
             upserts, deletes = list(upserts), list(deletes)
@@ -167,10 +168,10 @@ def scroll_all(shard_dir: Path) -> dict[object, tuple[Any, Any]]:
             records, offset = shard.scroll(ScrollRequest(offset=offset, limit=1000,
                                                          with_payload=True, with_vector=True))
             for record in records:
-                vector = record.vector
-                if isinstance(vector, dict):
-                    vector = next(iter(vector.values()))
-                out[record.id] = (record.payload, [round(v, 4) for v in vector])
+                raw = record.vector
+                vector = next(iter(raw.values())) if isinstance(raw, dict) else raw
+                dense = cast("list[float]", vector)  # these shards hold one dense vector
+                out[record.id] = (record.payload, [round(v, 4) for v in dense])
             if offset is None:
                 return out
     finally:

@@ -15,7 +15,7 @@ from tests.helpers import Kubectl, load_yaml_documents
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = {
+KINDS: dict[str, dict[str, Any]] = {
     "AlbumCollection": {"year": 2020, "vectors": {"size": 512}},
     "MasterMerge": {"sources": ["album_2020", "album_2021"]},
     "EdgeSnapshotPolicy": {"collection": "album_2020"},

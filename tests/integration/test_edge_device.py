@@ -140,7 +140,7 @@ def test_queued_device_writes_survive_an_outage_and_kills_and_arrive_exactly_onc
                edge_url, "--namespace", namespace, "--policy", "edge", "--batch-size", "10",
                "--poll-interval", "0.1"]
     env = {**os.environ, "ALBUM_EDGE_TOKEN": token}
-    depths = []
+    depths: list[int] = []
     for kill in range(3):
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)

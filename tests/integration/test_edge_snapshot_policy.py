@@ -7,7 +7,7 @@ import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -98,7 +98,8 @@ def edge_points(shard: qe.EdgeShard) -> dict[Any, tuple[Any, np.ndarray]]:
         records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=500,
                                                         with_payload=True, with_vector=True))
         for r in records:
-            vector = r.vector[""] if isinstance(r.vector, dict) else r.vector
+            raw = r.vector[""] if isinstance(r.vector, dict) else r.vector
+            vector = cast("list[float]", raw)  # the policy's shards hold one dense vector
             found[r.id] = (r.payload, np.asarray(vector) / np.linalg.norm(vector))
         if offset is None:
             return found

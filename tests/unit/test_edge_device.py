@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 from album_operator.edge.client import EndpointClient
 from album_operator.edge.device import EdgeDevice
 from album_operator.edge.errors import ChecksumMismatch, DeviceError, EndpointError
+from album_operator.edge.points import Hit
 from tests.edge_fake_endpoint import FakeEndpoint, SourceShard, scroll_all
 
 DIM = 32
@@ -53,8 +54,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     built.fake.stop()
 
 
-def _ids_scores(hits: list[object]) -> list[tuple[object, float]]:
-    return [(hit.id, round(hit.score, 5)) for hit in hits]  # type: ignore[attr-defined]
+def _ids_scores(hits: Sequence[Hit]) -> list[tuple[object, float]]:
+    return [(hit.id, round(hit.score, 5)) for hit in hits]
 
 
 def _one_percent_change(world: World) -> None:

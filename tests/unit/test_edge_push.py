@@ -19,6 +19,7 @@ from album_operator.edge.client import EndpointClient
 from album_operator.edge.device import EdgeDevice
 from album_operator.edge.errors import EndpointError
 from album_operator.edge.points import EdgePoint
+from album_operator.edge.pushing import PushResult
 from album_operator.edge.queue import UploadQueue
 from tests.edge_fake_endpoint import FakeEndpoint, SourceShard
 
@@ -110,7 +111,7 @@ def test_a_413_halves_the_batch_and_still_delivers_everything(tmp_path: Path,
         assert queue.depth() == 1
 
 
-def device_push(queue: UploadQueue, fake: FakeEndpoint, batch_size: int) -> object:
+def device_push(queue: UploadQueue, fake: FakeEndpoint, batch_size: int) -> PushResult:
     from album_operator.edge.pushing import drain
     return drain(queue, _client(fake), batch_size=batch_size, sleep=_no_sleep)
 
@@ -123,7 +124,7 @@ def test_a_rejected_point_goes_to_the_dead_letters_with_its_reason(tmp_path: Pat
     with UploadQueue(tmp_path / "q.sqlite") as queue:
         queue.enqueue([*_points(20), EdgePoint(uid, [0.0] * DIM, {})])
         result = device_push(queue, fake, batch_size=8)
-        assert (result.accepted, result.rejected, result.remaining) == (19, 2, 0)  # type: ignore[attr-defined]
+        assert (result.accepted, result.rejected, result.remaining) == (19, 2, 0)
         dead = {d.id: d for d in queue.dead_letters()}
         assert set(dead) == {"7", uid}
         assert dead["7"].reason == "vector name 'img' is not in the upload target"

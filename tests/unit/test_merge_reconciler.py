@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,9 +72,17 @@ def merged(status: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if v is not None}
 
 
+def count_of(name: str) -> Callable[[QdrantClient], int]:
+    """A call for ``engine.call``: the exact number of points in collection ``name``."""
+    def count(client: QdrantClient) -> int:
+        return client.count(name, exact=True).count
+    return count
+
+
 def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any], list[str]]:
     status: dict[str, Any] = {}
-    phases, crashed = [], False
+    phases: list[str] = []
+    crashed = False
     for _ in range(500):
         phase = (status.get("currentBuild") or {}).get("phase")
         changes = asyncio.run(step_master_merge(REF, SPEC, status, services))
@@ -105,7 +114,7 @@ def test_a_crash_in_any_phase_repeats_the_step_and_ends_with_one_verified_master
     names = {c.name for c in engine.call(lambda c: c.get_collections().collections)}
     assert names == {*SOURCES, "album_master_v1"}  # no second, half-built master
     for name, ids in SOURCES.items():
-        assert engine.call(lambda c, n=name: c.count(n, exact=True).count) == len(ids)
+        assert engine.call(count_of(name)) == len(ids)
     build_status = status["currentBuild"]
     assert [s["copied"] >= s["total"] for s in build_status["sources"]] == [True] * 3
     assert build_status["copiedPoints"] >= total  # a repeated copy step may count twice
