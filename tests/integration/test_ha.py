@@ -44,12 +44,23 @@ class Replica:
         return found
 
     def said(self, fragment: str) -> bool:
-        return any(fragment in message for message in self.messages())
+        return self.count(fragment) > 0
+
+    def count(self, fragment: str) -> int:
+        return sum(fragment in message for message in self.messages())
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=60)
+
+
+def peers(kubectl: Kubectl, namespace: str) -> list[int]:
+    """Priorities of the replicas announced in the peering object."""
+    peering = kubectl.get("kopfpeering", PEERING, namespace)
+    return sorted(int(peer.get("priority", 0))
+                  for peer in (peering.get("status") or {}).values()
+                  if isinstance(peer, dict))
 
 
 @pytest.fixture
@@ -69,20 +80,27 @@ def test_one_replica_works_and_the_standby_takes_over(
         kubectl: Kubectl, peering_namespace: str, tmp_path: Path) -> None:
     namespace = peering_namespace
     high = Replica(kubectl, namespace, 200, tmp_path)
-    low = Replica(kubectl, namespace, 100, tmp_path)
+    low: Replica | None = None
     try:
-        wait_for(lambda: low.said("Pausing operations in favour of"), 60,
-                 what="the low-priority replica to stand by")
+        # The working replica first announces itself in the peering object; a replica that
+        # starts later sees it at once (two started together may miss each other until
+        # their next keep-alive).
+        wait_for(lambda: peers(kubectl, namespace) == [200], 60,
+                 what="the high-priority replica in the peering object")
+        low = Replica(kubectl, namespace, 100, tmp_path)
+        wait_for(lambda: peers(kubectl, namespace) == [100, 200], 60,
+                 what="both replicas in the peering object")
         kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
                        "metadata": {"name": "album-2024"},
                        "spec": {"year": 2024, "vectors": {"size": 8}}}, namespace)
         kubectl.run("wait", "--for=condition=Ready", "albumcollection/album-2024",
                     "--timeout=60s", namespace=namespace)
-        assert high.said("album-2024") or high.said("AlbumCollection")
+        assert high.said(f"AlbumCollection {namespace}/album-2024: Created")
         assert not [m for m in low.messages() if "album-2024" in m]
 
+        resumed_before = low.count("Resuming operations")
         high.stop()
-        wait_for(lambda: low.said("Resuming operations"), 90,
+        wait_for(lambda: low.count("Resuming operations") > resumed_before, 90,
                  what="the standby to resume after the working replica stopped")
         kubectl.run("patch", "albumcollection/album-2024", "--type=merge", "-p",
                     json.dumps({"spec": {"hnsw": {"m": 24}}}), namespace=namespace)
@@ -98,4 +116,5 @@ def test_one_replica_works_and_the_standby_takes_over(
         assert [m for m in low.messages() if "album-2024" in m]
     finally:
         high.stop()
-        low.stop()
+        if low is not None:
+            low.stop()
