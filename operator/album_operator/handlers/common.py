@@ -10,9 +10,12 @@ import kopf
 from pydantic import BaseModel, ValidationError
 
 from album_operator.adapters.kube import SecretUnavailable
+from album_operator.adapters.metrics import RECONCILE_SECONDS, RECONCILES
 from album_operator.adapters.qdrant.connection import QdrantError
 from album_operator.config import OperatorConfig
 from album_operator.core.conditions import find, status_patch
+from album_operator.reconcilers.resource import ResourceRef
+from album_operator.services import Services
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,6 +43,20 @@ def write_status(patch: kopf.Patch, current: Mapping[str, Any],
 def condition_reason(status: Mapping[str, Any], condition_type: str) -> str | None:
     condition = find(list(status.get("conditions") or []), condition_type)
     return condition.get("reason") if condition else None
+
+
+async def step_exclusively(memo: Services, ref: ResourceRef,
+                           step: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Runs one reconcile step under the object's lock, timed; an unreachable Qdrant or a
+    missing Secret becomes a kopf retry with the configured backoff."""
+    async with memo.locks.hold(ref.uid):
+        try:
+            with RECONCILE_SECONDS.labels(ref.kind).time():
+                return await step()
+        except (QdrantError, SecretUnavailable) as exc:
+            RECONCILES.labels(ref.kind, "Error").inc()
+            raise kopf.TemporaryError(str(exc), delay=memo.config.retry_backoff_seconds
+                                      ) from None
 
 
 def event(body: kopf.Body, warning: bool, reason: str, message: str) -> None:

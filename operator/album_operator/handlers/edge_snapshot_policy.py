@@ -7,10 +7,14 @@ from typing import Any
 
 import kopf
 
-from album_operator.adapters.kube import SecretUnavailable
-from album_operator.adapters.metrics import RECONCILE_SECONDS, RECONCILES, STATUS_PATCHES
-from album_operator.adapters.qdrant.connection import QdrantError
-from album_operator.handlers.common import delete_within_grace, event, parse_spec, write_status
+from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
+from album_operator.handlers.common import (
+    delete_within_grace,
+    event,
+    parse_spec,
+    step_exclusively,
+    write_status,
+)
 from album_operator.models.edge_snapshot_policy import EdgeSnapshotPolicySpec
 from album_operator.reconcilers.edge_snapshot_policy import KIND, delete_policy, step_policy
 from album_operator.reconcilers.resource import ResourceRef
@@ -22,14 +26,7 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
     ref = ResourceRef.from_body(KIND, body)
     spec = parse_spec(EdgeSnapshotPolicySpec, body)
     previous = dict(body.get("status") or {})
-    async with memo.locks.hold(ref.uid):
-        try:
-            with RECONCILE_SECONDS.labels(KIND).time():
-                changes = await step_policy(ref, spec, previous, memo)
-        except (QdrantError, SecretUnavailable) as exc:
-            RECONCILES.labels(KIND, "Error").inc()
-            raise kopf.TemporaryError(str(exc), delay=memo.config.retry_backoff_seconds
-                                      ) from None
+    changes = await step_exclusively(memo, ref, lambda: step_policy(ref, spec, previous, memo))
     changes["observedGeneration"] = ref.generation
     if write_status(patch, previous, changes):
         STATUS_PATCHES.labels(KIND).inc()

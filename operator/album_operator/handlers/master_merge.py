@@ -7,19 +7,22 @@ from typing import Any
 
 import kopf
 
-from album_operator.adapters.kube import SecretUnavailable
 from album_operator.adapters.metrics import (
     MERGE_LAST_SWAP,
     MERGE_POINTS_COPIED,
     MERGE_POINTS_PER_SECOND,
     MERGE_VERIFICATIONS,
-    RECONCILE_SECONDS,
     RECONCILES,
     STATUS_PATCHES,
 )
-from album_operator.adapters.qdrant.connection import QdrantError
 from album_operator.core.timeutil import parse_rfc3339
-from album_operator.handlers.common import delete_within_grace, event, parse_spec, write_status
+from album_operator.handlers.common import (
+    delete_within_grace,
+    event,
+    parse_spec,
+    step_exclusively,
+    write_status,
+)
 from album_operator.models.master_merge import MasterMergeSpec
 from album_operator.reconcilers.master_merge import (
     KIND,
@@ -35,14 +38,8 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
     ref = ResourceRef.from_body(KIND, body)
     spec = parse_spec(MasterMergeSpec, body)
     previous = dict(body.get("status") or {})
-    async with memo.locks.hold(ref.uid):
-        try:
-            with RECONCILE_SECONDS.labels(KIND).time():
-                changes = await step_master_merge(ref, spec, previous, memo)
-        except (QdrantError, SecretUnavailable) as exc:
-            RECONCILES.labels(KIND, "Error").inc()
-            raise kopf.TemporaryError(str(exc), delay=memo.config.retry_backoff_seconds
-                                      ) from None
+    changes = await step_exclusively(memo, ref,
+                                     lambda: step_master_merge(ref, spec, previous, memo))
     if not changes:
         return
     changes["observedGeneration"] = ref.generation
