@@ -109,6 +109,10 @@ def test_a_master_is_built_verified_and_put_behind_its_alias(
     assert verification["expectedCount"] == verification["actualCount"] == 9 * PER_YEAR
     assert verification["sampledQueries"] == 8
     assert condition(obj, "Verified")["status"] == "True"  # type: ignore[index]
+    events = kubectl.run("get", "events", "--field-selector",
+                         "involvedObject.kind=MasterMerge,involvedObject.name=master",
+                         "-o", "jsonpath={.items[*].reason}", namespace=namespace).stdout
+    assert {"Copying", "Indexing", "Verifying", "Swapping", "Succeeded"} <= set(events.split())
     build = obj["status"]["currentBuild"]
     assert build["pointsPerSecond"] > 0
     assert build["etaSeconds"] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from album_operator.core.merge import (
     next_version,
     parse_version,
     rebuild_reason,
+    same_vectors,
     target_name,
     top_k_overlap,
     vectors_match,
@@ -245,3 +247,18 @@ def test_the_load_defers_hnsw_only_where_the_engine_builds_graphs() -> None:
     assert loading.hnsw == HnswConfig(m=0, ef_construct=200)
     assert replace(loading, hnsw=final.hnsw) == final
     assert bulk_load_collection(final, EMBEDDED) == final
+
+
+@pytest.mark.parametrize(("left", "right", "same"), [
+    ([3.0, 4.0], [0.6, 0.8], True),  # a bare list is the unnamed vector, compared normalised
+    ([3.0, 4.0], {"": [0.6, 0.8]}, True),
+    ({"image": [1.0, 0.0], "text": [0.0, 2.0]}, {"image": [2.0, 0.0], "text": [0.0, 1.0]},
+     True),
+    ({"image": [1.0, 0.0]}, {"image": [1.0, 0.0], "text": [0.0, 1.0]}, False),
+    ({"image": [1.0, 0.0]}, {"text": [1.0, 0.0]}, False),
+    ([1.0, 0.0], [0.0, 1.0], False),
+    ([1.0, 0.0], [1.0, 0.0, 0.0], False),
+    (None, [], True),
+])
+def test_records_vectors_compare_by_name(left: Any, right: Any, same: bool) -> None:
+    assert same_vectors(left, right) is same

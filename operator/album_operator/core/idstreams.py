@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -30,15 +30,22 @@ def id_order_key(point_id: PointId) -> tuple[int, int, str]:
     return (1, 0, point_id.lower())
 
 
-def checked_order(ids: Iterable[PointId], where: str) -> Iterator[PointId]:
-    """Passes ``ids`` through, raising OutOfOrder when one is not above the one before."""
+def checked_order_by(items: Iterable[T], where: str, id_of: Callable[[T], PointId]
+                     ) -> Iterator[T]:
+    """Passes ``items`` through, raising OutOfOrder when one's ID is not above the one
+    before."""
     previous: tuple[int, int, str] | None = None
-    for point_id in ids:
+    for item in items:
+        point_id = id_of(item)
         key = id_order_key(point_id)
         if previous is not None and key <= previous:
             raise OutOfOrder(f"{where} returned {point_id} after a larger or equal ID")
         previous = key
-        yield point_id
+        yield item
+
+
+def checked_order(ids: Iterable[PointId], where: str) -> Iterator[PointId]:
+    return checked_order_by(ids, where, lambda point_id: point_id)
 
 
 def _keyed(index: int, ids: Iterable[PointId]

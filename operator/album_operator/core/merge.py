@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from album_operator.core.collections import DesiredCollection, ObservedCollection
 from album_operator.core.engine import EngineCapabilities
@@ -149,6 +149,20 @@ def vectors_match(left: Sequence[float], right: Sequence[float], tolerance: floa
     right_norm = math.sqrt(sum(x * x for x in right)) or 1.0
     return all(abs(a / left_norm - b / right_norm) <= tolerance for a, b in zip(
         left, right, strict=True))
+
+
+def dense_vectors(vector: Any) -> dict[str, list[float]]:
+    """A record's vectors by name, the unnamed one under "" (Qdrant returns a bare list)."""
+    if isinstance(vector, dict):
+        return {name: list(values) for name, values in vector.items()}
+    return {"": list(vector or [])}
+
+
+def same_vectors(left: Any, right: Any) -> bool:
+    """Two records' vectors match, name by name, after normalisation."""
+    ours, theirs = dense_vectors(left), dense_vectors(right)
+    return ours.keys() == theirs.keys() and all(
+        vectors_match(ours[name], theirs[name]) for name in ours)
 
 
 def merged_top_k(results: Iterable[Sequence[tuple[PointId, float]]], k: int,

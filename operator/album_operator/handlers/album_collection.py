@@ -18,7 +18,7 @@ from album_operator.core.claims import Claimant
 from album_operator.core.timeutil import rfc3339
 from album_operator.handlers.common import (
     condition_reason,
-    delete_within_grace,
+    delete_resource,
     event,
     parse_spec,
     write_status,
@@ -91,14 +91,6 @@ async def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
                  logger: kopf.Logger, **_: Any) -> None:
-    ref = ResourceRef.from_body(KIND, body)
-    memo.locks.forget(ref.uid)
-    try:
-        spec = parse_spec(AlbumCollectionSpec, body)
-    except kopf.PermanentError:
-        return
-    message = await delete_within_grace(
-        body, memo.config, retry, runtime,
-        lambda: delete_album_collection(ref, spec, memo), "the collection")
-    if message:
-        logger.info("AlbumCollection %s/%s deleted: %s", ref.namespace, ref.name, message)
+    await delete_resource(body, memo, retry, runtime, logger, KIND, AlbumCollectionSpec,
+                          lambda ref, spec, _status: delete_album_collection(ref, spec, memo),
+                          "the collection")

@@ -80,3 +80,23 @@ async def delete_within_grace(body: kopf.Body, config: OperatorConfig, retry: in
               f"Qdrant unreachable for {waited:.0f}s (grace period "
               f"{config.deletion_grace_seconds:.0f}s); {left_behind} may remain: {exc}")
         return None
+
+
+async def delete_resource(body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
+                          logger: kopf.Logger, kind: str, model: type[M],
+                          delete: Callable[[ResourceRef, M, dict[str, Any]], Awaitable[str]],
+                          left_behind: str) -> None:
+    """The deletion handler of every kind: forget the object's lock, apply its deletion
+    policy within the grace period, log what was removed. An unparsable spec (it never
+    made anything) releases the finalizer at once."""
+    ref = ResourceRef.from_body(kind, body)
+    memo.locks.forget(ref.uid)
+    try:
+        spec = parse_spec(model, body)
+    except kopf.PermanentError:
+        return
+    status = dict(body.get("status") or {})
+    message = await delete_within_grace(body, memo.config, retry, runtime,
+                                        lambda: delete(ref, spec, status), left_behind)
+    if message:
+        logger.info("%s %s/%s deleted: %s", kind, ref.namespace, ref.name, message)

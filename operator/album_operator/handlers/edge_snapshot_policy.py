@@ -9,7 +9,7 @@ import kopf
 
 from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
 from album_operator.handlers.common import (
-    delete_within_grace,
+    delete_resource,
     event,
     parse_spec,
     step_exclusively,
@@ -40,15 +40,6 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
                  logger: kopf.Logger, **_: Any) -> None:
-    ref = ResourceRef.from_body(KIND, body)
-    memo.locks.forget(ref.uid)
-    try:
-        spec = parse_spec(EdgeSnapshotPolicySpec, body)
-    except kopf.PermanentError:
-        return
-    status = dict(body.get("status") or {})
-    message = await delete_within_grace(
-        body, memo.config, retry, runtime, lambda: delete_policy(ref, spec, status, memo),
-        "published snapshots")
-    if message:
-        logger.info("EdgeSnapshotPolicy %s/%s deleted: %s", ref.namespace, ref.name, message)
+    await delete_resource(body, memo, retry, runtime, logger, KIND, EdgeSnapshotPolicySpec,
+                          lambda ref, spec, status: delete_policy(ref, spec, status, memo),
+                          "published snapshots")

@@ -17,7 +17,7 @@ from album_operator.adapters.metrics import (
 )
 from album_operator.core.timeutil import parse_rfc3339
 from album_operator.handlers.common import (
-    delete_within_grace,
+    delete_resource,
     event,
     parse_spec,
     step_exclusively,
@@ -71,17 +71,9 @@ def _crossed_tenth(before: dict[str, Any], after: dict[str, Any]) -> bool:
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,
                  logger: kopf.Logger, **_: Any) -> None:
-    ref = ResourceRef.from_body(KIND, body)
-    memo.locks.forget(ref.uid)
-    try:
-        spec = parse_spec(MasterMergeSpec, body)
-    except kopf.PermanentError:
-        return
-    message = await delete_within_grace(
-        body, memo.config, retry, runtime, lambda: delete_master_merge(ref, spec, memo),
-        "masters and the alias")
-    if message:
-        logger.info("MasterMerge %s/%s deleted: %s", ref.namespace, ref.name, message)
+    await delete_resource(body, memo, retry, runtime, logger, KIND, MasterMergeSpec,
+                          lambda ref, spec, _status: delete_master_merge(ref, spec, memo),
+                          "masters and the alias")
 
 
 def _record_metrics(ref: ResourceRef, previous: dict[str, Any], changes: dict[str, Any]

@@ -7,6 +7,7 @@ intervals come from configuration and importing a module never changes global st
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -23,38 +24,29 @@ MASTER_MERGES = (GROUP, VERSION, "mastermerges")
 EDGE_POLICIES = (GROUP, VERSION, "edgesnapshotpolicies")
 
 
-def _register_album_collections(registry: kopf.OperatorRegistry,
-                                config: OperatorConfig) -> None:
+def _register_kind(registry: kopf.OperatorRegistry, resource: tuple[str, str, str],
+                   handle: Callable[..., Any], delete: Callable[..., Any], timer_id: str,
+                   interval: float, initial_delay: float | None = None) -> None:
+    """The same handler on every change and on a timer (so drift made outside Kubernetes
+    is seen and multi-step work advances), and deletion behind the finalizer."""
+    kopf.on.resume(*resource, id="resume", registry=registry)(handle)
+    kopf.on.create(*resource, id="create", registry=registry)(handle)
+    kopf.on.update(*resource, id="update", registry=registry)(handle)
+    kopf.timer(*resource, id=timer_id, registry=registry, interval=interval,
+               initial_delay=initial_delay)(handle)
+    kopf.on.delete(*resource, id="delete", registry=registry)(delete)
+
+
+def _register_handlers(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     kopf.index(*ALBUM_COLLECTIONS, id="album_claims", registry=registry)(
         album_collection.index_claims)
-    reconcile = album_collection.reconcile
-    kopf.on.resume(*ALBUM_COLLECTIONS, id="resume", registry=registry)(reconcile)
-    kopf.on.create(*ALBUM_COLLECTIONS, id="create", registry=registry)(reconcile)
-    kopf.on.update(*ALBUM_COLLECTIONS, id="update", registry=registry)(reconcile)
-    kopf.timer(*ALBUM_COLLECTIONS, id="resync", registry=registry,
-               interval=config.resync_seconds, initial_delay=config.resync_seconds)(reconcile)
-    kopf.on.delete(*ALBUM_COLLECTIONS, id="delete", registry=registry)(
-        album_collection.delete)
-
-
-def _register_master_merges(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    step = master_merge.step
-    kopf.on.resume(*MASTER_MERGES, id="resume", registry=registry)(step)
-    kopf.on.create(*MASTER_MERGES, id="create", registry=registry)(step)
-    kopf.on.update(*MASTER_MERGES, id="update", registry=registry)(step)
-    kopf.timer(*MASTER_MERGES, id="step", registry=registry,
-               interval=config.merge_step_seconds)(step)
-    kopf.on.delete(*MASTER_MERGES, id="delete", registry=registry)(master_merge.delete)
-
-
-def _register_edge_policies(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    step = edge_snapshot_policy.step
-    kopf.on.resume(*EDGE_POLICIES, id="resume", registry=registry)(step)
-    kopf.on.create(*EDGE_POLICIES, id="create", registry=registry)(step)
-    kopf.on.update(*EDGE_POLICIES, id="update", registry=registry)(step)
-    kopf.timer(*EDGE_POLICIES, id="step", registry=registry,
-               interval=config.edge_step_seconds)(step)
-    kopf.on.delete(*EDGE_POLICIES, id="delete", registry=registry)(edge_snapshot_policy.delete)
+    _register_kind(registry, ALBUM_COLLECTIONS, album_collection.reconcile,
+                   album_collection.delete, "resync", config.resync_seconds,
+                   initial_delay=config.resync_seconds)
+    _register_kind(registry, MASTER_MERGES, master_merge.step, master_merge.delete, "step",
+                   config.merge_step_seconds)
+    _register_kind(registry, EDGE_POLICIES, edge_snapshot_policy.step,
+                   edge_snapshot_policy.delete, "step", config.edge_step_seconds)
 
 
 async def _probe_qdrant(*, memo: Services, **_: Any) -> str:
@@ -64,9 +56,7 @@ async def _probe_qdrant(*, memo: Services, **_: Any) -> str:
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.login(id="login", registry=registry)(kopf_login)
-    _register_album_collections(registry, config)
-    _register_master_merges(registry, config)
-    _register_edge_policies(registry, config)
+    _register_handlers(registry, config)
     kopf.on.probe(id="qdrant", registry=registry)(_probe_qdrant)
     return registry
 

@@ -244,7 +244,7 @@ async def _run(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, access: PolicyAcc
 def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: PolicyAccess,
             snapshots: list[SnapshotFile], now: dt.datetime, generation: int,
             missing_tokens: list[str], changes: dict[str, Any]) -> dict[str, Any]:
-    counters = access.counters
+    served, saved = access.counters.take()
     total_bytes = sum(s.size_bytes for s in snapshots)
     last_run = changes.get("lastRun") or status.get("lastRun") or {}
     published = ConditionUpdate(
@@ -269,8 +269,9 @@ def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: Policy
                       for s in snapshots],
         "snapshotCount": len(snapshots),
         "bytesPublished": total_bytes,
-        "partialRequestsServed": counters.partials_served,
-        "bytesSaved": counters.bytes_saved,
+        # cumulative across operator restarts: the endpoint counts since the last step
+        "partialRequestsServed": (status.get("partialRequestsServed") or 0) + served,
+        "bytesSaved": (status.get("bytesSaved") or 0) + saved,
         "nextRun": None if spec.suspend else rfc3339(next_scheduled_time(spec.schedule, now)),
         "conditions": merge_conditions(status.get("conditions", []), [published, ready],
                                        rfc3339(now), generation),

@@ -14,7 +14,7 @@ from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import DesiredCollection, ObservedCollection
 from album_operator.core.engine import EngineCapabilities
 from album_operator.core.idstreams import PointId, Reservoir, compare_ids, distinct_union
-from album_operator.core.merge import merged_top_k, top_k_overlap, vectors_match
+from album_operator.core.merge import merged_top_k, same_vectors, top_k_overlap
 from album_operator.models.master_merge import VerifySettings
 
 
@@ -28,13 +28,6 @@ def config_differences(final: DesiredCollection, observed: ObservedCollection | 
     return [*plan.immutable_mismatches, *plan.drift]
 
 
-def _same_vectors(left: Any, right: Any) -> bool:
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(
-            vectors_match(left[k], right[k]) for k in left)
-    return isinstance(left, list) and isinstance(right, list) and vectors_match(left, right)
-
-
 def _mismatched_points(reader: SourceReader, sources: list[str], target: str,
                        sample: list[PointId]) -> tuple[int, dict[PointId, Any]]:
     if not sample:
@@ -46,7 +39,7 @@ def _mismatched_points(reader: SourceReader, sources: list[str], target: str,
     mismatched = 0
     for pid in sample:
         want, got = latest.get(pid), copied.get(pid)
-        if want is None or got is None or want.payload != got.payload or not _same_vectors(
+        if want is None or got is None or want.payload != got.payload or not same_vectors(
                 want.vector, got.vector):
             mismatched += 1
     return mismatched, latest

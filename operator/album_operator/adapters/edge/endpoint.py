@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from qdrant_client import models as qm
+
 from album_operator.adapters.edge.server_source import ServerSnapshots
 from album_operator.adapters.edge.store import PolicyStore, sha256_of, stream_file
 from album_operator.adapters.metrics import (
@@ -43,12 +45,25 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-@dataclass
-class Counters:
-    partials_served: int = 0
-    bytes_saved: int = 0
-    uploads_accepted: int = 0
-    uploads_rejected: int = 0
+class PartialCounters:
+    """Partials served since the last status write; HTTP threads add, the reconciler takes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._served = 0
+        self._saved = 0
+
+    def record(self, bytes_saved: int) -> None:
+        with self._lock:
+            self._served += 1
+            self._saved += bytes_saved
+
+    def take(self) -> tuple[int, int]:
+        """(partials served, bytes saved) since the previous take."""
+        with self._lock:
+            taken = (self._served, self._saved)
+            self._served = self._saved = 0
+            return taken
 
 
 @dataclass
@@ -64,7 +79,7 @@ class PolicyAccess:
     allowed_targets: frozenset[str]
     server: ServerSnapshots | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    counters: Counters = field(default_factory=Counters)
+    counters: PartialCounters = field(default_factory=PartialCounters)
 
 
 class EdgeRegistry:
@@ -73,7 +88,7 @@ class EdgeRegistry:
     def __init__(self) -> None:
         self._policies: dict[tuple[str, str], PolicyAccess] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._counters: dict[tuple[str, str], Counters] = {}
+        self._counters: dict[tuple[str, str], PartialCounters] = {}
         self._guard = threading.Lock()
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
@@ -81,9 +96,9 @@ class EdgeRegistry:
         with self._guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
-    def counters(self, namespace: str, name: str) -> Counters:
+    def counters(self, namespace: str, name: str) -> PartialCounters:
         with self._guard:
-            return self._counters.setdefault((namespace, name), Counters())
+            return self._counters.setdefault((namespace, name), PartialCounters())
 
     def get(self, namespace: str, name: str) -> PolicyAccess | None:
         with self._guard:
@@ -180,10 +195,10 @@ def partial_snapshot(access: PolicyAccess, shard: int, device_manifest: Any) -> 
             return Reply(304, {"X-Snapshot-Name": latest.name})
         path = access.store.partial(files, manifest)
     size = path.stat().st_size
-    access.counters.partials_served += 1
-    access.counters.bytes_saved += max(latest.size_bytes - size, 0)
+    saved = max(latest.size_bytes - size, 0)
+    access.counters.record(saved)
     EDGE_PARTIALS.labels(access.namespace, access.name).inc()
-    EDGE_BYTES_SAVED.labels(access.namespace, access.name).inc(max(latest.size_bytes - size, 0))
+    EDGE_BYTES_SAVED.labels(access.namespace, access.name).inc(saved)
     return Reply(200, {"Content-Type": "application/x-tar", "Content-Length": str(size),
                        "X-Snapshot-Name": latest.name, "X-Snapshot-Sha256": sha256_of(path),
                        "X-Full-Size-Bytes": str(latest.size_bytes)},
@@ -216,8 +231,6 @@ def _upload(access: PolicyAccess, body: Any) -> Reply:
         _upsert_routed(access.engine, routed)
     except QdrantError as exc:
         raise HttpError(503, f"Qdrant is unavailable: {exc}") from None
-    access.counters.uploads_accepted += len(routed)
-    access.counters.uploads_rejected += len(rejected)
     EDGE_UPLOADS.labels(access.namespace, access.name, "accepted").inc(len(routed))
     EDGE_UPLOADS.labels(access.namespace, access.name, "rejected").inc(len(rejected))
     return _json(200, {"accepted": [p.point_id for p in routed],
@@ -225,8 +238,6 @@ def _upload(access: PolicyAccess, body: Any) -> Reply:
 
 
 def _upsert_routed(engine: QdrantEngine, routed: list[RoutedPoint]) -> None:
-    from qdrant_client import models as qm
-
     by_collection: dict[str, list[qm.PointStruct]] = {}
     for point in routed:
         by_collection.setdefault(point.collection, []).append(qm.PointStruct(

@@ -19,8 +19,8 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.merge import point_id
-from album_operator.core.idstreams import OutOfOrder, id_order_key
-from album_operator.core.merge import vectors_match
+from album_operator.core.idstreams import checked_order_by, id_order_key
+from album_operator.core.merge import dense_vectors, same_vectors
 from album_operator.models.edge_snapshot_policy import EdgeConfig, PointFilter
 
 PAGE = 512
@@ -102,36 +102,20 @@ def _shard_points(shard: qe.EdgeShard) -> Iterator[Any]:
             return
 
 
-def _vector_dict(vector: Any) -> dict[str, list[float]]:
-    if isinstance(vector, dict):
-        return {k: list(v) for k, v in vector.items()}
-    return {"": list(vector or [])}
-
-
 def _same(record: qm.Record, edge_record: Any) -> bool:
-    if (record.payload or {}) != (edge_record.payload or {}):
-        return False
-    ours, theirs = _vector_dict(record.vector), _vector_dict(edge_record.vector)
-    return ours.keys() == theirs.keys() and all(
-        vectors_match(ours[k], theirs[k]) for k in ours)
+    return ((record.payload or {}) == (edge_record.payload or {})
+            and same_vectors(record.vector, edge_record.vector))
 
 
 def _edge_point(record: qm.Record) -> qe.Point:
     """Dense vectors only: the CRD's vector layouts have no sparse vectors to publish."""
-    vectors = _vector_dict(record.vector)
+    vectors = dense_vectors(record.vector)
     vector: Any = vectors[""] if set(vectors) == {""} else vectors
     return qe.Point(point_id(record.id), vector, record.payload or {})
 
 
 def _checked(records: Iterator[Any], where: str) -> Iterator[Any]:
-    """Records in strictly ascending ID order, or OutOfOrder."""
-    previous = None
-    for record in records:
-        key = id_order_key(point_id(record.id))
-        if previous is not None and key <= previous:
-            raise OutOfOrder(f"{where} returned {record.id} after a larger or equal ID")
-        previous = key
-        yield record
+    return checked_order_by(records, where, lambda record: point_id(record.id))
 
 
 def _diff(collection: Iterator[qm.Record], shard: Iterator[Any]
