@@ -44,14 +44,15 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]
         yield Kubectl(binary, kubeconfig, cache)
         return
     name = os.environ.get("ALBUMOPS_TEST_CLUSTER", "pytest")
-    already_running = cluster.read_state(name) is not None
+    # A test cluster left running by an interrupted session still holds its objects, which
+    # the new session's operator would have to work through first: always start empty.
+    cluster.down(name, quiet=True)
     state = cluster.up(name)
     os.environ["KUBECONFIG"] = state.kubeconfig
     try:
         yield Kubectl(state.kubectl, state.kubeconfig, cache)
     finally:
-        if not already_running:
-            cluster.down(name)
+        cluster.down(name)
 
 
 @pytest.fixture(scope="session")
