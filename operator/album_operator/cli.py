@@ -39,6 +39,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--priority", default=os.environ.get("ALBUMOPS_PRIORITY", "0"),
                      help="peering priority: an integer, or 'auto' (derived from the host "
                      "name, so every Pod of a Deployment gets its own)")
+    run.add_argument("--peering-lifetime", type=int,
+                     default=int(os.environ.get("ALBUMOPS_PEERING_LIFETIME", "60")),
+                     help="seconds a replica counts as alive after its last keep-alive: "
+                     "how long a standby waits to take over from one that crashed")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -76,6 +80,7 @@ def _config_from(args: argparse.Namespace) -> OperatorConfig:
         snapshot_dir=args.snapshot_dir,
         peering=args.peering,
         priority=peering_priority(args.priority, socket.gethostname()),
+        peering_lifetime_seconds=args.peering_lifetime,
     )
 
 

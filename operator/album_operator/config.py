@@ -42,6 +42,9 @@ class OperatorConfig:
     edge_step_seconds: float = 5.0
     peering: str | None = None
     priority: int = 0
+    peering_lifetime_seconds: int = 60
+    """How long a replica counts as alive after its last keep-alive: the longest a standby
+    waits to take over from a replica that died without saying goodbye."""
 
     @property
     def snapshot_root(self) -> str:

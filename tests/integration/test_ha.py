@@ -1,5 +1,5 @@
 """Two replicas on a real API server: with kopf peering and distinct priorities one works and
-the other stands by; when the working one stops, the standby takes over."""
+the other stands by; when the working one stops, or is killed, the standby takes over."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from tests.helpers import Kubectl, condition, wait_for
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 PEERING = "album-operator"
+# Short, so that a killed replica is presumed dead within the test's patience.
+LIFETIME_SECONDS = 15
 
 
 class Replica:
@@ -29,7 +31,8 @@ class Replica:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "album_operator.cli", "run", "-n", namespace,
-                 "--peering", PEERING, "--priority", str(priority), "--resync-seconds", "2",
+                 "--peering", PEERING, "--priority", str(priority),
+                 "--peering-lifetime", str(LIFETIME_SECONDS), "--resync-seconds", "2",
                  "--health-port", str(free_port()),
                  "--embedded-path", str(workdir / f"qdrant-{priority}")],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -50,8 +53,11 @@ class Replica:
         return sum(fragment in message for message in self.messages())
 
     def stop(self) -> None:
+        self.end(signal.SIGTERM)
+
+    def end(self, how: signal.Signals) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(how)
             self.process.wait(timeout=60)
 
 
@@ -76,8 +82,9 @@ def peering_namespace(kubectl: Kubectl) -> Iterator[str]:
     kubectl.run("delete", "namespace", namespace, "--wait=false")
 
 
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 def test_one_replica_works_and_the_standby_takes_over(
-        kubectl: Kubectl, peering_namespace: str, tmp_path: Path) -> None:
+        kubectl: Kubectl, peering_namespace: str, tmp_path: Path, how: signal.Signals) -> None:
     namespace = peering_namespace
     high = Replica(kubectl, namespace, 200, tmp_path)
     low: Replica | None = None
@@ -99,9 +106,13 @@ def test_one_replica_works_and_the_standby_takes_over(
         assert not [m for m in low.messages() if "album-2024" in m]
 
         resumed_before = low.count("Resuming operations")
-        high.stop()
-        wait_for(lambda: low.count("Resuming operations") > resumed_before, 90,
-                 what="the standby to resume after the working replica stopped")
+        high.end(how)
+        # A clean stop withdraws from the peering at once; a killed replica says nothing and
+        # is presumed dead once its lifetime since the last keep-alive has passed.
+        wait_for(lambda: low.count("Resuming operations") > resumed_before,
+                 LIFETIME_SECONDS + 60, what=f"the standby to resume after {how.name}")
+        wait_for(lambda: peers(kubectl, namespace) == [100], LIFETIME_SECONDS + 30,
+                 what="only the standby left in the peering object")
         kubectl.run("patch", "albumcollection/album-2024", "--type=merge", "-p",
                     json.dumps({"spec": {"hnsw": {"m": 24}}}), namespace=namespace)
         generation = kubectl.get("albumcollection", "album-2024", namespace)["metadata"][

@@ -317,6 +317,7 @@ def test_replicas_on_a_server_join_a_peering_with_distinct_priorities(chart: Hel
     name = one(cluster_wide, "Deployment")["metadata"]["name"]
     assert f"--peering={name}" in args
     assert "--priority=auto" in args
+    assert "--peering-lifetime=60" in args
     assert [p["metadata"]["name"] for p in by_kind(cluster_wide, "ClusterKopfPeering")] == [
         name]
     rules = one(cluster_wide, "ClusterRole")["rules"]

@@ -79,6 +79,7 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
         settings.peering.name = config.peering
         settings.peering.clusterwide = config.all_namespaces
         settings.peering.priority = config.priority
+        settings.peering.lifetime = config.peering_lifetime_seconds
         # Without its peering object a replica must wait, not run unsupervised beside others.
         settings.peering.mandatory = True
     return settings
