@@ -15,6 +15,7 @@ from album_operator.core.edge import (
     due_run,
     parse_duration,
     partial_files,
+    publishing_shard_needs_indexing,
     route_points,
     snapshot_name,
     snapshots_to_delete,
@@ -138,6 +139,18 @@ ROUTED = UploadSpec.model_validate({"routeBy": {"field": "year", "template": "al
                                     "maxBatchSize": 10})
 ALLOWED = frozenset({"album_2024", "album_2025"})
 UUID = "6f1c2f8e-3b1a-4f0e-9a57-0c3c9a3b2f11"
+
+
+@pytest.mark.parametrize(("unindexed", "points", "needed"), [
+    (0, 0, False),
+    (1_000, 1_000, False),        # a small shard: brute force is cheap up to the floor
+    (1_001, 1_000, True),
+    (1_001, 5_000, True),         # above the floor and a tenth
+    (5_000, 50_000, False),       # a tenth of a large shard
+    (5_001, 50_000, True),
+])
+def test_when_changed_points_get_indexed(unindexed: int, points: int, needed: bool) -> None:
+    assert publishing_shard_needs_indexing(unindexed, points) is needed
 
 
 @pytest.mark.parametrize(("point", "target", "reason"), [

@@ -137,6 +137,18 @@ class Rejection:
     reason: str
 
 
+# Changes since the publishing shard was last indexed sit in an appendable segment that
+# devices search by brute force: cheap up to a few thousand points or a tenth of the shard.
+UNINDEXED_SHARE = 0.1
+UNINDEXED_FLOOR = 1_000
+
+
+def publishing_shard_needs_indexing(unindexed: int, points: int) -> bool:
+    """Whether this run seals the changed points into an indexed segment. The partial after
+    such a run carries that new segment, not the whole shard."""
+    return unindexed > max(UNINDEXED_FLOOR, UNINDEXED_SHARE * points)
+
+
 _ROUTE_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 

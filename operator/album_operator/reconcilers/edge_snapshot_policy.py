@@ -103,8 +103,9 @@ def _publish_build(access: PolicyAccess, spec: EdgeSnapshotPolicySpec,
         manifest = shardbuild.manifest(access.store.work)
         published = access.store.publish(BUILD_SHARD, name, access.collection, manifest, now,
                                           rfc3339(run.scheduled_for))
+    indexed = "; changes indexed" if result.indexed else ""
     verb = "built" if result.rebuilt else f"updated ({result.upserted} upserted, " \
-        f"{result.deleted} deleted)"
+        f"{result.deleted} deleted{indexed})"
     return (f"published {published.name} ({published.size_bytes} bytes, {result.points} "
             f"points; shard {verb})")
 

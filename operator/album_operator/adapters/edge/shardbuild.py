@@ -2,7 +2,9 @@
 
 The shard is built once with ``qdrant-edge-py`` (the engine devices run) and optimised, then
 each run applies only what changed in the collection: new segments stay small, so partial
-snapshots stay small. The collection and the shard are walked side by side in ID order.
+snapshots stay small. Once enough changed points have piled up unindexed, a run indexes them
+(``publishing_shard_needs_indexing``); a count kept beside the shard says how many.
+The collection and the shard are walked side by side in ID order.
 The shard runs without a WAL: it is only ever written here, and snapshots ship an empty one.
 """
 
@@ -19,11 +21,13 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.merge import point_id
+from album_operator.core.edge import publishing_shard_needs_indexing
 from album_operator.core.idstreams import checked_order_by, id_order_key
 from album_operator.core.merge import dense_vectors, same_vectors
 from album_operator.models.edge_snapshot_policy import EdgeConfig, PointFilter
 
 PAGE = 512
+SEGMENTS = 8
 _DISTANCES = {"Cosine": qe.Distance.Cosine, "Euclid": qe.Distance.Euclid,
               "Dot": qe.Distance.Dot, "Manhattan": qe.Distance.Manhattan}
 
@@ -40,6 +44,8 @@ class SyncResult:
     deleted: int
     points: int
     rebuilt: bool
+    indexed: bool
+    """Whether this run indexed the points changed since the last indexing."""
 
 
 def edge_config(layout: Mapping[str, VectorLayout], settings: EdgeConfig | None,
@@ -51,10 +57,13 @@ def edge_config(layout: Mapping[str, VectorLayout], settings: EdgeConfig | None,
     # A 1 KB indexing threshold makes the first optimize() seal the points into an indexed,
     # immutable segment; later changes land in a small appendable one, which is what keeps
     # partial snapshots small (with the default, a small shard stays one appendable segment
-    # that every change rewrites).
+    # that every change rewrites). Room for several segments lets a later optimize() seal
+    # the changes as a segment of their own instead of merging them into the big one, which
+    # would make the next partial as large as a full snapshot.
     return qe.EdgeConfig(vectors=vectors, wal_enabled=wal,
                          on_disk_payload=settings.on_disk_payload if settings else None,
-                         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1))
+                         optimizers=qe.EdgeOptimizersConfig(
+                             indexing_threshold=1, default_segment_number=SEGMENTS))
 
 
 def qdrant_filter(spec: PointFilter | None) -> qm.Filter | None:
@@ -145,6 +154,23 @@ def _apply(shard: qe.EdgeShard, upserts: list[qe.Point], deletes: list[Any]) -> 
         deletes.clear()
 
 
+def _unindexed_file(work: Path) -> Path:
+    return work.with_name(work.name + ".unindexed")
+
+
+def _read_unindexed(work: Path) -> int:
+    try:
+        return int(_unindexed_file(work).read_text())
+    except (OSError, ValueError):
+        return 0  # unknown: counted afresh from here on
+
+
+def _write_unindexed(work: Path, count: int) -> None:
+    staging = _unindexed_file(work).with_suffix(".tmp")
+    staging.write_text(str(count))
+    staging.replace(_unindexed_file(work))
+
+
 def sync_shard(engine: QdrantEngine, collection: str, work: Path,
                layout: Mapping[str, VectorLayout], settings: EdgeConfig | None,
                flt: PointFilter | None) -> SyncResult:
@@ -179,12 +205,17 @@ def sync_shard(engine: QdrantEngine, collection: str, work: Path,
             if len(upserts) >= PAGE or len(deletes) >= PAGE:
                 _apply(shard, upserts, deletes)
         _apply(shard, upserts, deletes)
-        if rebuilt:
+        # Upserts, new or edited, land in the appendable segment; deletions only mark points.
+        unindexed = 0 if rebuilt else _read_unindexed(work) + upserted
+        indexed = rebuilt or publishing_shard_needs_indexing(unindexed, points)
+        if indexed:
             shard.optimize()
+            unindexed = 0
         shard.flush()
     finally:
         shard.close()
-    return SyncResult(upserted, deleted, points, rebuilt)
+    _write_unindexed(work, unindexed)
+    return SyncResult(upserted, deleted, points, rebuilt, indexed)
 
 
 def manifest(work: Path) -> dict[str, Any]:
