@@ -20,7 +20,7 @@ def main() -> int:
                         help="how long to watch the idle operator")
     parser.add_argument("--resync-seconds", type=float, default=10.0,
                         help="operator resync interval during the benchmark")
-    parser.add_argument("--merge-sizes", type=int, nargs="+", default=[200, 800],
+    parser.add_argument("--merge-sizes", type=int, nargs="+", default=[600, 2400],
                         help="points per source year for the merge benchmark")
     parser.add_argument("--merge-batch", type=int, default=256,
                         help="MasterMerge copy batch size")
