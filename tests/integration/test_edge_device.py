@@ -68,6 +68,11 @@ def device_points(rng: np.random.Generator, ids: range, year: int = 2025) -> lis
             for n, pid in enumerate(ids)]
 
 
+def vector_of(point: EdgePoint) -> list[float]:
+    assert isinstance(point.vector, list)
+    return point.vector
+
+
 def test_a_device_inits_pulls_and_refuses_a_corrupt_snapshot(
         kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], edge_url: str,
         operator: Any, tmp_path: Path) -> None:
@@ -124,10 +129,11 @@ def test_queued_device_writes_survive_an_outage_and_kills_and_arrive_exactly_onc
     directory = tmp_path / "device"
     rng = np.random.default_rng(4)
     written = device_points(rng, range(100_000, 101_000))
+    no_such_year = device_points(rng, range(200_000, 200_001), year=1990)[0]
     with EdgeDevice(directory, client(edge_url, namespace, token)) as device:
         device.init()
         device.upsert(written)
-        device.upsert(device_points(rng, range(200_000, 200_001), year=1990))  # no such year
+        device.upsert([no_such_year])
     # The endpoint is unreachable: everything stays queued.
     down = EdgeDevice(directory, client("http://127.0.0.1:9", namespace, token))
     with down:
@@ -176,3 +182,15 @@ def test_queued_device_writes_survive_an_outage_and_kills_and_arrive_exactly_onc
     assert [letter.id for letter in letters] == ["200000"]
     assert "album" in letters[0].reason
     assert "not an allowed upload target" in letters[0].reason
+
+    # The next snapshot holds the device's points: a pull retires their local copies.
+    kubectl.run("annotate", "edgesnapshotpolicy/edge", "albumops.io/snapshot-now=1",
+                namespace=namespace)
+    wait_snapshots(kubectl, namespace, "edge", 2)
+    with EdgeDevice(directory, client(edge_url, namespace, token)) as device:
+        pulled = device.pull()
+        assert pulled.retired_local_points == len(written)
+        first = device.query(vector_of(written[0]), 1)[0]
+        assert (first.id, first.source) == (written[0].id, "mirror")
+        refused = device.query(vector_of(no_such_year), 1)[0]
+        assert (refused.id, refused.source) == (200_000, "local"), "a dead letter stays local"

@@ -8,13 +8,16 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from qdrant_edge import Point
 
+from album_operator.edge import shards
 from album_operator.edge.client import EndpointClient
 from album_operator.edge.device import EdgeDevice
 from album_operator.edge.errors import ChecksumMismatch, DeviceError, EndpointError
-from album_operator.edge.points import Hit
+from album_operator.edge.points import EdgePoint, Hit
 from tests.edge_fake_endpoint import FakeEndpoint, SourceShard, scroll_all
 
 DIM = 32
@@ -188,6 +191,48 @@ def test_a_local_point_shadows_the_mirrors_point_with_the_same_id(world: World) 
     assert first.score == pytest.approx(1.0, abs=1e-5)
     # both writes wait in the queue
     assert world.device.status().queue_depth == 2
+
+
+def _source_point(point: EdgePoint, payload: dict[str, Any] | None = None) -> Point:
+    vector: Any = point.vector
+    return Point(point.id, vector, point.payload if payload is None else payload)
+
+
+def test_a_pull_retires_local_points_the_server_took_and_the_mirror_now_holds(
+        world: World) -> None:
+    world.device.init()
+    query = world.vector()
+    winner = world.device.query(query, 1)[0].id
+    mine = {"mine": True}
+    returned = EdgePoint(10**9, query, mine)
+    edited = EdgePoint(winner, [-v for v in query], mine)
+    overtaken = EdgePoint(10**9 + 1, world.vector(), mine)
+    refused = EdgePoint(10**9 + 2, world.vector(), mine)
+    unsent = EdgePoint(10**9 + 3, world.vector(), mine)
+    world.fake.reject = {str(refused.id): "no"}
+    world.device.upsert([returned, edited, overtaken, refused])
+    assert world.device.push(sleep=lambda _s: None).accepted == 3
+    world.device.upsert([unsent])
+    # The server applied what it accepted, except that someone else has since changed one.
+    # The refused and the unsent points reach the mirror too (written there by others):
+    # only the queue keeps those local copies.
+    world.source.change(upserts=[
+        *(_source_point(p) for p in (returned, edited, refused, unsent)),
+        _source_point(overtaken, {"someone": "else"})])
+    world.fake.publish()
+
+    result = world.device.pull()
+
+    assert result.retired_local_points == 2
+    assert result.to_json()["retiredLocalPoints"] == 2
+    everything = [returned, edited, overtaken, refused, unsent]
+    assert shards.present_ids(world.device._open_local(), [p.id for p in everything]) == {
+        overtaken.key, refused.key, unsent.key}
+    hits = world.device.query(query, 2)
+    assert (hits[0].id, hits[0].source, hits[0].payload) == (returned.id, "mirror", mine), \
+        "answered the same, now from the mirror"
+    assert winner not in [hit.id for hit in hits], "the edit still stands"
+    assert world.device.pull().retired_local_points == 0  # 304: nothing retried
 
 
 def test_upsert_refuses_points_that_do_not_fit_before_writing_anything(world: World) -> None:

@@ -14,6 +14,7 @@ from album_operator.edge.points import (
     merge_hits,
     normalise_id,
     parse_jsonl,
+    same_content,
 )
 
 UUID = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
@@ -114,3 +115,19 @@ def test_local_hits_shadow_the_mirror(local: list[tuple[int, float]],
                                       higher: bool, expected: list[tuple[int, str]]) -> None:
     merged = merge_hits(_hits("local", *local), _hits("mirror", *mirror), shadowed, 2, higher)
     assert [(hit.id, hit.source) for hit in merged] == expected
+
+
+@pytest.mark.parametrize(("mine", "theirs", "same"), [
+    (({"a": 1}, [0.6, 0.8]), ({"a": 1}, [0.6, 0.8]), True),
+    (({"a": 1}, [0.6, 0.8]), ({"a": 1}, [0.6 + 1e-9, 0.8]), True),   # float noise
+    (({"a": 1}, [0.6, 0.8]), ({"a": 1}, {"": [0.6, 0.8]}), True),    # unnamed, both spellings
+    ((None, [0.6, 0.8]), ({}, [0.6, 0.8]), True),
+    (({"a": 1}, [0.6, 0.8]), ({"a": 2}, [0.6, 0.8]), False),
+    (({"a": 1}, [0.6, 0.8]), ({"a": 1}, [0.8, 0.6]), False),
+    (({"a": 1}, [0.6, 0.8]), ({"a": 1}, [0.6, 0.8, 0.0]), False),
+    (({}, {"img": [1.0], "txt": [2.0]}), ({}, {"img": [1.0]}), False),
+    (({}, {"img": [1.0], "txt": [2.0]}), ({}, {"txt": [2.0], "img": [1.0]}), True),
+])
+def test_same_content(mine: tuple[object, object], theirs: tuple[object, object],
+                      same: bool) -> None:
+    assert same_content(*mine, *theirs) is same

@@ -81,6 +81,7 @@ def test_settle_deletes_accepted_dead_letters_rejected_and_counts_the_rest(
         stats = queue.stats()
         assert (stats.depth, stats.dead_letters, stats.max_attempts,
                 stats.oldest_enqueued_at) == (1, 2, 1, 1000.0)
+        assert queue.held_keys() == {"2", "3", "4"}, "all but what the server accepted"
 
 
 def test_settle_is_one_transaction(tmp_path: Path) -> None:

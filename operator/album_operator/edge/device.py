@@ -7,7 +7,9 @@
 - ``mirror/``: read-only shard restored from the endpoint's snapshots. Never written
   locally; updated by staging a copy, applying the partial to it, and swapping by rename.
 - ``local/``: the device's own writes, created by ``init`` with the layout of
-  ``GET /snapshots``. Queries search both; a local point shadows the mirror's same ID.
+  ``GET /snapshots``. Queries search both; a local point shadows the mirror's same ID
+  until it comes back: a ``pull`` removes from ``local/`` every point the server accepted
+  whose mirror copy now holds the same payload and vectors (queries answer the same).
 - ``queue.sqlite``: the durable :class:`~album_operator.edge.queue.UploadQueue`.
 - ``state.json``: :class:`~album_operator.edge.state.DeviceState` (shard version = snapshot
   name, last pull, endpoint, namespace, policy, shard, vector layout).
@@ -47,7 +49,9 @@ from album_operator.edge.points import (
     Hit,
     VectorSpec,
     check_point,
+    id_key,
     merge_hits,
+    same_content,
 )
 from album_operator.edge.pushing import PushResult, drain
 from album_operator.edge.queue import UploadQueue
@@ -75,11 +79,12 @@ class PullResult:
     size_bytes: int = 0
     full_size_bytes: int | None = None
     points: int | None = None
+    retired_local_points: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {"changed": self.changed, "snapshot": self.snapshot,
                 "sizeBytes": self.size_bytes, "fullSizeBytes": self.full_size_bytes,
-                "points": self.points}
+                "points": self.points, "retiredLocalPoints": self.retired_local_points}
 
 
 @dataclass(frozen=True)
@@ -244,7 +249,26 @@ class EdgeDevice:
             state, snapshot=download.name, snapshot_sha256=download.sha256,
             endpoint=client.base_url, last_pull_at=utc_now_iso(), last_pull="updated"))
         return PullResult(True, download.name, download.size_bytes, download.full_size_bytes,
-                          points)
+                          points, self._retire_returned_points())
+
+    def _retire_returned_points(self) -> int:
+        """Removes local points the server accepted and the mirror now holds unchanged.
+        Points still queued or dead-lettered stay, and so does any whose mirror copy differs
+        (a snapshot older than the upload, or a later write by someone else)."""
+        held = self.queue.held_keys()
+        local, mirror = self._open_local(), self._open_mirror()
+        retired = 0
+        for page in shards.pages(local):
+            candidates = {id_key(record.id): record for record in page
+                          if id_key(record.id) not in held}
+            in_mirror = shards.retrieve(mirror, [r.id for r in candidates.values()])
+            returned = [theirs.id for theirs in in_mirror
+                        if same_content(candidates[id_key(theirs.id)].payload,
+                                        candidates[id_key(theirs.id)].vector,
+                                        theirs.payload, theirs.vector)]
+            shards.delete(local, returned)
+            retired += len(returned)
+        return retired
 
     def upsert(self, points: Iterable[EdgePoint | Mapping[str, Any]]) -> int:
         """Validates all points, enqueues them durably, then writes them to the local shard."""

@@ -11,6 +11,8 @@
   vector layout (from ``GET /snapshots``), or None.
 - :class:`Hit` and :func:`merge_hits`: local and mirror results combined, a local point
   shadowing the mirror's point with the same ID.
+- :func:`same_content`: whether two stored points hold the same payload and vectors, which
+  is when a local point has come back through the mirror and can be retired.
 """
 
 from __future__ import annotations
@@ -173,6 +175,28 @@ class Hit:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "score": self.score, "payload": self.payload,
                 "source": self.source}
+
+
+def _named(vector: object) -> dict[str, Any]:
+    if isinstance(vector, dict):
+        return dict(vector)
+    return {UNNAMED: vector}
+
+
+def _close(a: object, b: object) -> bool:
+    if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b):
+        return False
+    return all(math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+def same_content(payload: object, vector: object, other_payload: object,
+                 other_vector: object) -> bool:
+    """Equal payloads and equal vectors (to float precision; the engine normalises cosine
+    vectors the same way in every shard)."""
+    if (payload or {}) != (other_payload or {}):
+        return False
+    mine, theirs = _named(vector), _named(other_vector)
+    return mine.keys() == theirs.keys() and all(_close(mine[k], theirs[k]) for k in mine)
 
 
 def merge_hits(local: Sequence[Hit], mirror: Sequence[Hit], shadowed: set[str], limit: int,

@@ -178,6 +178,13 @@ class UploadQueue:
             db.executemany("UPDATE queued SET attempts = attempts + 1 WHERE seq = ?",
                            [(row.seq,) for row in batch])
 
+    def held_keys(self) -> set[str]:
+        """IDs the server has not accepted: still queued, or refused for good."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM queued UNION SELECT id FROM dead_letters").fetchall()
+        return {str(row[0]) for row in rows}
+
     def depth(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM queued").fetchone()[0])

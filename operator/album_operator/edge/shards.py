@@ -11,6 +11,8 @@
 - ``snapshot_layout(shard_dir)``: the dense vector layout a shard directory declares in its
   ``edge_config.json`` (None when it has none).
 - ``search(shard, vector, using, limit)`` and ``present_ids(shard, ids)``.
+- ``pages(shard)``, ``retrieve(shard, ids)`` and ``delete(shard, ids)``: the points of a
+  shard page by page with payloads and vectors, some of them by ID, and their removal.
 All engine errors come out as :class:`~album_operator.edge.errors.DeviceError`.
 """
 
@@ -22,7 +24,7 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qdrant_edge import (
     Distance,
@@ -32,6 +34,7 @@ from qdrant_edge import (
     Point,
     Query,
     QueryRequest,
+    ScrollRequest,
     UpdateOperation,
 )
 
@@ -171,3 +174,28 @@ def present_ids(shard: EdgeShard, ids: Sequence[object]) -> set[str]:
     with engine_errors("the local shard cannot retrieve points"):
         records = shard.retrieve(list(wanted), False, False)
     return {id_key(record.id) for record in records}
+
+
+def pages(shard: EdgeShard, size: int = 256) -> Iterator[list[Any]]:
+    offset: Any = None
+    while True:
+        with engine_errors("the local shard cannot list its points"):
+            records, offset = shard.scroll(ScrollRequest(
+                offset=offset, limit=size, with_payload=True, with_vector=True))
+        if records:
+            yield list(records)
+        if offset is None:
+            return
+
+
+def retrieve(shard: EdgeShard, ids: Sequence[object]) -> list[Any]:
+    if not ids:
+        return []
+    with engine_errors("the mirror cannot retrieve points"):
+        return list(shard.retrieve([normalise_id(raw) for raw in ids], True, True))
+
+
+def delete(shard: EdgeShard, ids: Sequence[object]) -> None:
+    if ids:
+        with engine_errors("the local shard cannot delete points"):
+            shard.update(UpdateOperation.delete_points([normalise_id(raw) for raw in ids]))
