@@ -127,7 +127,9 @@ def test_local_hits_shadow_the_mirror(local: list[tuple[int, float]],
     (({"a": 1}, [0.6, 0.8]), ({"a": 1}, [0.6, 0.8, 0.0]), False),
     (({}, {"img": [1.0], "txt": [2.0]}), ({}, {"img": [1.0]}), False),
     (({}, {"img": [1.0], "txt": [2.0]}), ({}, {"txt": [2.0], "img": [1.0]}), True),
+    (({}, {"img": [3.0, 4.0]}), ({}, {"img": [0.6, 0.8]}), True),     # cosine: direction only
+    (({}, {"txt": [3.0, 4.0]}), ({}, {"txt": [0.6, 0.8]}), False),    # Dot: the scale counts
 ])
 def test_same_content(mine: tuple[object, object], theirs: tuple[object, object],
                       same: bool) -> None:
-    assert same_content(*mine, *theirs) is same
+    assert same_content(*mine, *theirs, cosine=frozenset({"", "img"})) is same

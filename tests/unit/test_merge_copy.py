@@ -24,7 +24,7 @@ from album_operator.adapters.qdrant.merge import (
     swap_alias,
 )
 from album_operator.core.engine import EMBEDDED
-from album_operator.core.merge import vectors_match
+from album_operator.core.vectors import vectors_match
 
 DIM = 16
 SOURCES = {"album_2017": range(0, 250), "album_2018": range(1000, 1130)}
@@ -98,7 +98,8 @@ def test_copy_preserves_ids_payloads_and_vectors_and_leaves_sources_unchanged(
     copied = {r.id: r for r in reader.retrieve("master_v1", [1000, 1077, 1129])}
     for record in sample:
         assert copied[record.id].payload == record.payload
-        assert vectors_match(copied[record.id].vector, record.vector)  # type: ignore[arg-type]
+        assert vectors_match(copied[record.id].vector, record.vector,  # type: ignore[arg-type]
+                             normalise=True)
 
 
 @pytest.mark.parametrize("parallelism", [1, 3])

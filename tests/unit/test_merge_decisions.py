@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
@@ -27,10 +26,8 @@ from album_operator.core.merge import (
     next_version,
     parse_version,
     rebuild_reason,
-    same_vectors,
     target_name,
     top_k_overlap,
-    vectors_match,
 )
 from album_operator.core.schedule import due_scheduled_time
 from album_operator.models.collection_settings import HnswConfig, OptimizersConfig
@@ -166,13 +163,6 @@ def test_the_union_of_sources_is_ranked_like_one_search() -> None:
     assert merged_top_k([[(1, 3.0)], [(2, 1.0)]], 1, higher_is_better=False) == [2]
 
 
-def test_vectors_compare_after_normalisation_with_a_tolerance() -> None:
-    assert vectors_match([3.0, 4.0], [0.6, 0.8])
-    assert vectors_match([0.6, 0.8], [0.60001, 0.8])
-    assert not vectors_match([0.6, 0.8], [0.8, 0.6])
-    assert not vectors_match([1.0], [1.0, 0.0])
-
-
 def test_rollback_schedule_and_retention_do_not_change_the_build_digest() -> None:
     from album_operator.core.merge import build_digest
     from album_operator.models.master_merge import MasterMergeSpec
@@ -248,17 +238,3 @@ def test_the_load_defers_hnsw_only_where_the_engine_builds_graphs() -> None:
     assert replace(loading, hnsw=final.hnsw) == final
     assert bulk_load_collection(final, EMBEDDED) == final
 
-
-@pytest.mark.parametrize(("left", "right", "same"), [
-    ([3.0, 4.0], [0.6, 0.8], True),  # a bare list is the unnamed vector, compared normalised
-    ([3.0, 4.0], {"": [0.6, 0.8]}, True),
-    ({"image": [1.0, 0.0], "text": [0.0, 2.0]}, {"image": [2.0, 0.0], "text": [0.0, 1.0]},
-     True),
-    ({"image": [1.0, 0.0]}, {"image": [1.0, 0.0], "text": [0.0, 1.0]}, False),
-    ({"image": [1.0, 0.0]}, {"text": [1.0, 0.0]}, False),
-    ([1.0, 0.0], [0.0, 1.0], False),
-    ([1.0, 0.0], [1.0, 0.0, 0.0], False),
-    (None, [], True),
-])
-def test_records_vectors_compare_by_name(left: Any, right: Any, same: bool) -> None:
-    assert same_vectors(left, right) is same

@@ -136,3 +136,31 @@ def test_a_rebuilt_shard_forgets_what_was_pending(engine: QdrantEngine, tmp_path
     assert sync(engine, store).rebuilt
     upsert(engine, range(0, 2), seed=3)
     assert not sync(engine, store).indexed, "the count started afresh with the new shard"
+
+
+@pytest.mark.parametrize(("distance", "republished"), [
+    (qm.Distance.DOT, 1),     # twice the vector scores twice as high: devices must get it
+    (qm.Distance.COSINE, 0),  # the same direction: nothing to publish
+])
+def test_a_vector_scaled_in_place_is_republished_only_where_its_scale_counts(
+        tmp_path: Path, distance: qm.Distance, republished: int) -> None:
+    client = QdrantClient(location=":memory:")
+    client.create_collection("album_2025", vectors_config=qm.VectorParams(
+        size=4, distance=distance))
+    engine = QdrantEngine(client, EMBEDDED, "memory", ConnectionSettings())
+    layout = {"": shardbuild.VectorLayout(4, distance.value)}
+    work = tmp_path / "shard"
+
+    def write(scale: float) -> shardbuild.SyncResult:
+        client.upsert("album_2025", [qm.PointStruct(id=7, vector=[scale * 0.5] * 4)])
+        return shardbuild.sync_shard(engine, "album_2025", work, layout, None, None)
+
+    assert write(1.0).upserted == 1
+    assert write(2.0).upserted == republished
+    shard = qe.EdgeShard.load(str(work))
+    try:
+        [stored] = shard.retrieve([7], False, True)
+    finally:
+        shard.close()
+    expected = [1.0] * 4 if distance == qm.Distance.DOT else [0.5] * 4
+    assert np.allclose(as_array(stored.vector), expected)

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from album_operator.core.collections import DesiredCollection, ObservedCollection
 from album_operator.core.engine import EngineCapabilities
@@ -138,31 +138,6 @@ def top_k_overlap(expected: Sequence[PointId], actual: Sequence[PointId]) -> flo
     if not expected:
         return 1.0
     return len(set(expected) & set(actual)) / len(expected)
-
-
-def vectors_match(left: Sequence[float], right: Sequence[float], tolerance: float = 1e-4
-                  ) -> bool:
-    """Equal after L2 normalisation (local mode returns cosine vectors normalised or raw)."""
-    if len(left) != len(right):
-        return False
-    left_norm = math.sqrt(sum(x * x for x in left)) or 1.0
-    right_norm = math.sqrt(sum(x * x for x in right)) or 1.0
-    return all(abs(a / left_norm - b / right_norm) <= tolerance for a, b in zip(
-        left, right, strict=True))
-
-
-def dense_vectors(vector: Any) -> dict[str, list[float]]:
-    """A record's vectors by name, the unnamed one under "" (Qdrant returns a bare list)."""
-    if isinstance(vector, dict):
-        return {name: list(values) for name, values in vector.items()}
-    return {"": list(vector or [])}
-
-
-def same_vectors(left: Any, right: Any) -> bool:
-    """Two records' vectors match, name by name, after normalisation."""
-    ours, theirs = dense_vectors(left), dense_vectors(right)
-    return ours.keys() == theirs.keys() and all(
-        vectors_match(ours[name], theirs[name]) for name in ours)
 
 
 def merged_top_k(results: Iterable[Sequence[tuple[PointId, float]]], k: int,

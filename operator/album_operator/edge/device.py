@@ -40,6 +40,7 @@ from typing import Any
 
 from qdrant_edge import EdgeShard
 
+from album_operator.core.vectors import cosine_names
 from album_operator.edge import shards
 from album_operator.edge.client import EndpointClient
 from album_operator.edge.errors import DeviceError, EdgeError
@@ -255,7 +256,7 @@ class EdgeDevice:
         """Removes local points the server accepted and the mirror now holds unchanged.
         Points still queued or dead-lettered stay, and so does any whose mirror copy differs
         (a snapshot older than the upload, or a later write by someone else)."""
-        held = self.queue.held_keys()
+        held, cosine = self.queue.held_keys(), cosine_names(self._layout())
         local, mirror = self._open_local(), self._open_mirror()
         retired = 0
         for page in shards.pages(local):
@@ -265,7 +266,7 @@ class EdgeDevice:
             returned = [theirs.id for theirs in in_mirror
                         if same_content(candidates[id_key(theirs.id)].payload,
                                         candidates[id_key(theirs.id)].vector,
-                                        theirs.payload, theirs.vector)]
+                                        theirs.payload, theirs.vector, cosine)]
             shards.delete(local, returned)
             retired += len(returned)
         return retired

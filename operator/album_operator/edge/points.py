@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from album_operator.core.vectors import same_vectors
+
 PointId = int | str
 Vector = list[float] | dict[str, list[float]]
 UNNAMED = ""
@@ -177,26 +179,11 @@ class Hit:
                 "source": self.source}
 
 
-def _named(vector: object) -> dict[str, Any]:
-    if isinstance(vector, dict):
-        return dict(vector)
-    return {UNNAMED: vector}
-
-
-def _close(a: object, b: object) -> bool:
-    if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b):
-        return False
-    return all(math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6) for x, y in zip(a, b, strict=True))
-
-
 def same_content(payload: object, vector: object, other_payload: object,
-                 other_vector: object) -> bool:
-    """Equal payloads and equal vectors (to float precision; the engine normalises cosine
-    vectors the same way in every shard)."""
-    if (payload or {}) != (other_payload or {}):
-        return False
-    mine, theirs = _named(vector), _named(other_vector)
-    return mine.keys() == theirs.keys() and all(_close(mine[k], theirs[k]) for k in mine)
+                 other_vector: object, cosine: frozenset[str]) -> bool:
+    """Equal payloads and equal vectors, those named in ``cosine`` after normalisation."""
+    return (payload or {}) == (other_payload or {}) and same_vectors(vector, other_vector,
+                                                                     cosine)
 
 
 def merge_hits(local: Sequence[Hit], mirror: Sequence[Hit], shadowed: set[str], limit: int,

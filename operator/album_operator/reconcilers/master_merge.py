@@ -50,6 +50,7 @@ from album_operator.core.merge import (
     target_name,
 )
 from album_operator.core.timeutil import parse_rfc3339, rfc3339
+from album_operator.core.vectors import cosine_names
 from album_operator.models.common import LabelSelector
 from album_operator.models.master_merge import MasterMergeSpec
 from album_operator.reconcilers.merge_verification import config_differences, verify_master
@@ -253,7 +254,8 @@ async def _verify(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any]
     config_problems = config_differences(final, observed, engine.capabilities)
     return await asyncio.to_thread(
         verify_master, spec.verify, SourceReader(engine),
-        [s["name"] for s in build["sources"]], build["name"], config_problems,
+        [s["name"] for s in build["sources"]], build["name"], cosine_names(final.vectors),
+        config_problems,
         build.get("version", 0))
 
 

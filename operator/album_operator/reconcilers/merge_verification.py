@@ -14,7 +14,8 @@ from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import DesiredCollection, ObservedCollection
 from album_operator.core.engine import EngineCapabilities
 from album_operator.core.idstreams import PointId, Reservoir, compare_ids, distinct_union
-from album_operator.core.merge import merged_top_k, same_vectors, top_k_overlap
+from album_operator.core.merge import merged_top_k, top_k_overlap
+from album_operator.core.vectors import same_vectors
 from album_operator.models.master_merge import VerifySettings
 
 
@@ -29,7 +30,8 @@ def config_differences(final: DesiredCollection, observed: ObservedCollection | 
 
 
 def _mismatched_points(reader: SourceReader, sources: list[str], target: str,
-                       sample: list[PointId]) -> tuple[int, dict[PointId, Any]]:
+                       sample: list[PointId], cosine: frozenset[str]
+                       ) -> tuple[int, dict[PointId, Any]]:
     if not sample:
         return 0, {}
     copied = {point_id(r.id): r for r in reader.retrieve(target, sample)}
@@ -40,7 +42,7 @@ def _mismatched_points(reader: SourceReader, sources: list[str], target: str,
     for pid in sample:
         want, got = latest.get(pid), copied.get(pid)
         if want is None or got is None or want.payload != got.payload or not same_vectors(
-                want.vector, got.vector):
+                want.vector, got.vector, cosine):
             mismatched += 1
     return mismatched, latest
 
@@ -61,8 +63,10 @@ def _worst_overlap(settings: VerifySettings, reader: SourceReader, sources: list
 
 
 def verify_master(settings: VerifySettings, reader: SourceReader, sources: list[str],
-                  target: str, config_problems: list[str], seed: int) -> dict[str, Any]:
-    """Runs every check and returns ``status.verification``."""
+                  target: str, cosine: frozenset[str], config_problems: list[str], seed: int
+                  ) -> dict[str, Any]:
+    """Runs every check and returns ``status.verification``. ``cosine`` names the vectors
+    compared after normalisation."""
     rng = random.Random(seed)
     sampler: Reservoir[PointId] = Reservoir(settings.sample_points, rng)
     ids = compare_ids(distinct_union([(s, reader.ids(s)) for s in sources]),
@@ -75,7 +79,7 @@ def verify_master(settings: VerifySettings, reader: SourceReader, sources: list[
         problems.append(f"ID sets differ ({ids.missing} missing, {ids.unexpected} unexpected: "
                         f"{', '.join(ids.examples)})")
     sample = sampler.items
-    mismatched, latest = _mismatched_points(reader, sources, target, sample)
+    mismatched, latest = _mismatched_points(reader, sources, target, sample, cosine)
     if mismatched:
         problems.append(f"{mismatched} of {len(sample)} sampled points differ")
     probes = [latest[p] for p in rng.sample(sample, min(settings.sample_queries, len(sample)))

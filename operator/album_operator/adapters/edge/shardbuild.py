@@ -23,7 +23,7 @@ from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.merge import point_id
 from album_operator.core.edge import publishing_shard_needs_indexing
 from album_operator.core.idstreams import checked_order_by, id_order_key
-from album_operator.core.merge import dense_vectors, same_vectors
+from album_operator.core.vectors import cosine_names, dense_vectors, same_vectors
 from album_operator.models.edge_snapshot_policy import EdgeConfig, PointFilter
 
 PAGE = 512
@@ -111,9 +111,9 @@ def _shard_points(shard: qe.EdgeShard) -> Iterator[Any]:
             return
 
 
-def _same(record: qm.Record, edge_record: Any) -> bool:
+def _same(record: qm.Record, edge_record: Any, cosine: frozenset[str]) -> bool:
     return ((record.payload or {}) == (edge_record.payload or {})
-            and same_vectors(record.vector, edge_record.vector))
+            and same_vectors(record.vector, edge_record.vector, cosine))
 
 
 def _edge_point(record: qm.Record) -> qe.Point:
@@ -187,6 +187,7 @@ def sync_shard(engine: QdrantEngine, collection: str, work: Path,
     if rebuilt:
         work.parent.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(work), config)
+    cosine = cosine_names(layout)
     upserted = deleted = points = 0
     try:
         upserts: list[qe.Point] = []
@@ -199,7 +200,7 @@ def sync_shard(engine: QdrantEngine, collection: str, work: Path,
                 deleted += 1
                 continue
             points += 1
-            if theirs is None or not _same(ours, theirs):
+            if theirs is None or not _same(ours, theirs, cosine):
                 upserts.append(_edge_point(ours))
                 upserted += 1
             if len(upserts) >= PAGE or len(deletes) >= PAGE:
