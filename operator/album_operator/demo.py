@@ -138,9 +138,10 @@ def run_demo(keep: bool = False) -> int:
     started = time.monotonic()
     kubectl, fresh = _start_cluster(total)
     demo_dir = cache_root() / "demo"
-    data = demo_dir / "qdrant"
-    if fresh:
+    data, snapshots = demo_dir / "qdrant", demo_dir / "edge-snapshots"
+    if fresh:  # a new control plane starts with no collections and no published snapshots
         shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(snapshots, ignore_errors=True)
     demo_dir.mkdir(parents=True, exist_ok=True)
 
     _step(2, total, "CRDs (generated from the pydantic models)")
@@ -156,7 +157,7 @@ def run_demo(keep: bool = False) -> int:
         config = OperatorConfig(namespaces=(NAMESPACE,), embedded_path=str(data),
                                 resync_seconds=5.0, health_port=None,
                                 snapshot_port=cluster.free_port(),
-                                snapshot_dir=str(demo_dir / "edge-snapshots"))
+                                snapshot_dir=str(snapshots))
         with OperatorThread(config, pool):
             print(f"running; Qdrant data in {data}; JSON logs in {log_path}; edge snapshot "
                   f"endpoint on port {config.snapshot_port}")

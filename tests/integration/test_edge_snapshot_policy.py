@@ -3,6 +3,7 @@ engine, the operator's snapshot endpoint and real ``qdrant-edge-py`` device shar
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import shutil
 from collections.abc import Callable
@@ -17,6 +18,10 @@ from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
 from tests.helpers import Kubectl, condition, wait_for
+
+
+def utc_now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 pytestmark = pytest.mark.cluster
 DIM = 512
@@ -248,6 +253,28 @@ def test_deleting_a_policy_removes_what_it_published(
     assert not root.exists()
     url = f"{edge_url}/v1/namespaces/{namespace}/policies/edge/snapshots"
     assert get(url, token=token).status_code == 401  # the policy and its token are gone
+
+
+def test_a_policy_recreated_over_retained_snapshots_publishes_its_own_first(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], operator: Any) -> None:
+    collection = seed_collection(kubectl, namespace, qdrant)
+    kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token", deletionPolicy="Retain"), namespace)
+    retained = wait_snapshots(kubectl, namespace, "edge", 1)["status"]["snapshots"][0]
+    kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=60s", namespace=namespace)
+    root = Path(operator.config.snapshot_root) / namespace / "edge"
+    assert (root / "published" / retained["name"]).exists()
+    # snapshot times are per second: the successor is created in a later one
+    wait_for(lambda: utc_now_rfc3339() > retained["createdAt"], 5, what="the next second")
+
+    kubectl.apply(policy("edge", collection, "kiosk-token", deletionPolicy="Retain"), namespace)
+    obj = wait_snapshots(kubectl, namespace, "edge", 2)
+    last_run = obj["status"]["lastRun"]
+    assert last_run["result"] == "Succeeded"
+    newest = obj["status"]["snapshots"][0]
+    assert last_run["message"].startswith(f"published {newest['name']} ")
+    assert newest["name"] != retained["name"]
+    assert newest["createdAt"] >= obj["metadata"]["creationTimestamp"]
 
 
 def test_a_missing_collection_is_reported(kubectl: Kubectl, namespace: str,

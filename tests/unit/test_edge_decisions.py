@@ -26,7 +26,9 @@ UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 10, 14, 30, 12, 345000, tzinfo=UTC)
 HOURLY = RunTrigger(schedule="0 * * * *", last_scheduled_time=dt.datetime(
     2026, 3, 10, 14, 0, tzinfo=UTC), created=dt.datetime(2026, 1, 1, tzinfo=UTC),
-    trigger_token=None, last_trigger_token=None, suspended=False, published_any=True)
+    trigger_token=None, last_trigger_token=None, suspended=False,
+    published_times=(dt.datetime(2026, 3, 10, 14, 0, 5, tzinfo=UTC),))
+PREDECESSORS = (dt.datetime(2025, 12, 31, tzinfo=UTC),)  # before HOURLY was created
 
 
 @pytest.mark.parametrize(("changes", "reason", "scheduled_for"), [
@@ -43,12 +45,23 @@ HOURLY = RunTrigger(schedule="0 * * * *", last_scheduled_time=dt.datetime(
     ({"trigger_token": "a", "last_trigger_token": "a"}, None, None),
     ({"trigger_token": "b", "last_trigger_token": "a", "suspended": True},
      "requested (albumops.io/snapshot-now=b)", NOW.replace(microsecond=0)),
-    ({"published_any": False, "last_scheduled_time": None}, "nothing published yet",
-     NOW.replace(microsecond=0)),
-    ({"published_any": False, "last_scheduled_time": None, "suspended": True}, None, None),
-    # published before, status lost: the schedule counts from creation
-    ({"last_scheduled_time": None, "created": dt.datetime(2026, 3, 10, 14, 10, tzinfo=UTC)},
+    ({"published_times": (), "last_scheduled_time": None},
+     "nothing published by this policy yet", NOW.replace(microsecond=0)),
+    ({"published_times": (), "last_scheduled_time": None, "suspended": True}, None, None),
+    # a predecessor of the same name retained its snapshots: this policy still runs first
+    ({"published_times": PREDECESSORS, "last_scheduled_time": None},
+     "nothing published by this policy yet", NOW.replace(microsecond=0)),
+    # its first run, in the second it was created, seen before its status was: no second run
+    ({"published_times": (dt.datetime(2026, 3, 10, 14, 10, tzinfo=UTC),),
+      "last_scheduled_time": None, "created": dt.datetime(2026, 3, 10, 14, 10, tzinfo=UTC)},
      None, None),
+    # published since creation, status lost: the schedule counts from creation
+    ({"published_times": (*PREDECESSORS, dt.datetime(2026, 3, 10, 14, 20, tzinfo=UTC)),
+      "last_scheduled_time": None, "created": dt.datetime(2026, 3, 10, 14, 10, tzinfo=UTC)},
+     None, None),
+    # a snapshot of unknown age may be this policy's own: no rush either
+    ({"published_times": (None,), "last_scheduled_time": None,
+      "created": dt.datetime(2026, 3, 10, 14, 10, tzinfo=UTC)}, None, None),
 ])
 def test_when_a_run_is_due(changes: dict[str, Any], reason: str | None,
                            scheduled_for: dt.datetime | None) -> None:

@@ -45,7 +45,16 @@ class RunTrigger:
     trigger_token: str | None
     last_trigger_token: str | None
     suspended: bool
-    published_any: bool
+    published_times: tuple[dt.datetime | None, ...]
+    """When each published snapshot was made (None: not known)."""
+
+    @property
+    def published_since_created(self) -> bool:
+        """Whether a published snapshot may be this object's own. Older ones were left by a
+        predecessor of the same name (deletionPolicy Retain) and do not count as a first run.
+        One made in the second it was created counts: the first run usually happens then, and
+        a step that still sees the status from before that run must not run again."""
+        return any(made is None or made >= self.created for made in self.published_times)
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,8 @@ def due_run(trigger: RunTrigger, now: dt.datetime) -> DueRun | None:
                       second)
     if trigger.suspended:
         return None
-    if not trigger.published_any and trigger.last_scheduled_time is None:
-        return DueRun("nothing published yet", second)
+    if trigger.last_scheduled_time is None and not trigger.published_since_created:
+        return DueRun("nothing published by this policy yet", second)
     since = trigger.last_scheduled_time or trigger.created
     due = due_scheduled_time(trigger.schedule, since, now)
     if due is None:

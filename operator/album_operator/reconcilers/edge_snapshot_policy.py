@@ -199,7 +199,7 @@ async def register(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Ser
 
 
 def _trigger(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, Any],
-             published_any: bool, now: dt.datetime) -> RunTrigger:
+             published: list[SnapshotFile], now: dt.datetime) -> RunTrigger:
     last = status.get("lastScheduledTime")
     return RunTrigger(
         schedule=spec.schedule,
@@ -208,7 +208,8 @@ def _trigger(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, A
         trigger_token=ref.annotations.get(SNAPSHOT_NOW_ANNOTATION),
         last_trigger_token=status.get("lastTriggerToken"),
         suspended=spec.suspend,
-        published_any=published_any)
+        published_times=tuple(parse_rfc3339(s.created_at) if s.created_at else None
+                              for s in published))
 
 
 def _backing_off(status: dict[str, Any], now: dt.datetime, backoff_s: float) -> bool:
@@ -298,7 +299,7 @@ async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: di
         return _failed(status, problem, now, ref.generation)
     published = await asyncio.to_thread(_published, access)
     changes: dict[str, Any] = {}
-    run = due_run(_trigger(ref, spec, status, bool(published), now), now)
+    run = due_run(_trigger(ref, spec, status, published, now), now)
     if run is not None and not _backing_off(status, now, services.config.retry_backoff_seconds
                                             * 4):
         changes = await _run(ref, spec, access, run, now)
