@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from album_operator.edge.points import (
@@ -117,6 +119,12 @@ def test_local_hits_shadow_the_mirror(local: list[tuple[int, float]],
     assert [(hit.id, hit.source) for hit in merged] == expected
 
 
+@dataclass(frozen=True)
+class Stored:
+    payload: object
+    vector: object
+
+
 @pytest.mark.parametrize(("mine", "theirs", "same"), [
     (({"a": 1}, [0.6, 0.8]), ({"a": 1}, [0.6, 0.8]), True),
     (({"a": 1}, [0.6, 0.8]), ({"a": 1}, [0.6 + 1e-9, 0.8]), True),   # float noise
@@ -132,4 +140,4 @@ def test_local_hits_shadow_the_mirror(local: list[tuple[int, float]],
 ])
 def test_same_content(mine: tuple[object, object], theirs: tuple[object, object],
                       same: bool) -> None:
-    assert same_content(*mine, *theirs, cosine=frozenset({"", "img"})) is same
+    assert same_content(Stored(*mine), Stored(*theirs), cosine=frozenset({"", "img"})) is same

@@ -260,13 +260,11 @@ class EdgeDevice:
         local, mirror = self._open_local(), self._open_mirror()
         retired = 0
         for page in shards.pages(local):
-            candidates = {id_key(record.id): record for record in page
-                          if id_key(record.id) not in held}
-            in_mirror = shards.retrieve(mirror, [r.id for r in candidates.values()])
+            mine = {id_key(record.id): record for record in page
+                    if id_key(record.id) not in held}
+            in_mirror = shards.retrieve(mirror, [record.id for record in mine.values()])
             returned = [theirs.id for theirs in in_mirror
-                        if same_content(candidates[id_key(theirs.id)].payload,
-                                        candidates[id_key(theirs.id)].vector,
-                                        theirs.payload, theirs.vector, cosine)]
+                        if same_content(mine[id_key(theirs.id)], theirs, cosine)]
             shards.delete(local, returned)
             retired += len(returned)
         return retired

@@ -22,7 +22,7 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from album_operator.core.vectors import same_vectors
 
@@ -179,11 +179,20 @@ class Hit:
                 "source": self.source}
 
 
-def same_content(payload: object, vector: object, other_payload: object,
-                 other_vector: object, cosine: frozenset[str]) -> bool:
+class StoredPoint(Protocol):
+    """A point as a shard returns it (qdrant-edge's ``Record``)."""
+
+    @property
+    def payload(self) -> Any: ...
+
+    @property
+    def vector(self) -> Any: ...
+
+
+def same_content(mine: StoredPoint, theirs: StoredPoint, cosine: frozenset[str]) -> bool:
     """Equal payloads and equal vectors, those named in ``cosine`` after normalisation."""
-    return (payload or {}) == (other_payload or {}) and same_vectors(vector, other_vector,
-                                                                     cosine)
+    return ((mine.payload or {}) == (theirs.payload or {})
+            and same_vectors(mine.vector, theirs.vector, cosine))
 
 
 def merge_hits(local: Sequence[Hit], mirror: Sequence[Hit], shadowed: set[str], limit: int,
