@@ -1,8 +1,11 @@
 """Fixtures: the real local control plane, the CRDs, a namespace per test, the operator.
 
 Integration tests run against a real kube-apiserver + etcd (started here, or the cluster in
-KUBECONFIG when ALBUMOPS_USE_EXISTING_CLUSTER=true) and a real Qdrant engine: the embedded
-one by default, a server when QDRANT_URL is set.
+KUBECONFIG when ALBUMOPS_USE_EXISTING_CLUSTER=true) and real Qdrant engines. Every test that
+uses ``qdrant_pool`` runs once per engine (one suite, like qdrant-client's congruence tests):
+the embedded engine, and a Qdrant server, started here from ``QDRANT_BIN`` (or ``qdrant`` on the
+PATH) or reached at ``QDRANT_URL``. ``qdrant_server`` tests run on the server only,
+``embedded_only`` ones on the embedded engine only; ``qdrant_cluster`` starts three peers.
 """
 
 from __future__ import annotations
@@ -11,26 +14,73 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import requests
 
+from album_operator.adapters.localcluster import qdrant_server as local_qdrant
+from album_operator.adapters.localcluster.qdrant_server import LocalQdrant
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantPool
 from album_operator.runner import OperatorThread
 from tests.helpers import Kubectl
 
 TEST_NAMESPACE_PREFIX = "albumops-it-"
 T = TypeVar("T")
+SERVER_TESTS_LEFT_OUT = pytest.StashKey[int]()
+
+
+ENGINES = ("embedded", "server")
+
+
+def server_available() -> bool:
+    return bool(os.environ.get("QDRANT_URL")) or local_qdrant.find_binary() is not None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "qdrant_pool" not in metafunc.fixturenames:
+        return
+    engines = [engine for engine in ENGINES
+               if not (engine == "embedded" and metafunc.definition.get_closest_marker(
+                   "qdrant_server"))
+               and not (engine == "server" and metafunc.definition.get_closest_marker(
+                   "embedded_only"))]
+    metafunc.parametrize("qdrant_pool", engines, indirect=True, scope="session")
+
+
+def _needs_server(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    engine = callspec.params.get("qdrant_pool") if callspec else None
+    fixtures = getattr(item, "fixturenames", ())
+    return engine == "server" or "qdrant_server" in fixtures or "qdrant_cluster" in fixtures
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("QDRANT_URL"):
+    """Without a server, its tests are deselected and said so in one line, not 300."""
+    if server_available():
         return
-    skip = pytest.mark.skip(reason="needs a Qdrant server: set QDRANT_URL (and QDRANT_API_KEY)")
-    for item in items:
-        if "qdrant_server" in item.keywords:
-            item.add_marker(skip)
+    needing = [item for item in items if _needs_server(item)]
+    if needing:
+        config.hook.pytest_deselected(items=needing)
+        items[:] = [item for item in items if not _needs_server(item)]
+        config.stash[SERVER_TESTS_LEFT_OUT] = len(needing)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if os.environ.get("QDRANT_URL"):
+        return "qdrant server: QDRANT_URL (external)"
+    binary = local_qdrant.find_binary()
+    return f"qdrant server: {binary}" if binary else "qdrant server: none"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    left_out = config.stash.get(SERVER_TESTS_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"{left_out} Qdrant server tests not run: {local_qdrant.ENABLE_HINT}",
+            yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +130,75 @@ def namespace(kubectl: Kubectl) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class ServerTarget:
+    """A Qdrant server the tests may use: started here, or external (QDRANT_URL)."""
+
+    url: str
+    api_key: str | None
+    local: LocalQdrant | None = None
+
+    def settings(self) -> ConnectionSettings:
+        return ConnectionSettings(url=self.url, api_key=self.api_key)
+
+    def rest(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Qdrant's own REST answer (its ``result``), not qdrant-client's reading of it."""
+        headers = {"api-key": self.api_key} if self.api_key else {}
+        response = requests.request(method, f"{self.url}{path}", headers=headers, timeout=60,
+                                    **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.text[:500]}"
+        return response.json()["result"]
+
+
+def _start_local(tmp_path_factory: pytest.TempPathFactory, cluster: bool) -> LocalQdrant:
+    binary = local_qdrant.find_binary()
+    if binary is None:
+        pytest.skip(f"needs a Qdrant server binary: {local_qdrant.ENABLE_HINT}")
+    home = tmp_path_factory.mktemp("qdrant-cluster" if cluster else "qdrant-server")
+    api_key = f"test-key-{uuid.uuid4().hex}"
+    return (local_qdrant.start_cluster(binary, home, api_key) if cluster
+            else local_qdrant.start_single(binary, home, api_key))
+
+
 @pytest.fixture(scope="session")
-def qdrant_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantPool]:
+def qdrant_server_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerTarget]:
+    """One Qdrant server for the session, with an API key, on free loopback ports."""
     url = os.environ.get("QDRANT_URL")
-    settings = (ConnectionSettings(url=url, api_key=os.environ.get("QDRANT_API_KEY"))
-                if url else ConnectionSettings(
-                    embedded_path=str(tmp_path_factory.mktemp("qdrant"))))
+    if url:
+        yield ServerTarget(url.rstrip("/"), os.environ.get("QDRANT_API_KEY"))
+        return
+    local = _start_local(tmp_path_factory, cluster=False)
+    try:
+        yield ServerTarget(local.url, local.api_key, local)
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def qdrant_server(qdrant_server_target: ServerTarget) -> ServerTarget:
+    return qdrant_server_target
+
+
+@pytest.fixture(scope="session")
+def qdrant_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalQdrant]:
+    """Three Qdrant peers in cluster mode on loopback, one process each."""
+    local = _start_local(tmp_path_factory, cluster=True)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def qdrant_pool(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantPool]:
+    """The engine under test: ``embedded`` or ``server`` (see ``pytest_generate_tests``)."""
+    engine = getattr(request, "param", "embedded")
+    if engine == "server":
+        target: ServerTarget = request.getfixturevalue("qdrant_server_target")
+        settings = target.settings()
+    else:
+        settings = ConnectionSettings(embedded_path=str(tmp_path_factory.mktemp("qdrant")))
     pool = QdrantPool(settings)
     yield pool
     pool.close()
