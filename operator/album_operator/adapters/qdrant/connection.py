@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 import threading
 from collections.abc import Callable
@@ -15,10 +16,12 @@ from qdrant_client import QdrantClient
 
 from album_operator.adapters.redaction import redact, register_secret
 from album_operator.core.engine import EMBEDDED, SERVER, EngineCapabilities
+from album_operator.core.versions import version_warning
 
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 30
+log = logging.getLogger(__name__)
 
 
 class QdrantError(RuntimeError):
@@ -74,6 +77,7 @@ class QdrantEngine:
         self.settings = settings
         self._lock: threading.Lock | None = (
             None if capabilities.parallel_writes else threading.Lock())
+        self.version_warning: str | None = None
 
     def call(self, fn: Callable[[QdrantClient], T]) -> T:
         """Runs ``fn`` with the client, serialised where needed, errors redacted."""
@@ -115,7 +119,22 @@ def open_engine(settings: ConnectionSettings) -> QdrantEngine:
                               timeout=REQUEST_TIMEOUT_S, check_compatibility=False, **extra)
     except Exception as exc:
         raise _error_from(exc) from None
-    return QdrantEngine(client, SERVER, settings.describe(), settings)
+    engine = QdrantEngine(client, SERVER, settings.describe(), settings)
+    engine.version_warning = _check_server_version(engine)
+    return engine
+
+
+def _check_server_version(engine: QdrantEngine) -> str | None:
+    """Logs, once per connection, a server outside the supported versions. An unreachable
+    server is not a version problem: the first real call reports it."""
+    try:
+        reported = engine.call(lambda client: client.info().version)
+    except QdrantError:
+        return None
+    warning = version_warning(reported)
+    if warning:
+        log.warning("%s (%s)", warning, engine.label)
+    return warning
 
 
 class QdrantPool:
