@@ -54,7 +54,8 @@ def _needs_server(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     engine = callspec.params.get("qdrant_pool") if callspec else None
     fixtures = getattr(item, "fixturenames", ())
-    return engine == "server" or "qdrant_server" in fixtures or "qdrant_cluster" in fixtures
+    return (engine == "server" or item.get_closest_marker("qdrant_server") is not None
+            or "qdrant_server" in fixtures or "qdrant_cluster" in fixtures)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

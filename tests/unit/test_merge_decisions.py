@@ -203,7 +203,8 @@ def test_indexing_ends_when_settings_are_back_and_the_master_is_green(
 
 
 TEMPLATE = ObservedCollection(
-    name="album_2017", vectors={"": ObservedVector(size=512, distance="Cosine")},
+    name="album_2017", vectors={"": ObservedVector(size=512, distance="Cosine", on_disk=True)},
+    params={"shardNumber": 6, "replicationFactor": 2, "onDiskPayload": True},
     hnsw={"m": 32, "efConstruct": 200}, optimizers={"indexingThreshold": 10000},
     quantization={"scalar": {"type": "int8", "alwaysRam": True}},
     payload_indexes={"year": {"type": "integer", "options": {"lookup": True}},
@@ -221,14 +222,19 @@ def test_the_master_inherits_the_sources_settings() -> None:
     assert [(i.field, i.type) for i in master.payload_indexes] == [
         ("camera", "keyword"), ("year", "integer")]
     assert master.metadata == {"owner": "x"}
+    assert (master.shard_number, master.replication_factor) == (6, 2)
+    assert master.on_disk_payload is True
+    assert master.vectors[""].on_disk is True
 
 
 def test_overrides_replace_what_the_sources_have() -> None:
     overrides = TargetOverrides.model_validate({
-        "hnsw": {"efConstruct": 64}, "payloadIndexes": [{"field": "day", "type": "datetime"}]})
+        "hnsw": {"efConstruct": 64}, "payloadIndexes": [{"field": "day", "type": "datetime"}],
+        "shardNumber": 3, "replicationFactor": 1})
     master = master_collection("m_v1", TEMPLATE, overrides, {})
     assert master.hnsw == HnswConfig(m=16, ef_construct=64)  # m made explicit
     assert [i.field for i in master.payload_indexes] == ["day"]
+    assert (master.shard_number, master.replication_factor) == (3, 1)
 
 
 def test_the_load_defers_hnsw_only_where_the_engine_builds_graphs() -> None:

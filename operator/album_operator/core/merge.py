@@ -202,14 +202,22 @@ def master_collection(name: str, template: ObservedCollection,
                     if template.quantization else None)
     indexes = (tuple(overrides.payload_indexes) if overrides and overrides.payload_indexes
                else _inherited_indexes(template))
+    params = template.params
     return DesiredCollection(
         name=name,
         vectors={n: VectorParams.model_validate({"size": v.size, "distance": v.distance,
-                                                 "datatype": v.datatype or "Float32"})
+                                                 "datatype": v.datatype or "Float32",
+                                                 "onDisk": v.on_disk})
                  for n, v in template.vectors.items()},
         hnsw=hnsw,
         quantization=quantization,
         optimizers=optimizers,
+        on_disk_payload=params.get("onDiskPayload"),
+        shard_number=(overrides.shard_number if overrides and overrides.shard_number
+                      else params.get("shardNumber")),
+        replication_factor=(overrides.replication_factor
+                            if overrides and overrides.replication_factor
+                            else params.get("replicationFactor")),
         payload_indexes=indexes,
         metadata=metadata,
     )

@@ -45,6 +45,13 @@ class TargetOverrides(CamelModel):
                                                 description="Optimizer settings of the master.")
     payload_indexes: list[PayloadIndex] = payload_indexes_field(  # type: ignore[assignment]
         "Payload indexes created on the master before the copy.")
+    shard_number: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Shards of the master (server only); default: the first source's.")
+    replication_factor: int | None = Field(
+        default=None, ge=1, le=16,
+        description="Copies of each shard of the master (server only); default: the first "
+        "source's.")
 
 
 class CopySettings(CamelModel):

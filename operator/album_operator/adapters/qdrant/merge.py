@@ -22,6 +22,7 @@ from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.core.idstreams import PointId
 
 Offset = PointId | None
+EXACT_SEARCH = qm.SearchParams(exact=True, quantization=qm.QuantizationSearchParams(ignore=True))
 
 
 def point_id(value: int | str | uuid.UUID) -> PointId:
@@ -81,8 +82,12 @@ class SourceReader:
 
     def search(self, collection: str, vector: Any, limit: int,
                using: str | None = None) -> list[tuple[PointId, float]]:
+        """The exact top ``limit``: a full scan of the original vectors, so two collections
+        holding the same points give the same answer whatever their indexes."""
+        # An engine without HNSW graphs always scans, and warns about search params.
+        params = EXACT_SEARCH if self._engine.capabilities.applies_hnsw else None
         hits = self._engine.call(lambda c: c.query_points(
-            collection, query=vector, using=using, limit=limit).points)
+            collection, query=vector, using=using, limit=limit, search_params=params).points)
         return [(point_id(hit.id), hit.score) for hit in hits]
 
 
