@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="bring everything up and show it working")
     demo.add_argument("--keep", action="store_true",
                       help="leave the control plane running afterwards")
+    server = demo.add_mutually_exclusive_group()
+    server.add_argument("--qdrant-bin", type=Path, default=None,
+                        help="run the story on a Qdrant server started from this binary "
+                        "(default: the embedded engine)")
+    server.add_argument("--qdrant-url", default=None,
+                        help="run the story on the Qdrant server at this URL; its API key "
+                        "comes from QDRANT_API_KEY")
     return parser
 
 
@@ -138,9 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "crds":
         return _crds(args.action, args.repo)
     if args.command == "demo":
-        from album_operator.demo import run_demo
+        from album_operator.demo import DemoQdrant, run_demo
 
-        return run_demo(keep=args.keep)
+        return run_demo(keep=args.keep, qdrant=DemoQdrant(
+            binary=args.qdrant_bin, url=args.qdrant_url,
+            api_key=os.environ.get("QDRANT_API_KEY") or None))
     from album_operator.runner import run_forever
 
     return run_forever(_config_from(args), verbose=args.verbose)

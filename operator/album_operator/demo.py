@@ -1,21 +1,28 @@
-"""``album-operator demo``: the whole system on the embedded default, step by step.
+"""``album-operator demo``: the whole system, step by step, on the embedded default or a server.
 
 Brings up the local control plane, installs the CRDs, runs the operator, applies
 ``examples/``, writes synthetic photo embeddings the way the album service would, and shows
 the result in Kubernetes and in Qdrant. The embedded engine allows one process per data path,
 so the operator runs in this process and the demo looks into Qdrant through the same pool.
+With ``--qdrant-bin`` (a server binary it starts) or ``--qdrant-url``, the same story runs on
+a Qdrant server, which also shows the collection settings the server applied.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
+import secrets
 import shutil
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import qdrant_edge as qe
@@ -27,6 +34,7 @@ from album_operator.adapters.crdinstall import install_crds
 from album_operator.adapters.kube import load_api_client
 from album_operator.adapters.localcluster import cluster
 from album_operator.adapters.localcluster.build import cache_root
+from album_operator.adapters.localcluster.qdrant_server import start_single
 from album_operator.adapters.logs import configure_logging
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantPool
 from album_operator.config import OperatorConfig
@@ -119,6 +127,32 @@ def _show_qdrant(client: QdrantClient) -> None:
                          or "none yet"))
 
 
+def _applied(info: Any) -> list[tuple[str, object]]:
+    config = info.config
+    vectors = config.params.vectors
+    scalar = config.quantization_config.scalar if config.quantization_config else None
+    return [
+        ("vectors", f"{vectors.size}-d {vectors.distance.value}, on_disk={vectors.on_disk}"),
+        ("hnsw", f"m={config.hnsw_config.m} ef_construct={config.hnsw_config.ef_construct}"),
+        ("quantization", f"scalar {scalar.type.value} quantile={scalar.quantile} "
+                         f"always_ram={scalar.always_ram}" if scalar else "none"),
+        ("optimizers", f"indexing_threshold={config.optimizer_config.indexing_threshold}"),
+        ("on_disk_payload", config.params.on_disk_payload),
+        ("payload indexes", ", ".join(f"{name} ({schema.data_type.value})" for name, schema
+                                      in sorted(info.payload_schema.items()))),
+    ]
+
+
+def _show_applied_settings(client: QdrantClient) -> None:
+    """What the server applied of examples/album-collections.yaml (embedded mode ignores
+    all of it)."""
+    info = client.get_collection("album_2017")
+    print("settings the server applied to album_2017 (declared in "
+          "examples/album-collections.yaml):")
+    for name, value in _applied(info):
+        print(f"  {name:<16} {value}")
+
+
 def _search(client: QdrantClient, rng: np.random.Generator) -> None:
     probe = client.retrieve("album_2021", [2021 * 100_000 + 5], with_vectors=True)[0]
     vector = np.asarray(probe.vector) + 0.01 * rng.normal(size=DIMENSIONS)
@@ -133,14 +167,56 @@ def _search(client: QdrantClient, rng: np.random.Generator) -> None:
               f"album={payload.get('album_id')} taken_at={payload.get('taken_at')}")
 
 
-def run_demo(keep: bool = False) -> int:
+@dataclass(frozen=True)
+class DemoQdrant:
+    """Where the demo's Qdrant is: a server binary to start, a server URL, or neither
+    (the embedded default)."""
+
+    binary: Path | None = None
+    url: str | None = None
+    api_key: str | None = None
+
+    def describe(self) -> str:
+        if self.binary:
+            return f"Qdrant server started from {self.binary}"
+        return f"Qdrant server at {self.url}" if self.url else "embedded Qdrant engine"
+
+
+@contextlib.contextmanager
+def _qdrant_settings(choice: DemoQdrant, demo_dir: Path, fresh: bool
+                     ) -> Iterator[ConnectionSettings]:
+    data = demo_dir / "qdrant"
+    if choice.binary is None and choice.url is None:
+        if fresh:
+            shutil.rmtree(data, ignore_errors=True)
+        yield ConnectionSettings(embedded_path=str(data))
+        return
+    if choice.url:
+        yield ConnectionSettings(url=choice.url, api_key=choice.api_key)
+        return
+    assert choice.binary is not None
+    home = demo_dir / "qdrant-server"
+    shutil.rmtree(home, ignore_errors=True)  # the server's data lives as long as the run
+    server = start_single(choice.binary, home, secrets.token_urlsafe(24))
+    print(f"Qdrant {server.version()} at {server.url} (data in {home})")
+    try:
+        yield ConnectionSettings(url=server.url, api_key=server.api_key)
+    finally:
+        server.stop()
+
+
+def run_demo(keep: bool = False, qdrant: DemoQdrant | None = None) -> int:
+    choice = qdrant or DemoQdrant()
+    if choice.binary is not None and not os.access(choice.binary, os.X_OK):
+        print(f"album-operator demo: --qdrant-bin {choice.binary} is not an executable file",
+              file=sys.stderr)
+        return 2
     total = 7
     started = time.monotonic()
     kubectl, fresh = _start_cluster(total)
     demo_dir = cache_root() / "demo"
-    data, snapshots = demo_dir / "qdrant", demo_dir / "edge-snapshots"
+    snapshots = demo_dir / "edge-snapshots"
     if fresh:  # a new control plane starts with no collections and no published snapshots
-        shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(snapshots, ignore_errors=True)
     demo_dir.mkdir(parents=True, exist_ok=True)
 
@@ -148,18 +224,19 @@ def run_demo(keep: bool = False) -> int:
     for name in install_crds(load_api_client()):
         print(f"established: {name}")
 
-    _step(3, total, "operator (embedded Qdrant engine)")
+    _step(3, total, f"operator ({choice.describe()})")
     log_path = demo_dir / "operator.log"
-    with log_path.open("w") as log_file:
+    with log_path.open("w") as log_file, _qdrant_settings(choice, demo_dir, fresh) as settings:
         configure_logging(stream=log_file)
         logging.getLogger("kopf").setLevel(logging.INFO)
-        pool = QdrantPool(ConnectionSettings(embedded_path=str(data)))
-        config = OperatorConfig(namespaces=(NAMESPACE,), embedded_path=str(data),
+        pool = QdrantPool(settings)
+        config = OperatorConfig(namespaces=(NAMESPACE,),
+                                embedded_path=settings.embedded_path or str(demo_dir / "qdrant"),
                                 resync_seconds=5.0, health_port=None,
                                 snapshot_port=cluster.free_port(),
                                 snapshot_dir=str(snapshots))
         with OperatorThread(config, pool):
-            print(f"running; Qdrant data in {data}; JSON logs in {log_path}; edge snapshot "
+            print(f"running on {settings.describe()}; JSON logs in {log_path}; edge snapshot "
                   f"endpoint on port {config.snapshot_port}")
             _apply_and_show(kubectl, pool, total)
             _edge_device(kubectl, config, demo_dir, pool, total)
@@ -203,6 +280,8 @@ def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
 
     _step(6, total, "what Qdrant holds: the year collections, the master, its alias")
     engine.call(_show_qdrant)
+    if engine.capabilities.kind == "server":
+        engine.call(_show_applied_settings)
     engine.call(lambda c: _search(c, rng))
 
 

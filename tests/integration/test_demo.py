@@ -9,10 +9,12 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from album_operator.adapters.localcluster import cluster
+from album_operator.adapters.localcluster.qdrant_server import ENABLE_HINT, find_binary
 from album_operator.demo import CLUSTER
 
 pytestmark = pytest.mark.cluster
@@ -22,10 +24,10 @@ POLICY_ROW = re.compile(r"edgesnapshotpolicy\.albumops\.io/album-2025-edge\s+alb
 RESTORED = re.compile(r"/shards/0/snapshot -> album-2025-edge-shard0-(?P<made>\d{8}T\d{6}Z)\.tar")
 
 
-def run_demo() -> str:
+def run_demo(*args: str) -> str:
     env = {k: v for k, v in os.environ.items()
            if k not in ("KUBECONFIG", "ALBUMOPS_USE_EXISTING_CLUSTER")}
-    result = subprocess.run([sys.executable, "-m", "album_operator.cli", "demo"],
+    result = subprocess.run([sys.executable, "-m", "album_operator.cli", "demo", *args],
                             capture_output=True, text=True, timeout=600, env=env, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
@@ -51,10 +53,14 @@ def assert_shows_everything(output: str) -> None:
     assert "control plane stopped" in output
 
 
-def test_the_demo_runs_twice_and_each_run_publishes_its_own_snapshot() -> None:
+def skip_if_a_demo_cluster_is_kept() -> None:
     if cluster.read_state(CLUSTER) is not None:
         pytest.skip("a demo control plane is running (album-operator demo --keep); "
                     f"stop it with: album-operator local-cluster down --name {CLUSTER}")
+
+
+def test_the_demo_runs_twice_and_each_run_publishes_its_own_snapshot() -> None:
+    skip_if_a_demo_cluster_is_kept()
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     first = run_demo()
     assert_shows_everything(first)
@@ -64,3 +70,28 @@ def test_the_demo_runs_twice_and_each_run_publishes_its_own_snapshot() -> None:
     second = run_demo()
     assert_shows_everything(second)
     assert snapshot_time(second) > first_made, "the second run served the first run's snapshot"
+
+
+@pytest.mark.qdrant_server
+def test_the_demo_tells_the_same_story_on_a_qdrant_server_and_shows_its_settings() -> None:
+    skip_if_a_demo_cluster_is_kept()
+    binary = find_binary()
+    if binary is None:
+        pytest.skip(f"needs a Qdrant server binary: {ENABLE_HINT}")
+    output = run_demo("--qdrant-bin", str(binary))
+    assert_shows_everything(output)
+    assert f"operator (Qdrant server started from {binary})" in output
+    applied = output.split("settings the server applied to album_2017", 1)[1]
+    for shown in ("512-d Cosine, on_disk=True", "m=16 ef_construct=128",
+                  "scalar int8 quantile=0.99 always_ram=True", "indexing_threshold=20000",
+                  "album_id (keyword)", "taken_at (datetime)", "tags (keyword)"):
+        assert shown in applied, shown
+
+
+def test_the_demo_refuses_a_server_binary_that_is_not_one(tmp_path: Path) -> None:
+    missing = tmp_path / "no-qdrant-here"
+    result = subprocess.run([sys.executable, "-m", "album_operator.cli", "demo",
+                             "--qdrant-bin", str(missing)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert f"--qdrant-bin {missing} is not an executable file" in result.stderr
