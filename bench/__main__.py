@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bench import collections, edge, edge_queue, merge
+from bench import server as bench_server
 
 
 def main() -> int:
@@ -15,6 +16,10 @@ def main() -> int:
     kinds = ["collections", "merge", "edge", "edge_queue"]
     parser.add_argument("which", nargs="*", default=kinds, choices=kinds,
                         help="benchmarks (default: all)")
+    parser.add_argument("--engines", nargs="+", default=list(bench_server.ENGINES),
+                        choices=bench_server.ENGINES,
+                        help="halves to run: embedded, server (default: both; the server "
+                        "half needs QDRANT_BIN, qdrant on the PATH, or QDRANT_URL)")
     parser.add_argument("--count", type=int, default=200, help="AlbumCollections to apply")
     parser.add_argument("--idle-seconds", type=float, default=300.0,
                         help="how long to watch the idle operator")
@@ -22,6 +27,8 @@ def main() -> int:
                         help="operator resync interval during the benchmark")
     parser.add_argument("--merge-sizes", type=int, nargs="+", default=[600, 2400],
                         help="points per source year for the merge benchmark")
+    parser.add_argument("--merge-server-sizes", type=int, nargs="+", default=[3000],
+                        help="points per source year for the merge benchmark's server half")
     parser.add_argument("--merge-batch", type=int, default=256,
                         help="MasterMerge copy batch size")
     parser.add_argument("--merge-parallelism", type=int, default=4,
@@ -34,16 +41,17 @@ def main() -> int:
                         help="points per enqueue transaction and per upload request")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
-    results: dict[str, object] = {}
+    engines = tuple(args.engines)
+    results: dict[str, object] = {"machine": bench_server.header(args.engines)}
     if "collections" in args.which:
         results["collections"] = collections.run(collections.Settings(
             count=args.count, idle_seconds=args.idle_seconds,
-            resync_seconds=args.resync_seconds))
+            resync_seconds=args.resync_seconds), engines)
     if "merge" in args.which:
         results["merge"] = merge.run(args.merge_sizes, args.merge_batch,
-                                     args.merge_parallelism)
+                                     args.merge_parallelism, args.merge_server_sizes, engines)
     if "edge" in args.which:
-        results["edge"] = edge.run(args.edge_sizes)
+        results["edge"] = edge.run(args.edge_sizes, engines)
     if "edge_queue" in args.which:
         results["edge_queue"] = edge_queue.run(args.queue_points, args.queue_batch)
     if args.json:

@@ -15,12 +15,22 @@ so any copy into a fresh master shows memory that grows with the data whatever t
 does. To isolate the copier, a third, traced pass copies onto the complete master (upserts
 overwrite in place, the engine's storage no longer grows) and the tracemalloc peak above
 the memory held before and after is reported as the copier's in-flight memory.
+
+On a Qdrant server (when one is available: ``bench/server.py``) the same run adds a third
+copier, the server's raw upsert ceiling: the same points, held in memory as float32 arrays,
+upserted in MasterMerge's batch size from ``parallelism`` client threads, no scrolling. The
+targets are made as their writers make them: the naive loop's with the collection defaults
+(its HNSW graphs are built in the background while it copies, as the guide's would be);
+MasterMerge's with HNSW ``m=0``, as the reconciler creates a master for the copy
+(``bulk_load_collection``); the ceiling's the same as MasterMerge's, so the two differ only in
+the reading. Before every pass the run waits until all collections are green, so no pass
+pays for a previous pass's background indexing. The order is naive, MasterMerge, ceiling,
+ceiling, MasterMerge, naive.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -28,6 +38,7 @@ import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +52,11 @@ from album_operator.adapters.qdrant.connection import (
 )
 from album_operator.adapters.qdrant.merge import SourceReader, copy_step
 from album_operator.reconcilers.master_merge import PAGES_PER_STEP
+from bench import server as bench_server
 
 DIM = 512
 YEARS = range(2017, 2026)
+SEED_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -52,19 +65,41 @@ class Run:
     seconds: float
 
 
-def _seed(client: QdrantClient, per_year: int, prefix: str) -> list[str]:
+@dataclass(frozen=True)
+class YearData:
+    year: int
+    ids: list[int]
+    vectors: np.ndarray
+    payloads: list[dict[str, object]]
+
+    def points(self, start: int, stop: int) -> list[qm.PointStruct]:
+        return [qm.PointStruct(id=self.ids[i], vector=self.vectors[i].tolist(),
+                               payload=self.payloads[i]) for i in range(start, stop)]
+
+
+def _generate(per_year: int) -> list[YearData]:
+    """The sources' points, the same in every run: ``per_year`` random 512-d points a year."""
     rng = np.random.default_rng(11)
-    names = []
+    data = []
     for year in YEARS:
-        name = f"{prefix}album_{year}"
-        client.create_collection(name, vectors_config=qm.VectorParams(
-            size=DIM, distance=qm.Distance.COSINE))
-        for start in range(0, per_year, 500):
-            count = min(500, per_year - start)
-            vectors = rng.normal(size=(count, DIM)).astype(np.float32)
-            client.upsert(name, [qm.PointStruct(
-                id=year * 1_000_000 + start + i, vector=vectors[i].tolist(),
-                payload={"year": year, "album_id": f"family-{i % 7}"}) for i in range(count)])
+        ids: list[int] = []
+        chunks, payloads = [], []
+        for start in range(0, per_year, SEED_BATCH):
+            count = min(SEED_BATCH, per_year - start)
+            chunks.append(rng.normal(size=(count, DIM)).astype(np.float32))
+            ids += [year * 1_000_000 + start + i for i in range(count)]
+            payloads += [{"year": year, "album_id": f"family-{i % 7}"} for i in range(count)]
+        data.append(YearData(year, ids, np.concatenate(chunks), payloads))
+    return data
+
+
+def _seed(client: QdrantClient, data: list[YearData], prefix: str) -> list[str]:
+    names = []
+    for year in data:
+        name = f"{prefix}album_{year.year}"
+        _create(client, name)
+        for start in range(0, len(year.ids), SEED_BATCH):
+            client.upsert(name, year.points(start, min(start + SEED_BATCH, len(year.ids))))
         names.append(name)
     return names
 
@@ -89,9 +124,10 @@ def _rate(*runs: Run) -> float:
     return sum(run.points for run in runs) / sum(run.seconds for run in runs)
 
 
-def _create(client: QdrantClient, name: str) -> None:
+def _create(client: QdrantClient, name: str, bulk_load: bool = False) -> None:
     client.create_collection(name, vectors_config=qm.VectorParams(
-        size=DIM, distance=qm.Distance.COSINE))
+        size=DIM, distance=qm.Distance.COSINE),
+        hnsw_config=qm.HnswConfigDiff(m=0) if bulk_load else None)
 
 
 def naive_loop(client: QdrantClient, dest: str, sources: list[str]) -> None:
@@ -138,6 +174,19 @@ def operator_copy(engine: QdrantEngine, sources: list[str], target: str, batch_s
                                              per_source), sources))
 
 
+def ceiling_upsert(engine: QdrantEngine, data: list[YearData], target: str, batch_size: int,
+                   parallelism: int) -> None:
+    """The same points straight from memory, ``batch_size`` a request, ``parallelism``
+    requests in flight: what the server takes when nothing has to be read first."""
+    def upsert(year: YearData, start: int) -> None:
+        points = year.points(start, min(start + batch_size, len(year.ids)))
+        engine.call(lambda c: c.upsert(target, points, wait=True))
+
+    batches = [(year, start) for year in data for start in range(0, len(year.ids), batch_size)]
+    with ThreadPoolExecutor(max_workers=parallelism) as pool:
+        list(pool.map(lambda batch: upsert(*batch), batches))
+
+
 def _drop(engine: QdrantEngine, name: str) -> None:
     engine.call(lambda client: client.delete_collection(name))
 
@@ -147,72 +196,124 @@ def _count(engine: QdrantEngine, name: str) -> int:
 
 
 def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: int,
-             prefix: str) -> dict[str, object]:
-    sources = engine.call(lambda c: _seed(c, per_year, prefix))
+             prefix: str, server: bench_server.Server | None = None) -> dict[str, object]:
+    """One size on one engine. With ``server`` (the engine is that server) the ceiling runs
+    too, every pass starts on green collections, and the server's memory is reported."""
+    data = _generate(per_year)
+    sources = engine.call(lambda c: _seed(c, data, prefix))
+    if server is None:
+        del data  # the embedded half holds no copy of the points while it is measured
     total = per_year * len(YEARS)
-    naive_target, merge_target = f"{prefix}naive_master", f"{prefix}album_master_v1"
-    engine.call(lambda c: _create(c, naive_target))
-    engine.call(lambda c: _create(c, merge_target))
+    targets = {"naive": f"{prefix}naive_master", "mastermerge": f"{prefix}album_master_v1",
+               "ceiling": f"{prefix}ceiling_master"}
+    bulk_load = engine.capabilities.applies_hnsw  # as MasterMerge creates its master
+    engine.call(lambda c: _create(c, targets["naive"]))
+    engine.call(lambda c: _create(c, targets["mastermerge"], bulk_load))
 
-    def naive() -> None:
-        engine.call(lambda c: naive_loop(c, naive_target, sources))
-
-    def merged() -> None:
-        operator_copy(engine, sources, merge_target, batch_size, parallelism)
-
-    print(f"copying {total} points: 4 timed passes (A-B-B-A), then 2 traced ...", flush=True)
-    naive_run = _timed(naive, lambda: _count(engine, naive_target))
-    merged_run = _timed(merged, lambda: _count(engine, merge_target))
-    merged_again = _timed(merged, lambda: _count(engine, merge_target))
-    naive_again = _timed(naive, lambda: _count(engine, naive_target))
-    naive_inflight, merged_inflight = _inflight_mb(naive), _inflight_mb(merged)
-    for name in [*sources, naive_target, merge_target]:
-        _drop(engine, name)
-    assert naive_run.points == merged_run.points == total, (naive_run.points,
-                                                            merged_run.points, total)
-    return {
-        "points": total,
-        "naive_points_per_s": round(_rate(naive_run, naive_again)),
-        "mastermerge_points_per_s": round(_rate(merged_run, merged_again)),
-        "ratio": round(_rate(merged_run, merged_again) / _rate(naive_run, naive_again), 2),
-        "naive_inflight_mb": round(naive_inflight, 1),
-        "mastermerge_inflight_mb": round(merged_inflight, 1),
+    copiers: dict[str, Callable[[], None]] = {
+        "naive": lambda: engine.call(lambda c: naive_loop(c, targets["naive"], sources)),
+        "mastermerge": lambda: operator_copy(engine, sources, targets["mastermerge"],
+                                             batch_size, parallelism),
     }
+    if server is not None:
+        engine.call(lambda c: _create(c, targets["ceiling"], bulk_load))
+        copiers["ceiling"] = lambda: ceiling_upsert(engine, data, targets["ceiling"],
+                                                    batch_size, parallelism)
+    order = [*copiers, *reversed(copiers)]
+    print(f"copying {total} points: {len(order)} timed passes "
+          f"({'-'.join('ABC'[list(copiers).index(c)] for c in order)}), then 2 traced ...",
+          flush=True)
+    runs: dict[str, list[Run]] = {name: [] for name in copiers}
+    waited = 0.0
+    for name in order:
+        if server is not None:
+            waited += engine.call(lambda c: bench_server.wait_green(c, list(targets.values())))
+        runs[name].append(_timed(copiers[name], partial(_count, engine, targets[name])))
+    if server is not None:
+        engine.call(lambda c: bench_server.wait_green(c, list(targets.values())))
+    naive_inflight = _inflight_mb(copiers["naive"])
+    merged_inflight = _inflight_mb(copiers["mastermerge"])
+    for name in [*sources, *(targets[c] for c in copiers)]:
+        _drop(engine, name)
+    counts = {name: [run.points for run in got] for name, got in runs.items()}
+    assert all(c == [total, total] for c in counts.values()), (counts, total)
+    rates = {name: _rate(*got) for name, got in runs.items()}
+    result: dict[str, object] = {
+        "points": total,
+        "naive_points_per_s": round(rates["naive"]),
+        "mastermerge_points_per_s": round(rates["mastermerge"]),
+        "ratio": round(rates["mastermerge"] / rates["naive"], 2),
+    }
+    if server is not None:
+        result |= {
+            "ceiling_points_per_s": round(rates["ceiling"]),
+            "mastermerge_over_ceiling": round(rates["mastermerge"] / rates["ceiling"], 2),
+            "naive_over_ceiling": round(rates["naive"] / rates["ceiling"], 2),
+            "seconds_waiting_for_green": round(waited, 1),
+        }
+    result |= {"naive_inflight_mb": round(naive_inflight, 1),
+               "mastermerge_inflight_mb": round(merged_inflight, 1)}
+    if server is not None:
+        result |= server.memory_mb()
+    return result
+
+
+def _summary(result: dict[str, object]) -> str:
+    line = (f"{result['engine']}, {result['points']:,} points: naive "
+            f"{result['naive_points_per_s']:,} points/s, MasterMerge "
+            f"{result['mastermerge_points_per_s']:,} points/s = {result['ratio']}x naive")
+    if "ceiling_points_per_s" in result:
+        line += (f"; upsert ceiling {result['ceiling_points_per_s']:,} points/s, MasterMerge "
+                 f"at {result['mastermerge_over_ceiling']}x of it (naive "
+                 f"{result['naive_over_ceiling']}x)")
+    line += (f"; in-flight MB naive {result['naive_inflight_mb']}, MasterMerge "
+             f"{result['mastermerge_inflight_mb']}")
+    if "server_peak_rss_mb" in result:
+        line += f"; server peak RSS {result['server_peak_rss_mb']} MB"
+    return line
 
 
 def _run_on(engine: QdrantEngine, label: str, sizes: list[int], batch_size: int,
-            parallelism: int, prefix: str) -> list[dict[str, object]]:
-    print(f"== merge on {label}: naive loop vs MasterMerge copy, {len(YEARS)} sources of "
-          f"512-d points, MasterMerge batch {batch_size}, parallelism {parallelism}",
-          flush=True)
+            parallelism: int, prefix: str, server: bench_server.Server | None = None
+            ) -> list[dict[str, object]]:
+    ceiling = " vs the server's upsert ceiling" if server is not None else ""
+    print(f"== merge on {label}: naive loop vs MasterMerge copy{ceiling}, {len(YEARS)} "
+          f"sources of 512-d points, MasterMerge batch {batch_size}, parallelism "
+          f"{parallelism}", flush=True)
     results = []
     for per_year in sizes:
         print(f"seeding {per_year * len(YEARS)} points ...", flush=True)
         result = {"engine": label, **run_size(engine, per_year, batch_size, parallelism,
-                                              prefix)}
+                                              prefix, server)}
+        print(_summary(result), flush=True)
         print(json.dumps(result), flush=True)
         results.append(result)
     return results
 
 
-def run(sizes: list[int], batch_size: int, parallelism: int = 4
-        ) -> list[dict[str, object]]:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-merge-"))
-    engine = open_engine(ConnectionSettings(embedded_path=str(workdir / "engine")))
-    try:
-        results = _run_on(engine, "embedded engine (on disk)", sizes, batch_size, 1, "")
-    finally:
-        engine.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-    url = os.environ.get("QDRANT_URL")
-    if url:
-        server = open_engine(ConnectionSettings(url=url,
-                                                api_key=os.environ.get("QDRANT_API_KEY")))
+def run(sizes: list[int], batch_size: int, parallelism: int = 4,
+        server_sizes: list[int] | None = None,
+        engines: tuple[str, ...] = bench_server.ENGINES) -> list[dict[str, object]]:
+    results: list[dict[str, object]] = []
+    if "embedded" in engines:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-merge-"))
+        engine = open_engine(ConnectionSettings(embedded_path=str(workdir / "engine")))
         try:
-            results += _run_on(server, "Qdrant server", sizes, batch_size, parallelism,
-                               "bench_")
+            results += _run_on(engine, "embedded engine (on disk)", sizes, batch_size, 1, "")
         finally:
-            server.close()
-    else:
-        print("(set QDRANT_URL to also measure on a Qdrant server)", flush=True)
+            engine.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+    if "server" not in engines:
+        return results
+    with bench_server.qdrant("merge") as server:
+        if server is None:
+            bench_server.skipped("merge")
+            return results
+        engine = open_engine(server.settings())
+        try:
+            print(server.describe(), flush=True)
+            results += _run_on(engine, "Qdrant server", server_sizes or sizes, batch_size,
+                               parallelism, "bench_", server)
+        finally:
+            engine.close()
     return results
