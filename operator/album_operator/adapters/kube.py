@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from album_operator.adapters.qdrant.connection import ConnectionSettings
 from album_operator.adapters.redaction import register_secret
+from album_operator.core.peers import parse_peer_urls
 from album_operator.models.common import GROUP, VERSION
 
 
@@ -86,8 +87,13 @@ class KubeApi:
         data = await self.read_secret(namespace, name)
         if not data.get("url"):
             raise SecretUnavailable(f"Secret {namespace}/{name} has no key 'url'")
+        try:
+            peer_urls = parse_peer_urls(data.get("peerUrls"))
+        except ValueError as exc:
+            raise SecretUnavailable(
+                f"Secret {namespace}/{name} key 'peerUrls': {exc}") from None
         return ConnectionSettings(url=data["url"], api_key=data.get("apiKey") or None,
-                                  ca_pem=data.get("ca.crt") or None)
+                                  ca_pem=data.get("ca.crt") or None, peer_urls=peer_urls)
 
     async def list_custom(self, plural: str, namespace: str,
                           label_selector: str | None = None) -> list[dict[str, Any]]:

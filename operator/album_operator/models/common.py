@@ -98,8 +98,13 @@ class ConnectionSpec(CamelModel):
 
     secret_ref: LocalSecretRef = Field(
         description=(
-            "Secret in this namespace with key `url` (required), and optional keys `apiKey` "
-            "and `ca.crt` (PEM bundle for TLS)."
+            "Secret in this namespace with key `url` (required), and optional keys `apiKey`, "
+            "`ca.crt` (PEM bundle for TLS) and `peerUrls`. In cluster mode shard snapshots "
+            "are asked of a peer that holds the shard (`GET /cluster` names each peer's "
+            "p2p URI); its HTTP URL is the URI's host with the scheme and port of `url` (a "
+            "StatefulSet's per-pod DNS names), unless `peerUrls`, a JSON object from a "
+            "peer's URI to its HTTP URL, says otherwise, e.g. "
+            "{\"http://qdrant-0.qdrant-headless:6335\": \"https://q0.example.com:6333\"}."
         )
     )
 

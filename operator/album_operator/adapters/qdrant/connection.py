@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +41,9 @@ class ConnectionSettings:
     api_key: str | None = field(default=None, repr=False)
     ca_pem: str | None = field(default=None, repr=False)
     embedded_path: str | None = None
+    peer_urls: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """In cluster mode: a peer's cluster URI -> its HTTP URL, where deriving it from the
+    URI's host and ``url``'s scheme and port would be wrong (``core/peers.py``)."""
 
     @property
     def is_embedded(self) -> bool:
@@ -48,7 +52,8 @@ class ConnectionSettings:
     def identity(self) -> str:
         """A stable key for the pool; hashes the secret parts instead of holding them."""
         raw = "\0".join([self.url or "", self.api_key or "", self.ca_pem or "",
-                         self.embedded_path or ""])
+                         self.embedded_path or "",
+                         json.dumps(dict(self.peer_urls), sort_keys=True)])
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def describe(self) -> str:
