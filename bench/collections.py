@@ -3,6 +3,13 @@
 Baseline (same run): the same 200 collections created directly with qdrant-client on the
 same engine, with no Kubernetes or operator in between. The operator runs as a real
 ``album-operator run`` process so its memory and ``/metrics`` are its own.
+
+Two halves, each on a fresh local control plane of its own (cluster ``bench-collections``):
+the embedded engine, then a Qdrant server when one is available (``bench/server.py``), where
+the operator gets ``QDRANT_URL`` and every setting of the spec is applied for real, so the
+idle period also shows whether the planner finds drift the server keeps reporting. On the
+server the baseline creates the payload index too, as the operator does there (the embedded
+engine ignores payload indexes, so neither creates it there).
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ from album_operator.adapters.crdinstall import install_crds
 from album_operator.adapters.kube import load_api_client
 from album_operator.adapters.localcluster import cluster
 from album_operator.adapters.localcluster.cluster import free_port
+from bench import server as bench_server
 
 NAMESPACE = "bench-collections"
+CLUSTER = "bench-collections"  # never the tests' (pytest) nor the developer's (default)
+QDRANT_ENV = ("QDRANT_URL", "QDRANT_API_KEY", "ALBUMOPS_QDRANT_SECRET")
 
 
 @dataclass(frozen=True)
@@ -46,15 +56,40 @@ def _manifest(i: int) -> dict[str, object]:
                      "payloadIndexes": [{"field": "taken_at", "type": "datetime"}]}}
 
 
-def _baseline(count: int, path: str) -> float:
-    client = QdrantClient(path=path)
+def _create_all(client: QdrantClient, count: int, payload_index: bool) -> float:
     started = time.perf_counter()
     for i in range(count):
         client.create_collection(f"bench_{i:04d}", vectors_config=qm.VectorParams(
             size=512, distance=qm.Distance.COSINE), quantization_config=qm.ScalarQuantization(
             scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99)))
-    elapsed = time.perf_counter() - started
+        if payload_index:
+            client.create_payload_index(f"bench_{i:04d}", "taken_at",
+                                        qm.PayloadSchemaType.DATETIME)
+    return time.perf_counter() - started
+
+
+def _baseline(count: int, path: str) -> float:
+    client = QdrantClient(path=path)
+    elapsed = _create_all(client, count, payload_index=False)
     client.close()
+    return elapsed
+
+
+def _drop_all(client: QdrantClient, count: int) -> None:
+    for i in range(count):
+        client.delete_collection(f"bench_{i:04d}")
+
+
+def _server_baseline(count: int, server: bench_server.Server) -> float:
+    """The same collections made directly on the server, then removed again so that the
+    operator creates its own."""
+    client = server.client()
+    try:
+        _drop_all(client, count)  # leftovers on an external server
+        elapsed = _create_all(client, count, payload_index=True)
+        _drop_all(client, count)
+    finally:
+        client.close()
     return elapsed
 
 
@@ -85,36 +120,82 @@ def _versions(kubectl: list[str]) -> dict[str, str]:
             for item in json.loads(out)["items"]}
 
 
-def run(settings: Settings) -> dict[str, object]:
-    print(f"== collections: {settings.count} AlbumCollections, idle "
-          f"{settings.idle_seconds:.0f}s, resync every {settings.resync_seconds:.0f}s",
-          flush=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-collections-"))
-    baseline_s = _baseline(settings.count, str(work / "baseline"))
+def run(settings: Settings, engines: tuple[str, ...] = bench_server.ENGINES
+        ) -> list[dict[str, object]]:
+    results = []
+    if "embedded" in engines:
+        print(f"== collections on the embedded engine: {settings.count} AlbumCollections, "
+              f"idle {settings.idle_seconds:.0f}s, resync every {settings.resync_seconds:.0f}s",
+              flush=True)
+        work = Path(tempfile.mkdtemp(prefix="bench-collections-"))
+        baseline_s = _baseline(settings.count, str(work / "baseline"))
+        env = {k: v for k, v in os.environ.items() if k not in QDRANT_ENV}
+        results.append(_with_operator(settings, "embedded engine (on disk)", baseline_s,
+                                      ["--embedded-path", str(work / "operator")], env, work))
+    if "server" not in engines:
+        return results
+    with bench_server.qdrant("collections") as server:
+        if server is None:
+            bench_server.skipped("collections")
+            return results
+        print(f"== collections on {server.describe()}: {settings.count} AlbumCollections, "
+              f"idle {settings.idle_seconds:.0f}s, resync every {settings.resync_seconds:.0f}s",
+              flush=True)
+        work = Path(tempfile.mkdtemp(prefix="bench-collections-server-"))
+        baseline_s = _server_baseline(settings.count, server)
+        env = {k: v for k, v in os.environ.items() if k not in QDRANT_ENV}
+        env |= {"QDRANT_URL": server.url, **({"QDRANT_API_KEY": server.api_key}
+                                             if server.api_key else {})}
+        client = server.client()
+        try:
+            result = _with_operator(settings, "Qdrant server", baseline_s, [], env, work)
+            made = {c.name for c in client.get_collections().collections}
+            missing = [f"bench_{i:04d}" for i in range(settings.count)
+                       if f"bench_{i:04d}" not in made]
+            assert not missing, f"Ready, but not on the server: {missing[:5]}"
+        finally:
+            _drop_all(client, settings.count)
+            client.close()
+        results.append(result | server.memory_mb())
+    return results
+
+
+def _with_operator(settings: Settings, label: str, baseline_s: float, engine_args: list[str],
+                   env: dict[str, str], work: Path) -> dict[str, object]:
+    """A fresh control plane, the CRDs and an operator process on the given engine."""
     print(f"baseline: qdrant-client created {settings.count} collections in {baseline_s:.2f}s",
           flush=True)
-
-    state = cluster.up("bench")
-    install_crds_env = {**os.environ, "KUBECONFIG": state.kubeconfig}
+    cluster.down(CLUSTER, quiet=True)  # one an interrupted run left still holds its objects
+    state = cluster.up(CLUSTER)
+    env = {**env, "KUBECONFIG": state.kubeconfig}
     os.environ["KUBECONFIG"] = state.kubeconfig
-    install_crds(load_api_client())
-    kubectl = [state.kubectl, f"--kubeconfig={state.kubeconfig}", f"--namespace={NAMESPACE}"]
-    subprocess.run([*kubectl, "create", "namespace", NAMESPACE], capture_output=True,
-                   check=False)
-    metrics_port = free_port()
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "album_operator.cli", "run", "-n", NAMESPACE,
-         "--embedded-path", str(work / "operator"), "--resync-seconds",
-         str(settings.resync_seconds), "--metrics-port", str(metrics_port),
-         "--health-port", str(free_port())],
-        stdout=subprocess.DEVNULL, stderr=(work / "operator.log").open("w"),
-        env=install_crds_env)
     try:
-        return _measure(settings, kubectl, operator, metrics_port, work, baseline_s)
+        install_crds(load_api_client())
+        kubectl = [state.kubectl, f"--kubeconfig={state.kubeconfig}",
+                   f"--namespace={NAMESPACE}"]
+        subprocess.run([*kubectl, "create", "namespace", NAMESPACE], capture_output=True,
+                       check=False)
+        metrics_port = free_port()
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "album_operator.cli", "run", "-n", NAMESPACE, *engine_args,
+             "--resync-seconds", str(settings.resync_seconds), "--metrics-port",
+             str(metrics_port), "--health-port", str(free_port())],
+            stdout=subprocess.DEVNULL, stderr=(work / "operator.log").open("w"), env=env)
+        try:
+            result = _measure(settings, kubectl, operator, metrics_port, work, baseline_s)
+        finally:
+            operator.terminate()
+            operator.wait(timeout=60)
     finally:
-        operator.terminate()
-        operator.wait(timeout=60)
-        cluster.down("bench")
+        cluster.down(CLUSTER)
+    result = {"engine": label, **result}
+    print(f"{label}: {settings.count} AlbumCollections Ready in {result['ready_seconds']}s, "
+          f"direct baseline {baseline_s:.2f}s ({result['ratio_vs_baseline']}x); operator "
+          f"peak RSS {result['operator_peak_rss_mb']} MB; idle {settings.idle_seconds:.0f}s: "
+          f"{result['idle_reconciles']:.0f} reconciles, {result['idle_qdrant_writes']:.0f} "
+          f"Qdrant writes, {result['idle_status_patches']:.0f} status patches, "
+          f"{result['idle_objects_changed']} objects changed", flush=True)
+    return result
 
 
 def _measure(settings: Settings, kubectl: list[str], operator: subprocess.Popen[bytes],
