@@ -17,6 +17,7 @@ import requests
 from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
+from tests.conftest import ServerTarget
 from tests.helpers import Kubectl, condition, wait_for
 
 
@@ -289,34 +290,127 @@ def test_a_missing_collection_is_reported(kubectl: Kubectl, namespace: str,
     wait_for(reported, 30, what="CollectionMissing")
 
 
+SERVER_POINTS = 8000
+# Sealed segments of about 500 points (1 MB of vectors; no HNSW graph, so quick to build) and
+# an appendable one. Qdrant's partial snapshot carries every file of each segment a change
+# touched and nothing of the others: new points land in the appendable segment, and an edit
+# of a sealed point marks it deleted there, which carries that segment.
+SEGMENTED = {"hnsw": {"m": 0}, "optimizers": {"defaultSegmentNumber": 2,
+                                              "indexingThreshold": 1000,
+                                              "maxSegmentSize": 1000}}
+
+
+def wait_optimized(server: ServerTarget, collection: str, indexed: int) -> dict[str, Any]:
+    def settled() -> dict[str, Any] | None:
+        info: dict[str, Any] = server.rest("GET", f"/collections/{collection}")
+        done = (info["status"] == "green" and info["optimizer_status"] == "ok"
+                and not (info.get("update_queue") or {}).get("length")
+                and (info.get("indexed_vectors_count") or 0) >= indexed)
+        return info if done else None
+    return wait_for(settled, 120, interval=0.5, what=f"{collection} optimised")
+
+
+def fetch(url: str, token: str, target: Path) -> requests.Response:
+    with get(url, token=token, stream=True) as response, target.open("wb") as out:
+        assert response.status_code == 200, response.text
+        for chunk in response.iter_content(1 << 20):
+            out.write(chunk)
+    return response
+
+
 @pytest.mark.qdrant_server
 def test_the_server_source_publishes_qdrant_shard_snapshots(
         kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], edge_url: str,
-        tmp_path: Path) -> None:
-    collection = seed_collection(kubectl, namespace, qdrant)
+        qdrant_server: ServerTarget, tmp_path: Path) -> None:
+    collection = f"{prefix(namespace)}_2025"
+    kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+                   "metadata": {"name": "album-2025"},
+                   "spec": {"year": 2025, "collectionName": collection,
+                            "vectors": {"size": DIM, "distance": "Cosine"}, **SEGMENTED}},
+                  namespace)
+    kubectl.run("wait", "--for=condition=Ready", "albumcollection/album-2025",
+                "--timeout=60s", namespace=namespace)
+    rng = np.random.default_rng(17)
+    for start in range(0, SERVER_POINTS, 500):
+        qdrant(lambda c, s=start: c.upsert(collection, [qm.PointStruct(
+            id=i, vector=rng.normal(size=DIM).tolist(),
+            payload={"year": 2025, "i": i, "camera": f"cam-{i % 5}"})
+            for i in range(s, s + 500)], wait=True))
+    info = wait_optimized(qdrant_server, collection, indexed=SERVER_POINTS // 2)
+    print(f"\n{collection}: {info['segments_count']} segments, "
+          f"{info['indexed_vectors_count']} points in sealed ones")
+    assert info["segments_count"] >= 4
+
     token = f"token-{namespace}"
     kubectl.apply(token_secret("kiosk-token", token), namespace)
-    kubectl.apply(policy("edge", collection, "kiosk-token", source="Server", shards=[0]),
-                  namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token", source="Server", upload={
+        "routeBy": {"field": "year", "template": f"{prefix(namespace)}_{{year}}"}}),
+        namespace)
     obj = wait_snapshots(kubectl, namespace, "edge", 1)
+    kubectl.run("wait", "--for=condition=Ready", "edgesnapshotpolicy/edge", "--timeout=30s",
+                namespace=namespace)
     published = obj["status"]["snapshots"][0]
+    assert published["shard"] == 0
+    assert published["collection"] == collection
+    # the snapshot is Qdrant's own, listed by Qdrant
+    listed = qdrant_server.rest("GET", f"/collections/{collection}/shards/0/snapshots")
+    assert published["name"] in [s["name"] for s in listed]
     base = f"{edge_url}/v1/namespaces/{namespace}/policies/edge"
-    snapshot = tmp_path / "server.snapshot"
-    headers = {"Authorization": f"Bearer {token}"}
-    with requests.get(f"{base}/shards/0/snapshot", headers=headers, stream=True,
-                      timeout=120) as response, snapshot.open("wb") as out:
-        assert response.status_code == 200
-        assert response.headers["X-Snapshot-Name"] == published["name"]
-        for chunk in response.iter_content(1 << 20):
-            out.write(chunk)
-    device = tmp_path / "device"
-    qe.EdgeShard.unpack_snapshot(str(snapshot), str(device))
-    shard = qe.EdgeShard.load(str(device))
-    assert shard.info().points_count == POINTS
-    manifest = shard.snapshot_manifest()
-    shard.close()
-    assert requests.post(f"{base}/shards/0/partial", json=manifest, headers=headers,
-                         timeout=120).status_code in (200, 304)
+
+    # Full: streamed through the endpoint, sha256 as Qdrant recorded it, restores on a device.
+    full = tmp_path / "server.snapshot"
+    response = fetch(f"{base}/shards/0/snapshot", token, full)
+    assert response.headers["X-Snapshot-Name"] == published["name"]
+    assert hashlib.sha256(full.read_bytes()).hexdigest() == published["sha256"]
+    assert full.stat().st_size == published["sizeBytes"]
+    device_dir = tmp_path / "device"
+    qe.EdgeShard.unpack_snapshot(str(full), str(device_dir))
+    device = qe.EdgeShard.load(str(device_dir))
+    assert_same_points(edge_points(device), collection_points(qdrant, collection))
+    manifest = device.snapshot_manifest()
+    device.close()
+    assert len(manifest) == info["segments_count"]
+
+    # 1% of the points change: 60 new photos and 20 edited ones (vector and payload), all
+    # from the first upload batch, so a few sealed segments change and most do not. The
+    # server builds the partial from the device's manifest.
+    new = 60
+    changed = [qm.PointStruct(id=i, vector=rng.normal(size=DIM).tolist(),
+                              payload={"year": 2025, "i": i, "edited": True})
+               for i in [*range(20), *range(SERVER_POINTS, SERVER_POINTS + new)]]
+    qdrant(lambda c: c.upsert(collection, changed, wait=True))
+    partial = post(f"{base}/shards/0/partial", manifest, token=token)
+    assert partial.status_code == 200, partial.text
+    assert int(partial.headers["X-Full-Size-Bytes"]) == published["sizeBytes"]
+    ratio = full.stat().st_size / len(partial.content)
+    print(f"server partial {len(partial.content)} bytes vs full {full.stat().st_size} bytes: "
+          f"{ratio:.1f}x")
+    assert ratio > 4
+    (tmp_path / "partial.tar").write_bytes(partial.content)
+    staged = tmp_path / "device-next"
+    shutil.copytree(device_dir, staged)
+    device = qe.EdgeShard.load(str(staged))
+    device.update_from_snapshot(str(tmp_path / "partial.tar"))
+    assert_same_points(edge_points(device), collection_points(qdrant, collection))
+    assert device.info().points_count == SERVER_POINTS + new
+    current = device.snapshot_manifest()
+    device.close()
+    assert post(f"{base}/shards/0/partial", current, token=token).status_code == 304
+    served = wait_for(lambda: (kubectl.get("edgesnapshotpolicy", "edge", namespace)["status"]
+                               .get("partialRequestsServed") or None), 30,
+                      what="partial requests in status")
+    assert served == 1
+
+    # A device's upload reaches the server collection.
+    good = {"id": 90_001, "vector": [0.5] * DIM, "payload": {"year": 2025, "from": "kiosk"}}
+    answer = post(f"{base}/points", {"points": [good]}, token=token)
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == [90_001]
+    stored = qdrant_server.rest("POST", f"/collections/{collection}/points",
+                                json={"ids": [90_001], "with_payload": True})
+    assert stored[0]["payload"] == {"year": 2025, "from": "kiosk"}
+
+    # Deleting the policy deletes the snapshots it made in Qdrant.
     kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=60s", namespace=namespace)
-    remaining = qdrant(lambda c: c.list_shard_snapshots(collection, 0))
-    assert published["name"] not in [s.name for s in remaining]
+    listed = qdrant_server.rest("GET", f"/collections/{collection}/shards/0/snapshots")
+    assert published["name"] not in [s["name"] for s in listed]

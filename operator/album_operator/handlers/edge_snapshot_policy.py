@@ -8,7 +8,9 @@ from typing import Any
 import kopf
 
 from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
+from album_operator.core.conditions import find
 from album_operator.handlers.common import (
+    condition_reason,
     delete_resource,
     event,
     parse_spec,
@@ -20,6 +22,9 @@ from album_operator.reconcilers.edge_snapshot_policy import KIND, delete_policy,
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
+# Ready=False reasons that are not a problem (a failed run has its own event)
+QUIET_REASONS = {"Ready", "NothingPublished", "RunFailed"}
+
 
 async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf.Logger,
                **_: Any) -> None:
@@ -30,6 +35,12 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
     changes["observedGeneration"] = ref.generation
     if write_status(patch, previous, changes):
         STATUS_PATCHES.labels(KIND).inc()
+    ready = find(list(changes.get("conditions") or []), "Ready")
+    if ready is not None and ready["reason"] not in QUIET_REASONS and \
+            ready["reason"] != condition_reason(previous, "Ready"):
+        event(body, True, ready["reason"], ready["message"])
+        logger.warning("EdgeSnapshotPolicy %s/%s: %s", ref.namespace, ref.name,
+                       ready["message"])
     run = changes.get("lastRun")
     if run and run != previous.get("lastRun"):
         failed = run["result"] == "Failed"

@@ -14,10 +14,15 @@ from typing import Any
 
 from album_operator.adapters.edge import shardbuild
 from album_operator.adapters.edge.endpoint import PolicyAccess, token_digest
-from album_operator.adapters.edge.server_source import ServerSnapshots
+from album_operator.adapters.edge.server_source import ServerSnapshots, ShardUnavailable
 from album_operator.adapters.edge.store import PolicyStore, SnapshotFile
 from album_operator.adapters.kube import SecretUnavailable
-from album_operator.adapters.metrics import EDGE_BYTES_PUBLISHED, EDGE_SNAPSHOT_CREATED
+from album_operator.adapters.metrics import (
+    EDGE_BYTES_PUBLISHED,
+    EDGE_BYTES_SAVED,
+    EDGE_PARTIALS,
+    EDGE_SNAPSHOT_CREATED,
+)
 from album_operator.adapters.qdrant import collections as qdrant_collections
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.adapters.qdrant.merge import alias_target
@@ -110,8 +115,7 @@ def _publish_build(access: PolicyAccess, spec: EdgeSnapshotPolicySpec,
             f"points; shard {verb})")
 
 
-def _publish_server(server: ServerSnapshots, spec: EdgeSnapshotPolicySpec) -> str:
-    server.shards = server.shard_ids(spec.shards)
+def _publish_server(server: ServerSnapshots) -> str:
     made = [server.create(shard)["name"] for shard in server.shards]
     return f"Qdrant created {', '.join(made)}"
 
@@ -170,15 +174,39 @@ async def _kube_facts(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: 
     return facts
 
 
+def _locate(server: ServerSnapshots, spec: EdgeSnapshotPolicySpec) -> None:
+    """Routes each wanted shard to a peer that holds it (placement read afresh each step,
+    so a moved shard or a restarted peer is followed)."""
+    plan = server.locate(spec.shards, spec.shard_keys)
+    if plan.missing:
+        raise PolicyProblem("ShardsNotFound", f"{server.collection} has no "
+                            f"{', '.join(plan.missing)}")
+    if plan.unavailable:
+        raise PolicyProblem("ShardsUnavailable", "; ".join(plan.unavailable))
+    if not plan.routes:
+        raise PolicyProblem("ShardsNotFound", f"{server.collection} has no shards to publish")
+
+
 async def _server(engine: QdrantEngine, spec: EdgeSnapshotPolicySpec, collection: str,
-                  previous: PolicyAccess | None) -> ServerSnapshots | None:
+                  previous: PolicyAccess | None, services: Services, ref: ResourceRef
+                  ) -> ServerSnapshots | None:
     if spec.source != "Server":
         return None
-    if previous is not None and previous.server is not None and \
-            previous.collection == collection:
-        return previous.server
-    server = ServerSnapshots(engine.settings, collection)
-    server.shards = await asyncio.to_thread(server.shard_ids, spec.shards)
+    old = previous.server if previous is not None else None
+    if old is not None and old.collection == collection and \
+            old.identity == engine.settings.identity():
+        server = old
+    else:
+        server = ServerSnapshots(engine.settings, collection)
+        counters = services.edge.counters(ref.namespace, ref.name)
+
+        def record(sent: int, full: int) -> None:
+            saved = max(full - sent, 0)
+            counters.record(saved)
+            EDGE_PARTIALS.labels(ref.namespace, ref.name).inc()
+            EDGE_BYTES_SAVED.labels(ref.namespace, ref.name).inc(saved)
+        server.on_partial = record
+    await asyncio.to_thread(_locate, server, spec)
     return server
 
 
@@ -193,7 +221,7 @@ async def register(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Ser
         vectors={n: {"size": v.size, "distance": v.distance}
                  for n, v in target.layout.items()},
         upload=spec.upload, allowed_targets=facts.upload_targets,
-        server=await _server(engine, spec, target.collection, previous))
+        server=await _server(engine, spec, target.collection, previous, services, ref))
     services.edge.put(access)
     return access, list(facts.missing_tokens)
 
@@ -224,7 +252,7 @@ async def _run(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, access: PolicyAcc
     started = time.monotonic()
     try:
         if access.server is not None:
-            message = await asyncio.to_thread(_publish_server, access.server, spec)
+            message = await asyncio.to_thread(_publish_server, access.server)
         else:
             message = await asyncio.to_thread(_publish_build, access, spec, ref, run,
                                                rfc3339(now))
@@ -292,12 +320,20 @@ async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: di
     """Status fields after one step (unchanged values included; the handler writes only
     what differs)."""
     now = services.clock()
-    engine = await services.engine_for(ref.namespace, spec.connection)
     try:
+        engine = await services.engine_for(ref.namespace, spec.connection)
         access, missing = await register(ref, spec, services, engine)
+        published = await asyncio.to_thread(_published, access)
     except PolicyProblem as problem:
         return _failed(status, problem, now, ref.generation)
-    published = await asyncio.to_thread(_published, access)
+    except SecretUnavailable as exc:
+        return _failed(status, PolicyProblem("InvalidConnection", str(exc)), now,
+                       ref.generation)
+    except QdrantError as exc:
+        # shown, then tried again at the next step (edge_step_seconds)
+        reason = "ShardsUnavailable" if isinstance(exc, ShardUnavailable) else \
+            "QdrantUnavailable"
+        return _failed(status, PolicyProblem(reason, str(exc)), now, ref.generation)
     changes: dict[str, Any] = {}
     run = due_run(_trigger(ref, spec, status, published, now), now)
     if run is not None and not _backing_off(status, now, services.config.retry_backoff_seconds
@@ -317,11 +353,19 @@ async def delete_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec,
         return f"published snapshots retained in {store.root} (deletionPolicy Retain)"
     if spec.source == "Server":
         engine = await services.engine_for(ref.namespace, spec.connection)
-        target = await _resolve(engine, spec.collection)
+        try:
+            target = await _resolve(engine, spec.collection)
+        except PolicyProblem as problem:
+            return f"nothing to delete: {problem}"
         server = ServerSnapshots(engine.settings, target.collection)
-        ours = status.get("snapshots") or []  # only what this policy made, never others'
-        for snapshot in ours:
-            await asyncio.to_thread(server.delete, snapshot["shard"], snapshot["name"])
+        try:
+            # every shard, wherever it is now; only what this policy made, never others'
+            await asyncio.to_thread(server.locate, None, None)
+            ours = [s for s in status.get("snapshots") or [] if s["shard"] in server.routes]
+            for snapshot in ours:
+                await asyncio.to_thread(server.delete, snapshot["shard"], snapshot["name"])
+        finally:
+            server.close()
         return f"deleted {len(ours)} shard snapshots from Qdrant"
     await asyncio.to_thread(store.remove_all)
     return f"deleted {store.root}"

@@ -319,6 +319,8 @@ def _handler_class(registry: EdgeRegistry) -> type[BaseHTTPRequestHandler]:
                                   self._body)
             except HttpError as exc:
                 reply = _json(exc.status, {"error": str(exc)})
+            except QdrantError as exc:  # the Server source: Qdrant or a shard's peer failed
+                reply = _json(404 if exc.status_code == 404 else 502, {"error": str(exc)})
             self._send(reply)
 
         def _send(self, reply: Reply) -> None:

@@ -3,6 +3,10 @@
 Routes follow Qdrant's documented API (``/collections/{c}/shards/{id}/snapshots`` and
 ``/collections/{c}/shards/{id}/snapshot/partial/create``); qdrant-client does not wrap the
 partial route and buffers downloads, so this talks HTTP directly and streams.
+
+In cluster mode a shard's snapshots live on (and must be asked of) a peer that holds the
+shard: ``locate`` reads the placement at each step and ``core/peers.py`` picks each shard's
+peer and its HTTP address; every shard request goes there.
 """
 
 from __future__ import annotations
@@ -16,9 +20,21 @@ from urllib.parse import quote
 import requests
 
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantError
+from album_operator.adapters.redaction import redact
+from album_operator.core.peers import (
+    ShardPlan,
+    ShardRoute,
+    cluster_peers,
+    plan_shards,
+    replicas,
+)
 
 TIMEOUT_S = (10, 600)
 CHUNK = 1 << 20
+
+
+class ShardUnavailable(QdrantError):
+    """A shard's peer could not be asked (down, wrong address, shard moved away)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +48,9 @@ class ServerSnapshots:
     def __init__(self, settings: ConnectionSettings, collection: str) -> None:
         if not settings.url:
             raise QdrantError("the Server source needs a Qdrant server URL")
+        self.identity = settings.identity()
         self._base = settings.url.rstrip("/")
+        self._peer_urls = dict(settings.peer_urls)
         self._collection = collection
         self._session = requests.Session()
         if settings.api_key:
@@ -42,38 +60,73 @@ class ServerSnapshots:
             with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as handle:
                 handle.write(settings.ca_pem)
                 self._ca_file = handle.name
-        self.shards: list[int] = []
+        self.routes: dict[int, ShardRoute] = {}
+        self.on_partial: Callable[[int, int], None] | None = None
+        """Called with (bytes sent, bytes of the latest full snapshot) after each partial."""
 
-    def _url(self, shard: int, tail: str) -> str:
-        return f"{self._base}/collections/{quote(self._collection)}/shards/{shard}/{tail}"
+    @property
+    def shards(self) -> list[int]:
+        return sorted(self.routes)
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    @property
+    def collection(self) -> str:
+        return self._collection
+
+    def _route(self, shard: int) -> ShardRoute:
+        route = self.routes.get(shard)
+        if route is None:
+            raise QdrantError(f"shard {shard} of {self._collection} is not published by this "
+                              "policy", status_code=404)
+        return route
+
+    def _url(self, route: ShardRoute, tail: str) -> str:
+        return (f"{route.url}/collections/{quote(self._collection)}/shards/{route.shard_id}/"
+                f"{tail}")
+
+    def _request(self, method: str, url: str, route: ShardRoute | None = None,
+                 **kwargs: Any) -> requests.Response:
+        where = f" ({route.describe()})" if route is not None else ""
+        failure = QdrantError if route is None else ShardUnavailable
         try:
             response = self._session.request(method, url, timeout=TIMEOUT_S,
                                              verify=self._ca_file or True, **kwargs)
         except requests.RequestException as exc:
-            raise QdrantError(f"{method} {url}: {type(exc).__name__}") from None
+            raise failure(redact(f"{method} {url}{where}: {type(exc).__name__}")) from None
         if response.status_code >= 400 and response.status_code != 404:
-            detail = response.text[:300] if not kwargs.get("stream") else ""
+            detail = _error_text(response) if not kwargs.get("stream") else ""
             response.close()
-            raise QdrantError(f"{method} {url}: HTTP {response.status_code} {detail}",
-                              status_code=response.status_code)
+            raise failure(redact(f"{method} {url}{where}: HTTP {response.status_code} "
+                                 f"{detail}").rstrip(), status_code=response.status_code)
         return response
 
-    def shard_ids(self, wanted: list[int] | None) -> list[int]:
-        if wanted:
-            return list(wanted)
-        response = self._request("GET", f"{self._base}/collections/{quote(self._collection)}")
-        params = response.json()["result"]["config"]["params"]
-        return list(range(int(params.get("shard_number") or 1)))
+    def _result(self, path: str) -> Any:
+        response = self._request("GET", f"{self._base}{path}")
+        if response.status_code == 404:
+            raise QdrantError(f"GET {self._base}{path}: HTTP 404 {_error_text(response)}",
+                              status_code=404)
+        return response.json()["result"]
+
+    def locate(self, shards: list[int] | None, shard_keys: list[str] | None) -> ShardPlan:
+        """Reads where the collection's shards are and routes each wanted one to a peer
+        that holds it. Shards the plan cannot route are left out (see the plan's
+        ``missing`` and ``unavailable``)."""
+        peers = cluster_peers(self._result("/cluster"))
+        placement = self._result(f"/collections/{quote(self._collection)}/cluster")
+        plan = plan_shards(replicas(placement), peers, self._base, self._peer_urls, shards,
+                           shard_keys)
+        self.routes = {route.shard_id: route for route in plan.routes}
+        return plan
 
     def create(self, shard: int) -> dict[str, Any]:
-        response = self._request("POST", self._url(shard, "snapshots"), params={"wait": "true"})
+        route = self._route(shard)
+        response = self._request("POST", self._url(route, "snapshots"), route,
+                                 params={"wait": "true"})
         result: dict[str, Any] = response.json()["result"]
         return result
 
     def snapshots(self, shard: int) -> list[dict[str, Any]]:
-        response = self._request("GET", self._url(shard, "snapshots"))
+        route = self._route(shard)
+        response = self._request("GET", self._url(route, "snapshots"), route)
         if response.status_code == 404:
             return []
         found: list[dict[str, Any]] = response.json()["result"]
@@ -81,7 +134,8 @@ class ServerSnapshots:
                       reverse=True)
 
     def delete(self, shard: int, name: str) -> None:
-        self._request("DELETE", self._url(shard, f"snapshots/{quote(name)}"),
+        route = self._route(shard)
+        self._request("DELETE", self._url(route, f"snapshots/{quote(name)}"), route,
                       params={"wait": "true"})
 
     def list_published(self) -> list[dict[str, Any]]:
@@ -90,30 +144,68 @@ class ServerSnapshots:
                  "createdAt": s.get("creation_time")}
                 for shard in self.shards for s in self.snapshots(shard)]
 
-    def _stream(self, response: requests.Response, extra: dict[str, str]) -> Download:
+    def _stream(self, response: requests.Response, extra: dict[str, str],
+                counted: Callable[[int], None] | None = None) -> Download:
         headers = {"Content-Type": "application/x-tar", **extra}
-        if response.headers.get("Content-Length"):
+        # a compressed answer is decoded on the way: its length is not what we send
+        if response.headers.get("Content-Length") and not response.headers.get(
+                "Content-Encoding"):
             headers["Content-Length"] = response.headers["Content-Length"]
-        return Download(headers, response.iter_content(CHUNK), response.close)
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            for chunk in response.iter_content(CHUNK):
+                sent += len(chunk)
+                yield chunk
+            if counted is not None:
+                counted(sent)
+        return Download(headers, chunks(), response.close)
 
     def download_latest(self, shard: int) -> Download | None:
+        if shard not in self.routes:
+            return None
         snapshots = self.snapshots(shard)
         if not snapshots:
             return None
         latest = snapshots[0]
-        response = self._request("GET", self._url(shard, f"snapshots/{quote(latest['name'])}"),
-                                 stream=True)
+        route = self._route(shard)
+        response = self._request("GET", self._url(route, f"snapshots/{quote(latest['name'])}"),
+                                 route, stream=True, headers={"Accept-Encoding": "identity"})
         return self._stream(response, {"X-Snapshot-Name": latest["name"],
                                        "X-Snapshot-Sha256": latest.get("checksum") or ""})
 
     def partial(self, shard: int, manifest: dict[str, Any]) -> Download | None:
-        """A partial snapshot for ``manifest``, streamed from Qdrant; None when current."""
-        response = self._request("POST", self._url(shard, "snapshot/partial/create"),
-                                 json=manifest, stream=True)
+        """A partial snapshot for ``manifest``, built by the shard's peer and streamed; None
+        when the device is current."""
+        route = self._route(shard)
+        published = self.snapshots(shard)
+        full = int(published[0].get("size") or 0) if published else 0
+        response = self._request("POST", self._url(route, "snapshot/partial/create"), route,
+                                 json=manifest, stream=True,
+                                 headers={"Accept-Encoding": "identity"})
         if response.status_code == 304:
             response.close()
             return None
-        return self._stream(response, {})
+        if response.status_code == 404:
+            detail = _error_text(response)
+            response.close()
+            raise ShardUnavailable(f"POST partial ({route.describe()}): HTTP 404 {detail}",
+                                   status_code=404)
+        extra = {"X-Full-Size-Bytes": str(full)}
+        if published:
+            extra["X-Snapshot-Name"] = published[0]["name"]
+        on_partial = self.on_partial
+        return self._stream(response, extra, None if on_partial is None
+                            else lambda sent: on_partial(sent, full))
 
     def close(self) -> None:
         self._session.close()
+
+
+def _error_text(response: requests.Response) -> str:
+    """Qdrant's own error message (``status.error``), else the start of the body."""
+    try:
+        error = response.json()["status"]["error"]
+        return str(error)[:300]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
