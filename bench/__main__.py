@@ -27,7 +27,7 @@ def main() -> int:
                         help="operator resync interval during the benchmark")
     parser.add_argument("--merge-sizes", type=int, nargs="+", default=[600, 2400],
                         help="points per source year for the merge benchmark")
-    parser.add_argument("--merge-server-sizes", type=int, nargs="+", default=[3000],
+    parser.add_argument("--merge-server-sizes", type=int, nargs="+", default=[2000],
                         help="points per source year for the merge benchmark's server half")
     parser.add_argument("--merge-batch", type=int, default=256,
                         help="MasterMerge copy batch size")
@@ -52,7 +52,7 @@ def main() -> int:
                                      args.merge_parallelism, args.merge_server_sizes, engines)
     if "edge" in args.which:
         results["edge"] = edge.run(args.edge_sizes, engines)
-    if "edge_queue" in args.which:
+    if "edge_queue" in args.which and "embedded" in engines:  # it has no server half
         results["edge_queue"] = edge_queue.run(args.queue_points, args.queue_batch)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
