@@ -51,11 +51,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _needs_server(item: pytest.Item) -> bool:
+    """Parametrised on the ``server`` engine (``qdrant_pool`` or a test's own engine fixture
+    over ``ENGINES``), marked ``qdrant_server``, or asking for a server fixture."""
     callspec = getattr(item, "callspec", None)
-    engine = callspec.params.get("qdrant_pool") if callspec else None
+    engines = set(callspec.params.values()) if callspec else set()
     fixtures = getattr(item, "fixturenames", ())
-    return (engine == "server" or item.get_closest_marker("qdrant_server") is not None
-            or "qdrant_server" in fixtures or "qdrant_cluster" in fixtures)
+    return ("server" in engines or item.get_closest_marker("qdrant_server") is not None
+            or "qdrant_server_target" in fixtures or "qdrant_cluster" in fixtures)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

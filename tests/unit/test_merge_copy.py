@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from album_operator.adapters.qdrant.connection import (
     ConnectionSettings,
     QdrantEngine,
     QdrantError,
+    open_engine,
 )
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
@@ -25,18 +27,32 @@ from album_operator.adapters.qdrant.merge import (
 )
 from album_operator.core.engine import EMBEDDED
 from album_operator.core.vectors import vectors_match
+from tests.conftest import ENGINES
 
 DIM = 16
 SOURCES = {"album_2017": range(0, 250), "album_2018": range(1000, 1130)}
 
 
-@pytest.fixture
-def engine() -> QdrantEngine:
-    engine = QdrantEngine(QdrantClient(location=":memory:"), EMBEDDED, "memory",
-                          ConnectionSettings())
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
+    """A real engine holding two sources and two empty masters: in memory, or on the test
+    server (``tests/conftest.py``), where every collection and alias it made is removed after."""
+    if request.param == "server":
+        engine = open_engine(request.getfixturevalue("qdrant_server_target").settings())
+    else:
+        engine = QdrantEngine(QdrantClient(location=":memory:"), EMBEDDED, "memory",
+                              ConnectionSettings())
     rng = np.random.default_rng(1)
+    made = [*SOURCES, "master_v1", "master_v2"]
+
+    def clear(client: QdrantClient) -> None:
+        client.update_collection_aliases(change_aliases_operations=[qm.DeleteAliasOperation(
+            delete_alias=qm.DeleteAlias(alias_name="album_master"))])
+        for name in made:
+            client.delete_collection(name)
 
     def seed(client: QdrantClient) -> None:
+        clear(client)
         for name, ids in SOURCES.items():
             client.create_collection(name, vectors_config=qm.VectorParams(
                 size=DIM, distance=qm.Distance.COSINE))
@@ -49,7 +65,9 @@ def engine() -> QdrantEngine:
             size=DIM, distance=qm.Distance.COSINE))
 
     engine.call(seed)
-    return engine
+    yield engine
+    engine.call(clear)
+    engine.close()
 
 
 def checksum(engine: QdrantEngine, collection: str) -> str:

@@ -44,4 +44,7 @@ def configure_logging(verbose: bool = False, stream: TextIO | None = None) -> lo
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("httpx", "httpcore", "urllib3", "kubernetes.client.rest", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Libraries' warnings (qdrant-client's about an API key over plain HTTP) become JSON
+    # log lines like everything else instead of raw text on stderr.
+    logging.captureWarnings(True)
     return handler

@@ -156,19 +156,16 @@ def alias_target(engine: QdrantEngine, alias: str) -> str | None:
 
 
 def swap_alias(engine: QdrantEngine, alias: str, target: str) -> None:
-    """Points ``alias`` at ``target`` in one alias request (delete + create).
+    """Points ``alias`` at ``target`` in one alias request of one action.
 
-    Readers never see an intermediate state. The embedded engine applies the batch all or
-    nothing; a server does not (a failed create leaves the delete applied), so callers
-    confirm ``target`` exists immediately before swapping.
+    ``create_alias`` replaces an existing alias of that name atomically on both engines, and
+    fails without touching it when ``target`` is missing. (A delete + create batch is not
+    transactional on a server: a failed create there leaves the alias deleted.)
     """
-    actions: list[qm.AliasOperations] = [
-        qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)),
-        qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target,
-                                                            alias_name=alias)),
-    ]
+    action = qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target,
+                                                                 alias_name=alias))
     QDRANT_WRITES.labels("SwapAlias").inc()
-    engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=actions))
+    engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=[action]))
 
 
 def delete_alias(engine: QdrantEngine, alias: str) -> None:
