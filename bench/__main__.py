@@ -14,7 +14,9 @@ from bench import server as bench_server
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     kinds = ["collections", "merge", "edge", "edge_queue"]
-    parser.add_argument("which", nargs="*", default=kinds, choices=kinds,
+    # no choices=: Python 3.11's argparse checks an empty ``*`` positional against them and
+    # refuses a bare `python -m bench`
+    parser.add_argument("which", nargs="*", metavar="{" + ",".join(kinds) + "}",
                         help="benchmarks (default: all)")
     parser.add_argument("--engines", nargs="+", default=list(bench_server.ENGINES),
                         choices=bench_server.ENGINES,
@@ -41,6 +43,10 @@ def main() -> int:
                         help="points per enqueue transaction and per upload request")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
+    unknown = [name for name in args.which if name not in kinds]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(kinds)}")
+    args.which = args.which or kinds
     engines = tuple(args.engines)
     results: dict[str, object] = {"machine": bench_server.header(args.engines)}
     if "collections" in args.which:
