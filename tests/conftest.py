@@ -14,16 +14,25 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import requests
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
 
 from album_operator.adapters.localcluster import qdrant_server as local_qdrant
 from album_operator.adapters.localcluster.qdrant_server import LocalQdrant
-from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantPool
+from album_operator.adapters.qdrant.connection import (
+    ConnectionSettings,
+    QdrantEngine,
+    QdrantPool,
+    open_engine,
+)
+from album_operator.core.engine import EMBEDDED
 from album_operator.runner import OperatorThread
 from tests.helpers import Kubectl
 
@@ -180,6 +189,35 @@ def qdrant_server_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 @pytest.fixture
 def qdrant_server(qdrant_server_target: ServerTarget) -> ServerTarget:
     return qdrant_server_target
+
+
+@contextmanager
+def engine_under_test(request: pytest.FixtureRequest, owned: Callable[[str], bool],
+                      aliases: tuple[str, ...] = ()) -> Iterator[QdrantEngine]:
+    """A real engine for a test parametrised over ``ENGINES``: a fresh in-memory one, or the
+    session's server, from which the collections ``owned`` names and ``aliases`` are removed
+    before and after the test."""
+    if request.param != "server":
+        engine = QdrantEngine(QdrantClient(location=":memory:"), EMBEDDED, "memory",
+                              ConnectionSettings())
+        yield engine
+        engine.close()
+        return
+    engine = open_engine(request.getfixturevalue("qdrant_server_target").settings())
+
+    def clear(client: QdrantClient) -> None:
+        client.update_collection_aliases(change_aliases_operations=[
+            qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
+            for alias in aliases])
+        for collection in client.get_collections().collections:
+            if owned(collection.name):
+                client.delete_collection(collection.name)
+    engine.call(clear)
+    try:
+        yield engine
+    finally:
+        engine.call(clear)
+        engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,7 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.qdrant.connection import (
-    ConnectionSettings,
-    QdrantEngine,
-    QdrantError,
-    open_engine,
-)
+from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
     alias_target,
@@ -25,9 +20,8 @@ from album_operator.adapters.qdrant.merge import (
     encode_offset,
     swap_alias,
 )
-from album_operator.core.engine import EMBEDDED
 from album_operator.core.vectors import vectors_match
-from tests.conftest import ENGINES
+from tests.conftest import ENGINES, engine_under_test
 
 DIM = 16
 SOURCES = {"album_2017": range(0, 250), "album_2018": range(1000, 1130)}
@@ -35,39 +29,25 @@ SOURCES = {"album_2017": range(0, 250), "album_2018": range(1000, 1130)}
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
-    """A real engine holding two sources and two empty masters: in memory, or on the test
-    server (``tests/conftest.py``), where every collection and alias it made is removed after."""
-    if request.param == "server":
-        engine = open_engine(request.getfixturevalue("qdrant_server_target").settings())
-    else:
-        engine = QdrantEngine(QdrantClient(location=":memory:"), EMBEDDED, "memory",
-                              ConnectionSettings())
-    rng = np.random.default_rng(1)
-    made = [*SOURCES, "master_v1", "master_v2"]
+    """A real engine (in memory, or the test server) holding two sources and two empty
+    masters."""
+    made = {*SOURCES, "master_v1", "master_v2"}
+    with engine_under_test(request, made.__contains__, aliases=("album_master",)) as engine:
+        rng = np.random.default_rng(1)
 
-    def clear(client: QdrantClient) -> None:
-        client.update_collection_aliases(change_aliases_operations=[qm.DeleteAliasOperation(
-            delete_alias=qm.DeleteAlias(alias_name="album_master"))])
-        for name in made:
-            client.delete_collection(name)
+        def seed(client: QdrantClient) -> None:
+            for name, ids in SOURCES.items():
+                client.create_collection(name, vectors_config=qm.VectorParams(
+                    size=DIM, distance=qm.Distance.COSINE))
+                client.upsert(name, [qm.PointStruct(id=i, vector=rng.normal(size=DIM).tolist(),
+                                                    payload={"year": name[-4:], "n": i})
+                                     for i in ids])
+            for master in ("master_v1", "master_v2"):
+                client.create_collection(master, vectors_config=qm.VectorParams(
+                    size=DIM, distance=qm.Distance.COSINE))
 
-    def seed(client: QdrantClient) -> None:
-        clear(client)
-        for name, ids in SOURCES.items():
-            client.create_collection(name, vectors_config=qm.VectorParams(
-                size=DIM, distance=qm.Distance.COSINE))
-            client.upsert(name, [qm.PointStruct(id=i, vector=rng.normal(size=DIM).tolist(),
-                                                payload={"year": name[-4:], "n": i})
-                                 for i in ids])
-        client.create_collection("master_v1", vectors_config=qm.VectorParams(
-            size=DIM, distance=qm.Distance.COSINE))
-        client.create_collection("master_v2", vectors_config=qm.VectorParams(
-            size=DIM, distance=qm.Distance.COSINE))
-
-    engine.call(seed)
-    yield engine
-    engine.call(clear)
-    engine.close()
+        engine.call(seed)
+        yield engine
 
 
 def checksum(engine: QdrantEngine, collection: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,12 +17,12 @@ from qdrant_client import models as qm
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, QdrantPool
 from album_operator.adapters.qdrant.merge import alias_target
 from album_operator.config import OperatorConfig
-from album_operator.core.engine import EMBEDDED
 from album_operator.models.common import ConnectionSpec
 from album_operator.models.master_merge import MasterMergeSpec
 from album_operator.reconcilers.master_merge import KIND, step_master_merge
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
+from tests.conftest import ENGINES, engine_under_test
 
 SOURCES = {"album_2017": range(0, 90), "album_2018": range(1000, 1070),
            "album_2019": range(5000, 5110)}
@@ -49,21 +49,23 @@ class MergeServices(Services):
         return self.engine
 
 
-@pytest.fixture
-def engine() -> QdrantEngine:
-    engine = QdrantEngine(QdrantClient(location=":memory:"), EMBEDDED, "memory",
-                          ConnectionSettings())
-    rng = np.random.default_rng(8)
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
+    """A real engine (in memory, or the test server) holding the three sources."""
+    def owned(name: str) -> bool:
+        return name in SOURCES or name.startswith("album_master_v")
+    with engine_under_test(request, owned, aliases=("album_master",)) as engine:
+        rng = np.random.default_rng(8)
 
-    def seed(client: QdrantClient) -> None:
-        for name, ids in SOURCES.items():
-            client.create_collection(name, vectors_config=qm.VectorParams(
-                size=8, distance=qm.Distance.COSINE))
-            client.upsert(name, [qm.PointStruct(id=i, vector=rng.normal(size=8).tolist(),
-                                                payload={"source": name, "i": i})
-                                 for i in ids])
-    engine.call(seed)
-    return engine
+        def seed(client: QdrantClient) -> None:
+            for name, ids in SOURCES.items():
+                client.create_collection(name, vectors_config=qm.VectorParams(
+                    size=8, distance=qm.Distance.COSINE))
+                client.upsert(name, [qm.PointStruct(id=i, vector=rng.normal(size=8).tolist(),
+                                                    payload={"source": name, "i": i})
+                                     for i in ids])
+        engine.call(seed)
+        yield engine
 
 
 def merged(status: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
