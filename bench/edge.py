@@ -62,11 +62,12 @@ def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def _seed(engine: QdrantEngine, points: int, collection: str = "album_2025") -> np.ndarray:
+def _seed(engine: QdrantEngine, points: int, collection: str = "album_2025",
+          optimizers: qm.OptimizersConfigDiff | None = None) -> np.ndarray:
     rng = np.random.default_rng(21)
     vectors = rng.normal(size=(points, DIM)).astype(np.float32)
     engine.call(lambda c: c.create_collection(collection, vectors_config=qm.VectorParams(
-        size=DIM, distance=qm.Distance.COSINE)))
+        size=DIM, distance=qm.Distance.COSINE), optimizers_config=optimizers))
     for start in range(0, points, 1000):
         batch = [qm.PointStruct(id=i, vector=vectors[i].tolist(), payload={"year": 2025, "i": i})
                  for i in range(start, min(points, start + 1000))]
@@ -277,25 +278,41 @@ def _add_one_percent(engine: QdrantEngine, points: int, collection: str) -> None
         _upsert(engine, added[start:start + 1000], collection)
 
 
-def run_server_size(server: bench_server.Server, points: int, workdir: Path
+SEGMENTS = 8
+_NOTED: set[str] = set()
+
+
+def layouts(points: int) -> dict[str, qm.OptimizersConfigDiff | None]:
+    """``default``: Qdrant's optimizer defaults (as many segments as the server has CPUs).
+    ``segmented``: sealed segments of about 1/8 of the vectors each, HNSW-indexed, and an
+    appendable one for new points; what a Server-source collection needs for small partials.
+    """
+    segment_kb = max(500, points * DIM * 4 // 1024 // SEGMENTS)
+    return {"default": None,
+            "segmented": qm.OptimizersConfigDiff(max_segment_size=segment_kb,
+                                                 indexing_threshold=segment_kb // 2)}
+
+
+def run_server_size(server: bench_server.Server, points: int, workdir: Path, layout: str
                     ) -> list[dict[str, object]]:
     engine = open_engine(server.settings())
-    collection = "bench_edge_album_2025"
-    _seed(engine, points, collection)
+    collection = f"bench_edge_{layout}_{points}"
+    optimizers = layouts(points)[layout]
+    _seed(engine, points, collection, optimizers)
     indexing_s = engine.call(lambda c: bench_server.wait_green(c, [collection]))
     segments = engine.call(lambda c: c.get_collection(collection).segments_count)
-    print(f"seeded {points} points; green (indexed) after {indexing_s:.1f}s more, "
-          f"{segments} segments", flush=True)
+    print(f"{layout} layout: seeded {points} points; green (indexed) after {indexing_s:.1f}s "
+          f"more, {segments} segments", flush=True)
     snapshots = ServerSnapshots(server.settings(), collection)
     _route_all_shards(snapshots)
     registry = EdgeRegistry()
     registry.put(PolicyAccess(
         namespace="bench", name="edge", token_digests=frozenset({token_digest(TOKEN)}),
-        store=PolicyStore(workdir / f"server-policy-{points}"), engine=engine,
+        store=PolicyStore(workdir / f"server-policy-{collection}"), engine=engine,
         collection=collection, vectors={"": {"size": DIM, "distance": "Cosine"}},
         upload=None, allowed_targets=frozenset(), server=snapshots))
     endpoint = _quiet(EdgeEndpoint(registry, 0, host="127.0.0.1")).start()
-    rig = ServerRig(engine, collection, snapshots, endpoint, workdir / f"server-{points}")
+    rig = ServerRig(engine, collection, snapshots, endpoint, workdir / collection)
     rows = []
     try:
         create_s, _ = rig.publish()
@@ -316,7 +333,7 @@ def run_server_size(server: bench_server.Server, points: int, workdir: Path
             assert full_pulled == full_bytes, (full_pulled, full_bytes)
             row: dict[str, object] = {
                 "engine": "Qdrant server (source: Server)", "points": points,
-                "segments": segments, "change": change, "points_after": expected,
+                "layout": layout, "segments": segments, "change": change, "points_after": expected,
                 "snapshot_create_s": round(create_s, 2),
                 "snapshot_create_after_change_s": round(republish_s, 2),
                 "full_bytes": full_bytes, "partial_bytes": partial_bytes,
@@ -331,13 +348,16 @@ def run_server_size(server: bench_server.Server, points: int, workdir: Path
             }
             if refusal is not None:
                 row["edgedevice_pull_error"] = refusal
-                print(f"note: EdgeDevice.pull() failed on the Server source ({refusal}); "
-                      "the partial pull is timed with the same steps taken one by one",
-                      flush=True)
-            print(f"server, {points:,} points, 1% {change}: full {full_bytes / 1e6:.2f} MB, "
-                  f"partial {partial_bytes / 1e6:.2f} MB ({row['full_over_partial']}x "
-                  f"smaller); device pull: full {full_s:.2f}s, partial {partial_s:.2f}s "
-                  f"({row['full_pull_over_partial_pull']}x faster); snapshot create "
+                if refusal not in _NOTED:
+                    _NOTED.add(refusal)
+                    print(f"note: EdgeDevice.pull() refused the Server source's partial "
+                          f"({refusal}); partial pulls are timed with the same steps taken "
+                          "one by one", flush=True)
+            print(f"server, {points:,} points, {layout} layout ({segments} segments), 1% "
+                  f"{change}: full {full_bytes / 1e6:.2f} MB, partial "
+                  f"{partial_bytes / 1e6:.2f} MB (full/partial {row['full_over_partial']}x); "
+                  f"device pull full {full_s:.2f}s, partial {partial_s:.2f}s (full/partial "
+                  f"{row['full_pull_over_partial_pull']}x); snapshot create "
                   f"{republish_s:.2f}s; peak RSS bench {row['peak_rss_mb']} MB, server "
                   f"{row.get('server_peak_rss_mb', '?')} MB", flush=True)
             print(json.dumps(row), flush=True)
@@ -367,7 +387,8 @@ def run(sizes: list[int], engines: tuple[str, ...] = bench_server.ENGINES
                       f"(spread, then additions), device pulls through the operator's "
                       "endpoint", flush=True)
                 for points in sizes:
-                    results += run_server_size(server, points, workdir)
+                    for layout in layouts(points):
+                        results += run_server_size(server, points, workdir, layout)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results
