@@ -5,6 +5,7 @@ and a device brought forward by a partial snapshot across that indexing holds th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +20,22 @@ from album_operator.adapters.edge.store import PolicyStore
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine
 from album_operator.core.edge import UNINDEXED_FLOOR, partial_files
 from album_operator.core.engine import EMBEDDED
+from tests.conftest import ENGINES, engine_under_test
 
 DIM = 128
 POINTS = 3_000
 LAYOUT = {"": shardbuild.VectorLayout(DIM, "Cosine")}
 
 
-@pytest.fixture
-def engine() -> QdrantEngine:
-    client = QdrantClient(location=":memory:")
-    client.create_collection("album_2025", vectors_config=qm.VectorParams(
-        size=DIM, distance=qm.Distance.COSINE))
-    engine = QdrantEngine(client, EMBEDDED, "memory", ConnectionSettings())
-    upsert(engine, range(POINTS), seed=1)
-    return engine
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
+    """album_2025 with 3,000 points, in memory or on the test server."""
+    with engine_under_test(request, "album_2025".__eq__) as engine:
+        engine.call(lambda client: client.create_collection(
+            "album_2025", vectors_config=qm.VectorParams(size=DIM,
+                                                         distance=qm.Distance.COSINE)))
+        upsert(engine, range(POINTS), seed=1)
+        yield engine
 
 
 def upsert(engine: QdrantEngine, ids: range, seed: int) -> None:
