@@ -39,6 +39,7 @@ from tests.helpers import Kubectl
 TEST_NAMESPACE_PREFIX = "albumops-it-"
 T = TypeVar("T")
 SERVER_TESTS_LEFT_OUT = pytest.StashKey[int]()
+SERVER_TEST_IDS = pytest.StashKey[set[str]]()
 
 
 ENGINES = ("embedded", "server")
@@ -72,6 +73,7 @@ def _needs_server(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without a server, its tests are deselected and said so in one line, not 300."""
     if server_available():
+        config.stash[SERVER_TEST_IDS] = {item.nodeid for item in items if _needs_server(item)}
         return
     needing = [item for item in items if _needs_server(item)]
     if needing:
@@ -88,6 +90,17 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    server_ids = config.stash.get(SERVER_TEST_IDS, set())
+    if server_ids:
+        durations: dict[bool, float] = {True: 0.0, False: 0.0}
+        for reports in terminalreporter.stats.values():
+            for report in reports:
+                if isinstance(report, pytest.TestReport):
+                    durations[report.nodeid in server_ids] += report.duration
+        total = sum(durations.values()) or 1.0
+        terminalreporter.write_line(
+            f"Qdrant server tests: {len(server_ids)} tests, {durations[True]:.0f}s of "
+            f"{total:.0f}s in tests ({100 * durations[True] / total:.0f}%)")
     left_out = config.stash.get(SERVER_TESTS_LEFT_OUT, 0)
     if left_out:
         terminalreporter.write_line(
