@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import requests
 from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
+from album_operator.adapters.localcluster.qdrant_server import LocalQdrant, wait_joined
 from tests.conftest import ServerTarget
 from tests.helpers import Kubectl, condition, wait_for
 
@@ -414,3 +416,254 @@ def test_the_server_source_publishes_qdrant_shard_snapshots(
     kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=60s", namespace=namespace)
     listed = qdrant_server.rest("GET", f"/collections/{collection}/shards/0/snapshots")
     assert published["name"] not in [s["name"] for s in listed]
+
+
+CLUSTER_DIM = 64
+
+
+class ClusterRest:
+    """Qdrant's own REST answers from one peer of the cluster (its ``result``)."""
+
+    def __init__(self, cluster: LocalQdrant, peer: int = 0) -> None:
+        self.url = cluster.peers[peer].url
+        self.headers = {"api-key": cluster.api_key}
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = requests.request(method, f"{self.url}{path}", headers=self.headers,
+                                    timeout=60, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.text[:500]}"
+        return response.json()["result"]
+
+
+def peer_holding(cluster: LocalQdrant, collection: str) -> dict[int, int]:
+    """Shard id -> the index of the peer holding it (one replica each)."""
+    held = {}
+    for index, peer in enumerate(cluster.peers):
+        for shard in peer.get(f"/collections/{collection}/cluster").json()["result"][
+                "local_shards"]:
+            held[shard["shard_id"]] = index
+    return held
+
+
+def cluster_secret(name: str, cluster: LocalQdrant, peer_urls: dict[str, str] | None = None,
+                   with_peer_urls: bool = True) -> dict[str, Any]:
+    data = {"url": cluster.url, "apiKey": cluster.api_key}
+    if with_peer_urls:
+        data["peerUrls"] = json.dumps(peer_urls or cluster.peer_urls())
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "stringData": data}
+
+
+def server_points(rest: ClusterRest, collection: str, **filters: Any
+                  ) -> dict[Any, tuple[Any, Any]]:
+    records = rest("POST", f"/collections/{collection}/points/scroll", json={
+        "limit": 10_000, "with_payload": True, "with_vector": True, **filters})["points"]
+    return {r["id"]: (r["payload"], np.asarray(r["vector"]) / np.linalg.norm(r["vector"]))
+            for r in records}
+
+
+def restore(url: str, token: str, target: Path) -> qe.EdgeShard:
+    fetch(url, token, target.with_suffix(".snapshot"))
+    qe.EdgeShard.unpack_snapshot(str(target.with_suffix(".snapshot")), str(target))
+    return qe.EdgeShard.load(str(target))
+
+
+def wait_ready(kubectl: Kubectl, namespace: str, name: str, status: str,
+               reason: str | None = None, timeout: float = 90) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = kubectl.get("edgesnapshotpolicy", name, namespace)
+        ready = condition(obj, "Ready")
+        matches = ready is not None and ready["status"] == status and (
+            reason is None or ready["reason"] == reason)
+        return obj if matches else None
+    return wait_for(check, timeout, what=f"{name} Ready={status} {reason or ''}")
+
+
+def warnings(kubectl: Kubectl, namespace: str, name: str, reason: str,
+             mentioning: str = "") -> list[str] | None:
+    """The messages of the policy's Warning events with this reason, when one mentions
+    ``mentioning``."""
+    found = [e["message"] for e in kubectl.events(name, namespace)
+             if e["type"] == "Warning" and e["reason"] == reason]
+    return found if any(mentioning in m for m in found) else None
+
+
+@pytest.mark.qdrant_server
+def test_on_a_cluster_every_shard_is_published_from_the_peer_that_holds_it(
+        kubectl: Kubectl, namespace: str, edge_url: str, qdrant_cluster: LocalQdrant,
+        tmp_path: Path) -> None:
+    rest = ClusterRest(qdrant_cluster)
+    collection = f"{prefix(namespace)}_sharded"
+    rest("PUT", f"/collections/{collection}", json={
+        "vectors": {"size": CLUSTER_DIM, "distance": "Cosine"}, "shard_number": 3})
+    rng = np.random.default_rng(23)
+    rest("PUT", f"/collections/{collection}/points?wait=true", json={"points": [
+        {"id": i, "vector": rng.normal(size=CLUSTER_DIM).tolist(), "payload": {"i": i}}
+        for i in range(600)]})
+    held = peer_holding(qdrant_cluster, collection)
+    print(f"\nshard -> peer: {held}")
+    assert sorted(held) == [0, 1, 2]
+    assert set(held.values()) == {0, 1, 2}, "Qdrant spreads three shards over three peers"
+
+    token = f"token-{namespace}"
+    kubectl.apply(token_secret("kiosk-token", token), namespace)
+    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster), namespace)
+    connection = {"secretRef": {"name": "qdrant-cluster"}}
+    kubectl.apply(policy("edge", collection, "kiosk-token", source="Server",
+                         connection=connection), namespace)
+    obj = wait_snapshots(kubectl, namespace, "edge", 3)
+    wait_ready(kubectl, namespace, "edge", "True", "Ready")
+    published = {s["shard"]: s for s in obj["status"]["snapshots"]}
+    assert sorted(published) == [0, 1, 2]
+    for shard, snapshot in published.items():
+        # each snapshot was taken by the peer holding the shard, and lives there
+        peer = qdrant_cluster.peers[held[shard]]
+        names = [s["name"] for s in peer.get(
+            f"/collections/{collection}/shards/{shard}/snapshots").json()["result"]]
+        assert snapshot["name"] in names, (shard, held[shard], names)
+
+    # Devices restore each shard; together they hold exactly the collection.
+    base = f"{edge_url}/v1/namespaces/{namespace}/policies/edge"
+    devices, manifests = {}, {}
+    for shard in published:
+        device = restore(f"{base}/shards/{shard}/snapshot", token, tmp_path / f"shard{shard}")
+        devices[shard] = edge_points(device)
+        manifests[shard] = device.snapshot_manifest()
+        device.close()
+        assert post(f"{base}/shards/{shard}/partial", manifests[shard], token=token
+                    ).status_code == 304
+    together = {pid: point for points in devices.values() for pid, point in points.items()}
+    assert sum(len(points) for points in devices.values()) == 600
+    assert_same_points(together, server_points(rest, collection))
+
+    # New points land on every shard; each device's partial comes from its shard's peer.
+    rest("PUT", f"/collections/{collection}/points?wait=true", json={"points": [
+        {"id": i, "vector": rng.normal(size=CLUSTER_DIM).tolist(), "payload": {"i": i}}
+        for i in range(600, 660)]})
+    together = {}
+    for shard in published:
+        partial = post(f"{base}/shards/{shard}/partial", manifests[shard], token=token)
+        assert partial.status_code == 200, partial.text
+        (tmp_path / f"partial{shard}.tar").write_bytes(partial.content)
+        device = qe.EdgeShard.load(str(tmp_path / f"shard{shard}"))
+        device.update_from_snapshot(str(tmp_path / f"partial{shard}.tar"))
+        together.update(edge_points(device))
+        device.close()
+    assert_same_points(together, server_points(rest, collection))
+
+    # Deleting the policy deletes the snapshots from the peers that hold them.
+    kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=60s", namespace=namespace)
+    for shard, snapshot in published.items():
+        peer = qdrant_cluster.peers[held[shard]]
+        names = [s["name"] for s in peer.get(
+            f"/collections/{collection}/shards/{shard}/snapshots").json()["result"]]
+        assert snapshot["name"] not in names
+
+
+@pytest.mark.qdrant_server
+def test_on_a_cluster_shard_keys_publish_one_device_shard_each(
+        kubectl: Kubectl, namespace: str, edge_url: str, qdrant_cluster: LocalQdrant,
+        tmp_path: Path) -> None:
+    rest = ClusterRest(qdrant_cluster)
+    collection = f"{prefix(namespace)}_tiered"
+    rest("PUT", f"/collections/{collection}", json={
+        "vectors": {"size": CLUSTER_DIM, "distance": "Cosine"}, "sharding_method": "custom"})
+    rng = np.random.default_rng(29)
+    for n, kiosk in enumerate(("kiosk-a", "kiosk-b", "kiosk-c")):
+        rest("PUT", f"/collections/{collection}/shards", json={"shard_key": kiosk})
+        rest("PUT", f"/collections/{collection}/points?wait=true", json={
+            "shard_key": kiosk, "points": [
+                {"id": n * 1000 + i, "vector": rng.normal(size=CLUSTER_DIM).tolist(),
+                 "payload": {"kiosk": kiosk, "i": i}} for i in range(100 + 50 * n)]})
+    placement = rest("GET", f"/collections/{collection}/cluster")
+    keyed = {s["shard_key"]: s["shard_id"]
+             for s in placement["local_shards"] + placement["remote_shards"]}
+    print(f"\nshard key -> shard id: {keyed}")
+
+    token = f"token-{namespace}"
+    kubectl.apply(token_secret("kiosk-token", token), namespace)
+    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster), namespace)
+    kubectl.apply(policy("kiosk-b", collection, "kiosk-token", source="Server",
+                         shardKeys=["kiosk-b"],
+                         connection={"secretRef": {"name": "qdrant-cluster"}}), namespace)
+    obj = wait_snapshots(kubectl, namespace, "kiosk-b", 1)
+    assert [s["shard"] for s in obj["status"]["snapshots"]] == [keyed["kiosk-b"]]
+    base = f"{edge_url}/v1/namespaces/{namespace}/policies/kiosk-b"
+    assert get(f"{base}/shards/{keyed['kiosk-a']}/snapshot", token=token).status_code == 404
+    device = restore(f"{base}/shards/{keyed['kiosk-b']}/snapshot", token, tmp_path / "b")
+    assert_same_points(edge_points(device), server_points(rest, collection, filter={
+        "must": [{"key": "kiosk", "match": {"value": "kiosk-b"}}]}))
+    assert device.info().points_count == 150
+    device.close()
+
+    # A key the collection does not have is reported, not silently skipped.
+    kubectl.apply(policy("nobody", collection, "kiosk-token", source="Server",
+                         shardKeys=["kiosk-z"],
+                         connection={"secretRef": {"name": "qdrant-cluster"}}), namespace)
+    obj = wait_ready(kubectl, namespace, "nobody", "False", "ShardsNotFound")
+    assert "kiosk-z" in condition(obj, "Ready")["message"]  # type: ignore[index]
+
+
+@pytest.mark.qdrant_server
+def test_on_a_cluster_an_unreachable_shard_is_reported_and_retried(
+        kubectl: Kubectl, namespace: str, edge_url: str, qdrant_cluster: LocalQdrant) -> None:
+    rest = ClusterRest(qdrant_cluster)
+    collection = f"{prefix(namespace)}_sharded"
+    rest("PUT", f"/collections/{collection}", json={
+        "vectors": {"size": CLUSTER_DIM, "distance": "Cosine"}, "shard_number": 3})
+    held = peer_holding(qdrant_cluster, collection)
+    kubectl.apply(token_secret("kiosk-token", f"token-{namespace}"), namespace)
+
+    # On loopback every peer's URI has the same host: without peerUrls the operator cannot
+    # tell their HTTP addresses apart, says so, and retries until the Secret is fixed.
+    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster, with_peer_urls=False),
+                  namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token", source="Server",
+                         connection={"secretRef": {"name": "qdrant-cluster"}}), namespace)
+    obj = wait_ready(kubectl, namespace, "edge", "False", "ShardsUnavailable")
+    message = condition(obj, "Ready")["message"]  # type: ignore[index]
+    print(f"\nwithout peerUrls: {message}")
+    assert "peerUrls" in message
+    wait_for(lambda: warnings(kubectl, namespace, "edge", "ShardsUnavailable", "peerUrls"),
+             30, what="a Warning event")
+
+    # peerUrls naming the wrong peers: Qdrant's own refusal, with where it was asked.
+    (uri1, url1), (uri2, url2) = [(p.uri, p.url) for p in qdrant_cluster.peers[1:]]
+    assert uri1 is not None
+    assert uri2 is not None
+    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster, peer_urls={
+        **qdrant_cluster.peer_urls(), uri1: url2, uri2: url1}), namespace)
+    wait_for(lambda: "is not a local shard" in (condition(kubectl.get(
+        "edgesnapshotpolicy", "edge", namespace), "Ready") or {}).get("message", ""), 60,
+        what="Qdrant's refusal in the Ready condition")
+    obj = wait_ready(kubectl, namespace, "edge", "False", "ShardsUnavailable")
+    message = condition(obj, "Ready")["message"]  # type: ignore[index]
+    print(f"wrong peerUrls: {message}")
+    wait_for(lambda: warnings(kubectl, namespace, "edge", "ShardsUnavailable",
+                              "is not a local shard"), 30, what="a Warning event")
+
+    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster), namespace)
+    wait_snapshots(kubectl, namespace, "edge", 3)
+    wait_ready(kubectl, namespace, "edge", "True", "Ready")
+
+    # The peer holding shard 1 goes down: the shard cannot be listed or served; that is
+    # shown and retried, and clears once the peer is back.
+    victim = qdrant_cluster.peers[held[1]] if held[1] != 0 else qdrant_cluster.peers[held[2]]
+    victim.kill()
+    try:
+        # Qdrant itself may fail first (reading the collection asks every peer): then the
+        # reason is QdrantUnavailable with Qdrant's own message
+        obj = wait_ready(kubectl, namespace, "edge", "False")
+        ready = condition(obj, "Ready")
+        assert ready is not None
+        print(f"peer down: {ready['reason']}: {ready['message']}")
+        assert ready["reason"] in ("ShardsUnavailable", "QdrantUnavailable")
+        if ready["reason"] == "ShardsUnavailable":
+            assert victim.url in ready["message"]
+        mention = victim.url if ready["reason"] == "ShardsUnavailable" else ""
+        wait_for(lambda: warnings(kubectl, namespace, "edge", ready["reason"], mention), 30,
+                 what="a Warning event for the peer")
+    finally:
+        victim.start()
+        wait_joined(qdrant_cluster)
+    wait_ready(kubectl, namespace, "edge", "True", "Ready")

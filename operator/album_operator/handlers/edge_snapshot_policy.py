@@ -10,7 +10,6 @@ import kopf
 from album_operator.adapters.metrics import RECONCILES, STATUS_PATCHES
 from album_operator.core.conditions import find
 from album_operator.handlers.common import (
-    condition_reason,
     delete_resource,
     event,
     parse_spec,
@@ -36,8 +35,9 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
     if write_status(patch, previous, changes):
         STATUS_PATCHES.labels(KIND).inc()
     ready = find(list(changes.get("conditions") or []), "Ready")
-    if ready is not None and ready["reason"] not in QUIET_REASONS and \
-            ready["reason"] != condition_reason(previous, "Ready"):
+    before = find(list(previous.get("conditions") or []), "Ready") or {}
+    if ready is not None and ready["reason"] not in QUIET_REASONS and (
+            ready["reason"], ready["message"]) != (before.get("reason"), before.get("message")):
         event(body, True, ready["reason"], ready["message"])
         logger.warning("EdgeSnapshotPolicy %s/%s: %s", ref.namespace, ref.name,
                        ready["message"])

@@ -293,10 +293,11 @@ def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: Policy
             parse_rfc3339(snapshots[0].created_at).timestamp())
     EDGE_BYTES_PUBLISHED.labels(access.namespace, access.name).set(total_bytes)
     return {
-        "snapshots": [{"shard": s.shard, "name": s.name, "collection": s.collection,
-                       "sizeBytes": s.size_bytes, "sha256": s.sha256,
-                       "createdAt": s.created_at, "scheduledFor": s.scheduled_for}
-                      for s in snapshots],
+        # no null fields: the API server drops them, and the list would differ at every step
+        "snapshots": [{k: v for k, v in {
+            "shard": s.shard, "name": s.name, "collection": s.collection,
+            "sizeBytes": s.size_bytes, "sha256": s.sha256, "createdAt": s.created_at,
+            "scheduledFor": s.scheduled_for}.items() if v is not None} for s in snapshots],
         "snapshotCount": len(snapshots),
         "bytesPublished": total_bytes,
         # cumulative across operator restarts: the endpoint counts since the last step
