@@ -7,6 +7,7 @@ spec's own vocabulary (``hnsw.m``, ``namedVectors.image.size``) for status and e
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -79,21 +80,43 @@ class CollectionPlan:
         return any(isinstance(a, CreateCollection) for a in self.actions)
 
 
+def _f32(value: float) -> float:
+    value_f32: float = struct.unpack("f", struct.pack("f", value))[0]
+    return value_f32
+
+
+def same_value(want: Any, have: Any) -> bool:
+    """Equal as Qdrant stores them: a scalar quantile is kept as a 32-bit float, so
+    0.923456789 comes back as 0.9234568 and only compares equal at that precision."""
+    if want == have:
+        return True
+    if not isinstance(want, float) or isinstance(have, bool) or not isinstance(
+            have, (int, float)):
+        return False
+    try:
+        return _f32(want) == _f32(float(have))
+    except OverflowError:
+        return False
+
+
 def _subset_diff(desired: Mapping[str, Any], observed: Mapping[str, Any], prefix: str
                  ) -> list[str]:
-    return [f"{prefix}.{key}" for key, value in desired.items() if observed.get(key) != value]
+    return [f"{prefix}.{key}" for key, value in desired.items()
+            if not same_value(value, observed.get(key))]
 
 
-def _quantization_in_sync(desired: Mapping[str, Any], observed: Mapping[str, Any] | None
-                          ) -> bool:
+def _quantization_drift(desired: Mapping[str, Any], observed: Mapping[str, Any] | None,
+                        prefix: str) -> list[str]:
+    """Field paths where quantization differs: the whole setting when the kind differs (or
+    one side has none), else each option of the kind that differs."""
     if desired.get("disabled"):
-        return not observed
+        return [prefix] if observed else []
     if not observed:
-        return False
+        return [prefix]
     (variant, options), = desired.items()
     if variant not in observed:
-        return False
-    return not _subset_diff(options, observed[variant], variant)
+        return [prefix]
+    return _subset_diff(options, observed[variant], f"{prefix}.{variant}")
 
 
 def _vector_layout(names: Mapping[str, Any]) -> str:
@@ -147,9 +170,9 @@ def _vector_patch(name: str, want: VectorParams, observed: ObservedCollection,
             patch["hnsw"], drift = hnsw, drift + changed
     if caps.applies_quantization and want.quantization is not None:
         quantization = settings_dict(want.quantization)
-        if not _quantization_in_sync(quantization, have.quantization):
-            patch["quantization"] = quantization
-            drift.append(f"{path}.quantization")
+        changed = _quantization_drift(quantization, have.quantization, f"{path}.quantization")
+        if changed:
+            patch["quantization"], drift = quantization, drift + changed
     if caps.applies_on_disk and want.on_disk is not None and want.on_disk != have.on_disk:
         patch["onDisk"] = want.on_disk
         drift.append(f"{path}.onDisk")
@@ -183,7 +206,7 @@ def _params_patch(desired: DesiredCollection, observed: ObservedCollection,
     if caps.applies_on_disk:
         wanted["onDiskPayload"] = desired.on_disk_payload
     wanted = {k: v for k, v in wanted.items() if v is not None}
-    return {k: v for k, v in wanted.items() if observed.params.get(k) != v}
+    return {k: v for k, v in wanted.items() if not same_value(v, observed.params.get(k))}
 
 
 def _collection_patch(desired: DesiredCollection, observed: ObservedCollection,
@@ -203,9 +226,10 @@ def _collection_patch(desired: DesiredCollection, observed: ObservedCollection,
     quantization = None
     if caps.applies_quantization and desired.quantization is not None:
         wanted = settings_dict(desired.quantization)
-        if not _quantization_in_sync(wanted, observed.quantization):
+        changed = _quantization_drift(wanted, observed.quantization, "quantization")
+        if changed:
             quantization = wanted
-            drift.append("quantization")
+            drift += changed
     params = _params_patch(desired, observed, caps)
     drift += sorted(params)
     vectors = {}
@@ -232,9 +256,9 @@ def _index_actions(desired: DesiredCollection, observed: ObservedCollection,
             actions.append(CreatePayloadIndex(desired.name, index))
             drift.append(f"payloadIndexes.{name}")
             continue
-        have_options = have.get("options", {})
-        options_differ = bool(have_options) and bool(
-            _subset_diff(index_options(index), have_options, ""))
+        # An index made without options (a plain "keyword", say) reports none: every
+        # option the spec sets then differs.
+        options_differ = bool(_subset_diff(index_options(index), have.get("options", {}), ""))
         if have.get("type") != index.type or options_differ:
             actions += [DeletePayloadIndex(desired.name, name),
                         CreatePayloadIndex(desired.name, index)]
