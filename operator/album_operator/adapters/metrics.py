@@ -10,6 +10,10 @@ RECONCILE_SECONDS = Histogram(
     "albumops_reconcile_duration_seconds", "Time spent in one reconcile.", ["kind"])
 QDRANT_WRITES = Counter(
     "albumops_qdrant_writes_total", "Write calls made to Qdrant, by action.", ["action"])
+QDRANT_COLLECTION_WRITES = Counter(
+    "albumops_qdrant_collection_writes_total",
+    "Writes to one collection's existence, settings or payload indexes, by collection and "
+    "action.", ["collection", "action"])
 STATUS_PATCHES = Counter(
     "albumops_status_patches_total", "Status patches written, by kind.", ["kind"])
 DRIFT_REPAIRS = Counter(

@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.metrics import QDRANT_WRITES
+from album_operator.adapters.metrics import QDRANT_COLLECTION_WRITES, QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.core.collection_plan import (
     Action,
@@ -239,11 +239,24 @@ def apply_sync(client: QdrantClient, action: Action) -> None:
         client.delete_payload_index(action.collection, action.field, wait=True)
 
 
+def _target(action: Action) -> str:
+    if isinstance(action, CreateCollection):
+        return action.desired.name
+    if isinstance(action, UpdateCollection):
+        return action.name
+    return action.collection
+
+
+def _count_write(collection: str, action: str) -> None:
+    QDRANT_WRITES.labels(action).inc()
+    QDRANT_COLLECTION_WRITES.labels(collection, action).inc()
+
+
 async def apply(engine: QdrantEngine, action: Action) -> None:
-    QDRANT_WRITES.labels(type(action).__name__).inc()
+    _count_write(_target(action), type(action).__name__)
     await engine.run(lambda client: apply_sync(client, action))
 
 
 async def delete(engine: QdrantEngine, name: str) -> bool:
-    QDRANT_WRITES.labels("DeleteCollection").inc()
+    _count_write(name, "DeleteCollection")
     return await engine.run(lambda client: client.delete_collection(name))
