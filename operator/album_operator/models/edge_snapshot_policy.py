@@ -145,11 +145,14 @@ class EdgeSnapshotPolicySpec(CamelModel):
     collection: str = Field(pattern=QDRANT_NAME_PATTERN, max_length=255,
                             description="Collection or alias to publish (resolved each run).")
     shards: list[Annotated[int, Field(ge=0)]] | None = Field(
-        default=None, max_length=1024, description="Shard ids to publish; omit for all.",
+        default=None, max_length=1024,
+        description="Shard ids to publish (source Server); omit for all.",
         json_schema_extra=LIST_SET)
     shard_keys: list[Annotated[str, Field(max_length=255)]] | None = Field(
         default=None, max_length=1024,
-        description="Shard keys to publish (custom sharding on a server).",
+        description=("Shard keys to publish (source Server, a collection with custom "
+                     "sharding): every shard of each key, e.g. one device's data per key, as "
+                     "Qdrant's tiered multitenancy intends. A missing key is reported."),
         json_schema_extra=LIST_SET)
     source: Literal["Server", "Build"] = Field(
         default="Build",
