@@ -365,6 +365,8 @@ def run_server_size(server: bench_server.Server, points: int, workdir: Path, lay
         device.close()
     finally:
         endpoint.stop()
+        for old in snapshots.snapshots(0):  # an external server keeps nothing of the run
+            snapshots.delete(0, old["name"])
         snapshots.close()
         engine.call(lambda c: c.delete_collection(collection))
         engine.close()
