@@ -64,7 +64,7 @@ def _needs_server(item: pytest.Item) -> bool:
     """Parametrised on the ``server`` engine (``qdrant_pool`` or a test's own engine fixture
     over ``ENGINES``), marked ``qdrant_server``, or asking for a server fixture."""
     callspec = getattr(item, "callspec", None)
-    engines = set(callspec.params.values()) if callspec else set()
+    engines = list(callspec.params.values()) if callspec else []
     fixtures = getattr(item, "fixturenames", ())
     return ("server" in engines or item.get_closest_marker("qdrant_server") is not None
             or "qdrant_server_target" in fixtures or "qdrant_cluster" in fixtures)
@@ -93,13 +93,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     server_ids = config.stash.get(SERVER_TEST_IDS, set())
     if server_ids:
         durations: dict[bool, float] = {True: 0.0, False: 0.0}
+        ran: set[str] = set()
         for reports in terminalreporter.stats.values():
             for report in reports:
                 if isinstance(report, pytest.TestReport):
-                    durations[report.nodeid in server_ids] += report.duration
+                    on_server = report.nodeid in server_ids
+                    durations[on_server] += report.duration
+                    if on_server:
+                        ran.add(report.nodeid)
         total = sum(durations.values()) or 1.0
         terminalreporter.write_line(
-            f"Qdrant server tests: {len(server_ids)} tests, {durations[True]:.0f}s of "
+            f"Qdrant server tests: {len(ran)} tests, {durations[True]:.0f}s of "
             f"{total:.0f}s in tests ({100 * durations[True] / total:.0f}%)")
     left_out = config.stash.get(SERVER_TESTS_LEFT_OUT, 0)
     if left_out:

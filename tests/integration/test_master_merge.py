@@ -177,6 +177,34 @@ def test_incompatible_sources_are_refused(kubectl: Kubectl, namespace: str,
     assert alias_of(qdrant, alias) is None
 
 
+def test_an_alias_that_is_a_source_or_a_collection_is_refused_before_anything_is_copied(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    sources = year_collections(kubectl, namespace, qdrant)
+    # A selector resolves to the alias (the API server cannot see that).
+    clash = sources[-1]
+    kubectl.apply(merge("master", clash), namespace)
+    obj = wait_phase(kubectl, namespace, "Failed")
+    assert obj["status"]["currentBuild"]["failureReason"] == "AliasIsSource"
+    assert clash in obj["status"]["currentBuild"]["message"]
+    assert not qdrant(lambda c: c.collection_exists(f"{clash}_v1"))
+    kubectl.run("delete", "mastermerge", "master", "--timeout=60s", namespace=namespace)
+
+    # The alias names a collection that is no source: an alias can never replace it.
+    taken = f"{prefix(namespace)}_taken"
+    qdrant(lambda c: c.create_collection(taken, vectors_config=qm.VectorParams(
+        size=DIM, distance=qm.Distance.COSINE)))
+    kubectl.apply(merge("master", taken), namespace)
+    obj = wait_phase(kubectl, namespace, "Failed")
+    build = obj["status"]["currentBuild"]
+    assert build["failureReason"] == "AliasIsCollection"
+    assert f"{taken} is a collection" in build["message"]
+    assert not qdrant(lambda c: c.collection_exists(f"{taken}_v1"))
+    assert qdrant(lambda c: c.count(taken, exact=True).count) == 0
+    ready = condition(obj, "Ready")
+    assert ready is not None
+    assert ready["status"] == "False"
+
+
 def test_deletion_policy_delete_removes_the_alias_and_the_masters_not_the_sources(
         kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
     sources = year_collections(kubectl, namespace, qdrant)

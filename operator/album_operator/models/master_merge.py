@@ -92,6 +92,9 @@ class MasterMergeSpec(CamelModel):
         "json_schema_extra": validations(
             cel("has(self.sources) || has(self.sourceSelector)",
                 "set sources, sourceSelector, or both", reason="FieldValueRequired"),
+            cel("!has(self.sources) || !has(self.alias) || !(self.alias in self.sources)",
+                "alias must not name one of the sources: the swap would replace a source",
+                field_path=".alias"),
         )
     }
 

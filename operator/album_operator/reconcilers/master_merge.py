@@ -170,6 +170,7 @@ async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     sources = await resolve_sources(ref, spec, services)
     if not sources:
         raise BuildFailed("NoSources", "no source collections matched")
+    await _refuse_alias_clash(spec.alias, sources, engine)
     observed = await _describe_sources(sources, engine)
     layouts = {s: _vector_layout(o) for s, o in observed.items()}
     if len({tuple(sorted(layout.items())) for layout in layouts.values()}) > 1:
@@ -187,6 +188,20 @@ async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     return {**build, "sources": [{"name": s, "total": observed[s].points_count, "copied": 0,
                                   "done": False} for s in sources],
             "expectedPoints": scan.distinct, "copyStartedAt": now}
+
+
+async def _refuse_alias_clash(alias: str, sources: list[str], engine: QdrantEngine) -> None:
+    """The alias must be free to point at a master: not a source (a selector can resolve to
+    one, which the CRD cannot see), not an existing collection (an alias never replaces one).
+    """
+    if alias in sources:
+        raise BuildFailed("AliasIsSource", f"the alias {alias} names one of the sources; "
+                          "choose another alias")
+    collections = await engine.run(lambda c: {item.name for item in
+                                              c.get_collections().collections})
+    if alias in collections:
+        raise BuildFailed("AliasIsCollection", f"{alias} is a collection, and an alias cannot "
+                          "replace a collection; choose another alias or rename the collection")
 
 
 async def _create_target(ref: ResourceRef, final: DesiredCollection, engine: QdrantEngine
