@@ -8,8 +8,9 @@ packaging); for a partial request, downloading the full snapshot from the same e
 On a Qdrant server (when one is available: ``bench/server.py``) the same run measures the
 ``Server`` source: Qdrant makes the shard snapshots and the partials, the operator's own
 ``ServerSnapshots`` behind its ``EdgeEndpoint`` streams them, and the device code
-(``EdgeDevice``) pulls them. The collection has Qdrant's default settings (HNSW, and as many
-segments as the server has CPUs); the run waits for it to be green before each snapshot. Two
+(``EdgeDevice``) pulls them. Two collection layouts (``layouts``): Qdrant's defaults (HNSW,
+as many segments as the server has CPUs) and ``segmented`` (sealed, indexed segments of about
+1/8 of the vectors each); the run waits for green before each snapshot. Two
 1% changes in turn: ``spread`` (the change of the embedded half: every 300th point edited,
 every 300th deleted, as many added) and ``additions`` (1% new points, how an album grows).
 For each: the new full snapshot's bytes against the partial's, and the device's pull of the
