@@ -86,12 +86,12 @@ class OptimizersConfig(CamelModel):
     default_segment_number: int | None = Field(
         default=None, ge=0, le=256, description="Target number of segments.")
     max_segment_size: int | None = Field(
-        default=None, ge=0, description="Maximum segment size in KB.")
+        default=None, ge=1, description="Maximum segment size in KB.")
     deleted_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="Fraction of deleted points that triggers a vacuum.")
     vacuum_min_vector_number: int | None = Field(
-        default=None, ge=0, description="Minimum vectors in a segment before vacuuming.")
+        default=None, ge=100, description="Minimum vectors in a segment before vacuuming.")
     flush_interval_sec: int | None = Field(
         default=None, ge=0, description="Seconds between forced flushes.")
     max_optimization_threads: int | None = Field(
@@ -157,6 +157,8 @@ class PayloadIndex(CamelModel):
                 field_path=".isPrincipal"),
             cel("!has(self.lookup) && !has(self.range) || self.type == 'integer'",
                 "lookup and range apply only to type integer", field_path=".type"),
+            cel("!has(self.lookup) || !has(self.range) || self.lookup || self.range",
+                "lookup and range cannot both be false", field_path=".lookup"),
             cel("!has(self.minTokenLen) || !has(self.maxTokenLen) "
                 "|| self.minTokenLen <= self.maxTokenLen",
                 "minTokenLen must not exceed maxTokenLen", field_path=".minTokenLen"),
