@@ -78,6 +78,7 @@ def _config_from(args: argparse.Namespace) -> OperatorConfig:
         qdrant_secret=args.qdrant_secret,
         qdrant_url=os.environ.get("QDRANT_URL") or None,
         qdrant_api_key=os.environ.get("QDRANT_API_KEY") or None,
+        qdrant_peer_urls=os.environ.get("QDRANT_PEER_URLS") or None,
         embedded_path=args.embedded_path,
         resync_seconds=args.resync_seconds,
         deletion_grace_seconds=args.deletion_grace_seconds,

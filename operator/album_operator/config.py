@@ -30,6 +30,8 @@ class OperatorConfig:
     """``namespace/name`` of the Secret with the default Qdrant ``url``, ``apiKey``, ``ca.crt``."""
     qdrant_url: str | None = None
     qdrant_api_key: str | None = field(default=None, repr=False)
+    qdrant_peer_urls: str | None = None
+    """With ``qdrant_url``: the JSON ``peerUrls`` of a cluster (peer URI -> HTTP URL)."""
     embedded_path: str = field(default_factory=default_embedded_path)
     resync_seconds: float = 60.0
     merge_step_seconds: float = 1.0

@@ -17,6 +17,7 @@ from album_operator.adapters.qdrant.connection import (
 )
 from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
+from album_operator.core.peers import parse_peer_urls
 from album_operator.models.common import ConnectionSpec
 
 
@@ -69,7 +70,12 @@ async def default_connection(config: OperatorConfig, kube: KubeApi) -> Connectio
         return await kube.connection_from_secret(namespace, name)
     if config.qdrant_url:
         register_secret(config.qdrant_api_key)
-        return ConnectionSettings(url=config.qdrant_url, api_key=config.qdrant_api_key)
+        try:
+            peer_urls = parse_peer_urls(config.qdrant_peer_urls)
+        except ValueError as exc:
+            raise ValueError(f"QDRANT_PEER_URLS: {exc}") from None
+        return ConnectionSettings(url=config.qdrant_url, api_key=config.qdrant_api_key,
+                                  peer_urls=peer_urls)
     return ConnectionSettings(embedded_path=config.embedded_path)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import pytest
 
+from album_operator.adapters.kube import KubeApi
+from album_operator.config import OperatorConfig
 from album_operator.core.peers import (
     CONFIGURED,
     DERIVED,
@@ -19,6 +22,7 @@ from album_operator.core.peers import (
     plan_shards,
     replicas,
 )
+from album_operator.services import default_connection
 
 STS = "http://qdrant.qdrant.svc:6333"  # a Service in front of a StatefulSet
 PEERS = {1: "http://qdrant-0.qdrant-headless:6335/", 2: "http://qdrant-1.qdrant-headless:6335/",
@@ -170,3 +174,18 @@ def test_a_route_says_where_it_asks() -> None:
         "shard 2 (key kiosk-b) on peer 2 (http://qdrant-1.qdrant-headless:6335/) at "
         "http://qdrant-1.qdrant-headless:6333, derived from the peer's URI")
     assert ShardRoute(0, "http://q:6333", CONFIGURED).describe() == "shard 0 at http://q:6333"
+
+
+def test_the_operator_wide_connection_takes_qdrant_peer_urls() -> None:
+    """``QDRANT_URL`` + ``QDRANT_PEER_URLS``: the same mapping as a Secret's ``peerUrls``."""
+    config = OperatorConfig(qdrant_url="http://qdrant:6333",
+                            qdrant_peer_urls='{"http://qdrant-0:6335/": "http://10.0.0.5:6333"}')
+    settings = asyncio.run(default_connection(config, cast("KubeApi", None)))
+    assert settings.peer_urls == {"http://qdrant-0:6335": "http://10.0.0.5:6333"}
+    plain = asyncio.run(default_connection(OperatorConfig(qdrant_url="http://qdrant:6333"),
+                                           cast("KubeApi", None)))
+    assert settings.identity() != plain.identity()
+    with pytest.raises(ValueError, match="QDRANT_PEER_URLS: not JSON"):
+        asyncio.run(default_connection(OperatorConfig(qdrant_url="http://q:6333",
+                                                      qdrant_peer_urls="{"),
+                                       cast("KubeApi", None)))
