@@ -44,6 +44,20 @@ LOOPBACK_URLS = {"http://127.0.0.1:40001/": "http://127.0.0.1:7001",
     ("http://qdrant-1.qdrant-headless:6335/", "https://qdrant.example.com", {},
      ("https://qdrant-1.qdrant-headless", DERIVED)),
     ("http://[fd00::7]:6335/", "http://qdrant:6333", {}, ("http://[fd00::7]:6333", DERIVED)),
+    # the operator in another namespace: the pod name gets the Service's namespace
+    ("http://qdrant-1.qdrant-headless:6335/", "http://qdrant.vectors.svc:6333", {},
+     ("http://qdrant-1.qdrant-headless.vectors.svc:6333", DERIVED)),
+    ("http://qdrant-1.qdrant-headless:6335/", "https://qdrant.vectors.svc.cluster.local:6333",
+     {}, ("https://qdrant-1.qdrant-headless.vectors.svc.cluster.local:6333", DERIVED)),
+    # already qualified, an address, a bare name, or no Service name to learn from: as is
+    ("http://qdrant-1.qdrant-headless.vectors.svc:6335", "http://qdrant.vectors.svc:6333", {},
+     ("http://qdrant-1.qdrant-headless.vectors.svc:6333", DERIVED)),
+    ("http://10.1.2.3:6335/", "http://qdrant.vectors.svc:6333", {},
+     ("http://10.1.2.3:6333", DERIVED)),
+    ("http://qdrant-1:6335/", "http://qdrant.vectors.svc:6333", {},
+     ("http://qdrant-1:6333", DERIVED)),
+    ("http://qdrant-1.qdrant-headless:6335/", "http://svc.example.com:6333", {},
+     ("http://qdrant-1.qdrant-headless:6333", DERIVED)),
     # an explicit entry wins, whatever the trailing slash or case of the URI
     ("http://127.0.0.1:40002/", "http://127.0.0.1:7001",
      parse_peer_urls('{"http://127.0.0.1:40002": "http://127.0.0.1:7002/"}'),
@@ -124,8 +138,8 @@ REPLICATED = [Replica(0, 3, "Active"), Replica(0, 2, "Active"), Replica(1, 1, "D
 
 
 def sts(shard: int, peer: int, key: str | None = None) -> ShardRoute:
-    return ShardRoute(shard, f"http://qdrant-{peer - 1}.qdrant-headless:6333", DERIVED, key,
-                      peer, PEERS[peer])
+    return ShardRoute(shard, f"http://qdrant-{peer - 1}.qdrant-headless.qdrant.svc:6333",
+                      DERIVED, key, peer, PEERS[peer])
 
 
 @pytest.mark.parametrize(("found", "peers", "configured", "peer_urls", "shards", "keys",
@@ -172,7 +186,7 @@ def test_shards_are_planned(found: list[Replica], peers: dict[int, str], configu
 def test_a_route_says_where_it_asks() -> None:
     assert sts(2, 2, "kiosk-b").describe() == (
         "shard 2 (key kiosk-b) on peer 2 (http://qdrant-1.qdrant-headless:6335/) at "
-        "http://qdrant-1.qdrant-headless:6333, derived from the peer's URI")
+        "http://qdrant-1.qdrant-headless.qdrant.svc:6333, derived from the peer's URI")
     assert ShardRoute(0, "http://q:6333", CONFIGURED).describe() == "shard 0 at http://q:6333"
 
 

@@ -5,7 +5,9 @@ shard. ``GET /cluster`` names every peer by id with its p2p ``uri``; ``GET
 /collections/{c}/cluster`` (asked of any peer) says which peer holds which shard, and under
 which shard key. A peer's HTTP address is the connection's ``peerUrls`` entry for its URI;
 without one it is derived from the URI's host with the scheme and port of the configured
-``url``: exactly a StatefulSet's per-pod DNS names, every pod serving HTTP on one port.
+``url``: exactly a StatefulSet's per-pod DNS names, every pod serving HTTP on one port (a
+pod name relative to its namespace gets the namespace of a ``<service>.<namespace>.svc``
+``url``).
 Without cluster mode (``GET /cluster`` says ``disabled``) every shard is at ``url``.
 """
 
@@ -65,11 +67,22 @@ def peer_http_url(uri: str, configured_url: str, peer_urls: Mapping[str, str]
     if explicit:
         return explicit.rstrip("/"), EXPLICIT
     peer, base = urlsplit(uri), urlsplit(configured_url)
-    host = peer.hostname or ""
+    host = _qualified(peer.hostname or "", base.hostname or "")
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     netloc = f"{host}:{base.port}" if base.port else host
     return urlunsplit((base.scheme, netloc, "", "", "")), DERIVED
+
+
+def _qualified(peer_host: str, configured_host: str) -> str:
+    """A pod name relative to its namespace (``qdrant-0.qdrant-headless``, what Qdrant's
+    Helm chart gives ``--uri``) gets the namespace and cluster domain of a configured Service
+    name (``qdrant.qdrant.svc``), so an operator in another namespace resolves it too."""
+    labels = configured_host.split(".")
+    if peer_host.count(".") != 1 or "svc" not in labels or labels.index("svc") < 2 or \
+            peer_host.replace(".", "").isdigit():
+        return peer_host
+    return ".".join([peer_host, *labels[labels.index("svc") - 1:]])
 
 
 @dataclass(frozen=True)

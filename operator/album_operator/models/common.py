@@ -102,7 +102,8 @@ class ConnectionSpec(CamelModel):
             "`ca.crt` (PEM bundle for TLS) and `peerUrls`. In cluster mode shard snapshots "
             "are asked of a peer that holds the shard (`GET /cluster` names each peer's "
             "p2p URI); its HTTP URL is the URI's host with the scheme and port of `url` (a "
-            "StatefulSet's per-pod DNS names), unless `peerUrls`, a JSON object from a "
+            "StatefulSet's per-pod DNS names; `qdrant-0.qdrant-headless` gets the namespace "
+            "of a `<service>.<namespace>.svc` url), unless `peerUrls`, a JSON object from a "
             "peer's URI to its HTTP URL, says otherwise, e.g. "
             "{\"http://qdrant-0.qdrant-headless:6335\": \"https://q0.example.com:6333\"}."
         )
