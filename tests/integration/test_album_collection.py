@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import random
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
+import requests
+import yaml
+from prometheus_client import REGISTRY
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from album_operator.adapters.localcluster.cluster import free_port
+from album_operator.adapters.localcluster.qdrant_server import LocalQdrant
 from album_operator.runner import OperatorThread
+from tests.conftest import ServerTarget
 from tests.helpers import Kubectl, condition, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -171,27 +179,102 @@ def test_pause_stops_all_writes_until_it_is_lifted(
     assert qdrant(lambda c: c.collection_exists(name))
 
 
+# Every setting the spec can set, with values that exercise the diff: a 32-bit quantile,
+# payload index options, on-disk vectors, several shards. The embedded engine ignores most of
+# them (status.ignoredSettings); the server applies them all.
+IDLE_SPEC: dict[str, Any] = {
+    "vectors": {"size": 32, "distance": "Cosine", "onDisk": True,
+                "hnsw": {"m": 12, "onDisk": False},
+                "quantization": {"scalar": {"quantile": 0.95, "alwaysRam": False}}},
+    "hnsw": {"m": 8, "efConstruct": 48, "fullScanThreshold": 10, "payloadM": 8},
+    "quantization": {"scalar": {"quantile": 0.923456789, "alwaysRam": True}},
+    # In KB: 32-d vectors pass it at about 80 points, so segments get HNSW and quantization.
+    "optimizers": {"indexingThreshold": 10, "deletedThreshold": 0.25,
+                   "vacuumMinVectorNumber": 100, "defaultSegmentNumber": 2,
+                   "maxOptimizationThreads": 1, "maxSegmentSize": 200000},
+    "onDiskPayload": True,
+    "shardNumber": 2,
+    "replicationFactor": 1,
+    "writeConsistencyFactor": 1,
+    "payloadIndexes": [
+        {"field": "album_id", "type": "keyword", "isTenant": True},
+        {"field": "taken_at", "type": "datetime", "isPrincipal": True},
+        {"field": "rating", "type": "integer", "lookup": True, "range": False},
+        {"field": "title", "type": "text", "tokenizer": "word", "lowercase": True},
+        {"field": "score", "type": "float", "onDisk": True},
+    ],
+}
+
+
+def collection_writes(collection: str) -> float:
+    """Writes the operator made to one collection (albumops_qdrant_collection_writes_total)."""
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name != "albumops_qdrant_collection_writes":
+            continue
+        total += sum(sample.value for sample in metric.samples
+                     if sample.name.endswith("_total")
+                     and sample.labels.get("collection") == collection)
+    return total
+
+
+def photo_points(count: int, dim: int, seed: int = 7) -> list[qm.PointStruct]:
+    rng = random.Random(seed)
+    return [qm.PointStruct(
+        id=i, vector=[rng.uniform(-1, 1) for _ in range(dim)],
+        payload={"album_id": f"album-{i % 5}", "taken_at": f"2020-01-{1 + i % 28:02d}T10:00:00Z",
+                 "rating": i % 5, "title": f"Photo number {i}", "score": i / count})
+        for i in range(count)]
+
+
+def upsert_photos(qdrant: Callable[..., Any], name: str, count: int, dim: int) -> None:
+    points = photo_points(count, dim)
+    for start in range(0, count, 500):
+        batch = points[start:start + 500]
+        qdrant(lambda c, batch=batch: c.upsert(name, batch, wait=True))
+
+
+def resource_when(kubectl: Kubectl, name: str, namespace: str,
+                  ready: Callable[[dict[str, Any]], bool], timeout: float, what: str
+                  ) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = kubectl.get("albumcollection", name, namespace)
+        return obj if ready(obj) else None
+    return wait_for(check, timeout, what=what)
+
+
+def settled_status(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any] | None:
+    """The resource once a resync interval passes without its resourceVersion moving."""
+    before = kubectl.get("albumcollection", name, namespace)
+    time.sleep(RESYNC_S + 0.5)
+    after = kubectl.get("albumcollection", name, namespace)
+    same = before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+    return after if same else None
+
+
 def test_an_idle_resource_is_not_written_to(kubectl: Kubectl, namespace: str,
                                             qdrant: Callable[..., Any]) -> None:
+    """Every setting set, indexes built over 2,000 points: then many resyncs write nothing,
+    neither to Qdrant nor to the resource."""
     name = collection_name(namespace)
-    kubectl.apply(album("photos", name), namespace)
+    kubectl.apply(album("photos", name, size=32, **IDLE_SPEC), namespace)
     wait_condition(kubectl, "photos", namespace, "Ready", "True")
-    settled = wait_for(lambda: _stable_version(kubectl, namespace), timeout=20,
+    upsert_photos(qdrant, name, 2000, 32)
+    resource_when(kubectl, "photos", namespace,
+                  lambda o: (o["status"].get("pointsCount"), o["status"].get("qdrantStatus"))
+                  == (2000, "green"), timeout=120, what="2,000 points, green, in status")
+    settled = wait_for(lambda: settled_status(kubectl, "photos", namespace), timeout=60,
                        what="a settled resourceVersion")
-    # Three more resync intervals: no status patch, no Qdrant write changes the object.
-    import time
-    time.sleep(RESYNC_S * 3)
+    assert condition(settled, "Synced")["status"] == "True"  # type: ignore[index]
+    assert settled["status"]["drift"] == []
+    writes = collection_writes(name)
+    version = settled["metadata"]["resourceVersion"]
+    # Ten resync intervals: the operator observes and plans each time, writes nothing.
+    time.sleep(RESYNC_S * 10)
+    print(f"writes to {name} over 10 idle resyncs: {collection_writes(name) - writes:g}")
+    assert collection_writes(name) == writes, "Qdrant writes while idle"
     assert kubectl.get("albumcollection", "photos", namespace)["metadata"][
-        "resourceVersion"] == settled
-
-
-def _stable_version(kubectl: Kubectl, namespace: str) -> str | None:
-    import time
-    before = kubectl.get("albumcollection", "photos", namespace)["metadata"]["resourceVersion"]
-    time.sleep(RESYNC_S + 0.5)
-    after = kubectl.get("albumcollection", "photos", namespace)["metadata"]["resourceVersion"]
-    return after if before == after else None
-
+        "resourceVersion"] == version, "the resource was patched while idle"
 
 
 def test_deletion_does_not_hang_when_qdrant_stays_unreachable(
@@ -217,49 +300,523 @@ def test_a_missing_connection_secret_is_reported(kubectl: Kubectl, namespace: st
     assert "absent" in condition(obj, "Ready")["message"]  # type: ignore[index]
 
 
-SERVER_SPEC: dict[str, Any] = {
-    "hnsw": {"m": 16, "efConstruct": 128},
-    "quantization": {"scalar": {"quantile": 0.99}},
-    "optimizers": {"indexingThreshold": 20000},
-    "payloadIndexes": [{"field": "taken_at", "type": "datetime"}],
+# --- on a real Qdrant server: what Qdrant itself reports (its REST answer) ----------------
+
+def rest_collection(server: ServerTarget, name: str) -> dict[str, Any]:
+    info: dict[str, Any] = server.rest("GET", f"/collections/{name}")
+    return info
+
+
+def segments(server: ServerTarget, name: str) -> list[dict[str, Any]]:
+    """Every segment of the collection as Qdrant's telemetry describes it (index built,
+    quantization, storage), over all local shards."""
+    telemetry = server.rest("GET", "/telemetry", params={"details_level": 10})
+    found: list[dict[str, Any]] = []
+    for collection in telemetry["collections"]["collections"]:
+        if collection.get("id") == name:
+            for shard in collection["shards"]:
+                found += (shard.get("local") or {}).get("segments", [])
+    return found
+
+
+def rest_when(server: ServerTarget, name: str, ready: Callable[[dict[str, Any]], bool],
+              timeout: float, what: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        info = rest_collection(server, name)
+        return info if ready(info) else None
+    return wait_for(check, timeout, what=what)
+
+
+ECHO_SPEC: dict[str, Any] = {
+    "namedVectors": {
+        "image": {"size": 32, "distance": "Cosine", "onDisk": True, "datatype": "Float16",
+                  "hnsw": {"m": 12, "efConstruct": 64, "onDisk": False},
+                  "quantization": {"binary": {"alwaysRam": True}}},
+        "text": {"size": 16, "distance": "Dot", "onDisk": False},
+    },
+    "sparseVectors": {"keywords": {"modifier": "idf", "onDisk": True}},
+    "hnsw": {"m": 8, "efConstruct": 48, "fullScanThreshold": 10, "onDisk": False,
+             "payloadM": 8},
+    "quantization": {"scalar": {"quantile": 0.923456789, "alwaysRam": True}},
+    "optimizers": {"indexingThreshold": 10, "memmapThreshold": 20000,
+                   "defaultSegmentNumber": 2, "maxSegmentSize": 200000,
+                   "deletedThreshold": 0.25, "vacuumMinVectorNumber": 100,
+                   "flushIntervalSec": 1, "maxOptimizationThreads": 1},
+    "onDiskPayload": True,
+    "shardNumber": 2,
+    "replicationFactor": 2,
+    "writeConsistencyFactor": 2,
+    "payloadIndexes": [
+        {"field": "album_id", "type": "keyword", "isTenant": True},
+        {"field": "taken_at", "type": "datetime", "isPrincipal": True},
+        {"field": "rating", "type": "integer", "lookup": True, "range": False},
+        {"field": "title", "type": "text", "tokenizer": "word", "minTokenLen": 2,
+         "maxTokenLen": 20, "lowercase": True},
+        {"field": "score", "type": "float", "onDisk": True},
+        {"field": "place", "type": "geo"},
+        {"field": "public", "type": "bool"},
+        {"field": "uid", "type": "uuid", "isTenant": False},
+    ],
 }
 
 
 @pytest.mark.qdrant_server
-@pytest.mark.parametrize(("what", "change_by_hand", "still_repaired"), [
-    ("hnsw", lambda c, n: c.update_collection(n, hnsw_config=qm.HnswConfigDiff(m=4)),
-     lambda i: i.config.hnsw_config.m == 16),
-    ("quantization", lambda c, n: c.update_collection(
-        n, quantization_config=qm.Disabled.DISABLED),
-     lambda i: isinstance(i.config.quantization_config, qm.ScalarQuantization)),
-    ("optimizers", lambda c, n: c.update_collection(
-        n, optimizers_config=qm.OptimizersConfigDiff(indexing_threshold=0)),
-     lambda i: i.config.optimizer_config.indexing_threshold == 20000),
-    ("payload index", lambda c, n: c.delete_payload_index(n, "taken_at", wait=True),
-     lambda i: "taken_at" in i.payload_schema),
-])
-def test_server_settings_changed_by_hand_are_repaired(
-        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], what: str,
-        change_by_hand: Callable[[QdrantClient, str], Any],
-        still_repaired: Callable[[qm.CollectionInfo], bool]) -> None:
+def test_server_collection_shows_every_declared_setting(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        qdrant_server: ServerTarget) -> None:
     name = collection_name(namespace)
-    kubectl.apply(album("photos", name, **SERVER_SPEC), namespace)
+    manifest = album("photos", name)
+    del manifest["spec"]["vectors"]
+    manifest["spec"].update(ECHO_SPEC)
+    kubectl.apply(manifest, namespace)
     wait_condition(kubectl, "photos", namespace, "Ready", "True")
-    assert qdrant(lambda c: still_repaired(c.get_collection(name)))
-    qdrant(lambda c: change_by_hand(c, name))
-    wait_condition(kubectl, "photos", namespace, "Synced", "True", "Repaired",
-                   timeout=RESYNC_S * 3 + 10)
-    assert qdrant(lambda c: still_repaired(c.get_collection(name))), what
+    info = rest_collection(qdrant_server, name)
+    config = info["config"]
+    assert config["params"]["vectors"] == {
+        "image": {"size": 32, "distance": "Cosine", "on_disk": True, "datatype": "float16",
+                  "hnsw_config": {"m": 12, "ef_construct": 64, "on_disk": False},
+                  "quantization_config": {"binary": {"always_ram": True}}},
+        "text": {"size": 16, "distance": "Dot", "on_disk": False, "datatype": "float32"},
+    }
+    assert config["params"]["sparse_vectors"] == {
+        "keywords": {"index": {"on_disk": True}, "modifier": "idf"}}
+    assert {k: config["params"][k] for k in ("shard_number", "replication_factor",
+                                             "write_consistency_factor", "on_disk_payload")
+            } == {"shard_number": 2, "replication_factor": 2, "write_consistency_factor": 2,
+                  "on_disk_payload": True}
+    assert config["hnsw_config"] | {"m": 8, "ef_construct": 48, "full_scan_threshold": 10,
+                                    "on_disk": False, "payload_m": 8} == config["hnsw_config"]
+    # Qdrant keeps the quantile as a 32-bit float: 0.923456789 comes back as 0.9234568.
+    assert config["quantization_config"] == {
+        "scalar": {"type": "int8", "quantile": 0.9234568, "always_ram": True}}
+    wanted_optimizers = {"indexing_threshold": 10, "memmap_threshold": 20000,
+                         "default_segment_number": 2, "max_segment_size": 200000,
+                         "deleted_threshold": 0.25, "vacuum_min_vector_number": 100,
+                         "flush_interval_sec": 1, "max_optimization_threads": 1}
+    assert {k: config["optimizer_config"][k] for k in wanted_optimizers} == wanted_optimizers
+    schema = {field: (index["data_type"], {k: v for k, v in index.get("params", {}).items()
+                                           if v is not None and k != "type"})
+              for field, index in info["payload_schema"].items()}
+    assert schema == {
+        "album_id": ("keyword", {"is_tenant": True}),
+        "taken_at": ("datetime", {"is_principal": True}),
+        "rating": ("integer", {"lookup": True, "range": False}),
+        "title": ("text", {"tokenizer": "word", "min_token_len": 2, "max_token_len": 20,
+                           "lowercase": True}),
+        "score": ("float", {"on_disk": True}),
+        "place": ("geo", {}),
+        "public": ("bool", {}),
+        "uid": ("uuid", {"is_tenant": False}),
+    }
+    obj = kubectl.get("albumcollection", "photos", namespace)
+    assert config["metadata"]["albumops.io/owner-uid"] == obj["metadata"]["uid"]
+
+    # With data past the indexing threshold, Qdrant builds what the spec asked for.
+    rng = random.Random(3)
+    points = [qm.PointStruct(
+        id=i, vector={"image": [rng.uniform(-1, 1) for _ in range(32)],
+                      "text": [rng.uniform(-1, 1) for _ in range(16)]},
+        payload={"album_id": f"album-{i % 4}", "taken_at": "2020-06-01T12:00:00Z",
+                 "rating": i % 5, "title": f"Photo {i}", "score": i / 3000, "public": True,
+                 "place": {"lon": 13.4, "lat": 52.5}, "uid": str(uuid.UUID(int=i + 1))})
+        for i in range(3000)]
+    for start in range(0, len(points), 500):
+        batch = points[start:start + 500]
+        qdrant(lambda c, batch=batch: c.upsert(name, batch, wait=True))
+    built = rest_when(qdrant_server, name, lambda i: i["status"] == "green" and i[
+        "indexed_vectors_count"] == 2 * 3000, timeout=180,
+        what="both vectors of 3,000 points indexed and green")
+    assert built["points_count"] == 3000
+    # The optimized segments (the appendable ones stay plain until they fill up).
+    indexed = [s for s in segments(qdrant_server, name) if not s["info"]["is_appendable"]]
+    assert sum(s["info"]["num_indexed_vectors"] for s in indexed) == 2 * 3000
+    for segment in indexed:
+        image = segment["config"]["vector_data"]["image"]
+        text = segment["config"]["vector_data"]["text"]
+        assert (image["index"]["type"], text["index"]["type"]) == ("hnsw", "hnsw")
+        assert (image["index"]["options"]["m"], text["index"]["options"]["m"]) == (12, 8)
+        assert image["index"]["options"]["ef_construct"] == 64
+        assert image["quantization_config"] == {"binary": {"always_ram": True}}
+        assert text["quantization_config"]["scalar"]["always_ram"] is True
+        assert image["datatype"] == "float16"
+        assert image["storage_type"] == "Mmap"
+        assert text["storage_type"].startswith("InRam")
+        assert segment["config"]["payload_storage_type"]["type"] in {"mmap", "on_disk"}
+    # Built and idle: in sync, and the status shows what Qdrant reports.
+    obj = resource_when(kubectl, "photos", namespace,
+                        lambda o: (o["status"].get("pointsCount"), o["status"].get(
+                            "qdrantStatus")) == (3000, "green"),
+                        timeout=RESYNC_S * 3 + 10, what="status with 3,000 points")
+    assert obj["status"]["drift"] == []
+    assert condition(obj, "Synced")["status"] == "True"  # type: ignore[index]
+    assert obj["status"]["indexedVectorsCount"] == built["indexed_vectors_count"]
+
+
+# Base spec for changes: every mutable setting set, so each case changes one of them.
+CHANGE_SPEC: dict[str, Any] = {
+    "vectors": {"size": 8, "distance": "Cosine", "onDisk": False, "hnsw": {"m": 12},
+                "quantization": {"scalar": {"quantile": 0.95}}},
+    "sparseVectors": {"keywords": {"modifier": "none"}},
+    "hnsw": {"m": 16, "efConstruct": 128},
+    "quantization": {"scalar": {"quantile": 0.99, "alwaysRam": True}},
+    "optimizers": {"indexingThreshold": 20000, "deletedThreshold": 0.2},
+    "onDiskPayload": True,
+    "payloadIndexes": [{"field": "taken_at", "type": "datetime"},
+                       {"field": "album_id", "type": "keyword", "isTenant": True}],
+}
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _vector(info: dict[str, Any]) -> dict[str, Any]:
+    vector: dict[str, Any] = info["config"]["params"]["vectors"]
+    return vector
+
+
+def _index(info: dict[str, Any], field: str) -> dict[str, Any] | None:
+    index: dict[str, Any] | None = info["payload_schema"].get(field)
+    return index
+
+
+# (case, change to the spec (a JSON merge patch), what Qdrant then reports). Tests take the
+# case name as their parameter and look the rest up, so test IDs stay short and hashable.
+SPEC_CHANGE_CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
+    ("hnsw.m", {"hnsw": {"m": 24}}, lambda i: i["config"]["hnsw_config"]["m"] == 24),
+    ("hnsw.efConstruct", {"hnsw": {"efConstruct": 200}},
+     lambda i: i["config"]["hnsw_config"]["ef_construct"] == 200),
+    ("quantization.scalar.quantile", {"quantization": {"scalar": {"quantile": 0.9}}},
+     lambda i: i["config"]["quantization_config"]["scalar"]["quantile"] == 0.9),
+    ("quantization.scalar.alwaysRam", {"quantization": {"scalar": {"alwaysRam": False}}},
+     lambda i: i["config"]["quantization_config"]["scalar"]["always_ram"] is False),
+    ("quantization scalar to binary",
+     {"quantization": {"scalar": None, "binary": {"alwaysRam": True}}},
+     lambda i: i["config"]["quantization_config"] == {"binary": {"always_ram": True}}),
+    ("quantization disabled", {"quantization": {"scalar": None, "disabled": True}},
+     lambda i: i["config"].get("quantization_config") is None),
+    ("optimizers.indexingThreshold", {"optimizers": {"indexingThreshold": 0}},
+     lambda i: i["config"]["optimizer_config"]["indexing_threshold"] == 0),
+    ("optimizers.deletedThreshold", {"optimizers": {"deletedThreshold": 0.35}},
+     lambda i: i["config"]["optimizer_config"]["deleted_threshold"] == 0.35),
+    ("onDiskPayload", {"onDiskPayload": False},
+     lambda i: i["config"]["params"]["on_disk_payload"] is False),
+    ("replicationFactor and writeConsistencyFactor",
+     {"replicationFactor": 2, "writeConsistencyFactor": 2},
+     lambda i: (i["config"]["params"]["replication_factor"],
+                i["config"]["params"]["write_consistency_factor"]) == (2, 2)),
+    ("vectors.onDisk", {"vectors": {"onDisk": True}}, lambda i: _vector(i)["on_disk"] is True),
+    ("vectors.hnsw.m", {"vectors": {"hnsw": {"m": 6}}},
+     lambda i: _vector(i)["hnsw_config"]["m"] == 6),
+    ("vectors.quantization", {"vectors": {"quantization": {"scalar": None,
+                                                           "product": {"compression": "x4"}}}},
+     lambda i: _vector(i)["quantization_config"] == {"product": {"compression": "x4"}}),
+    ("sparseVectors.keywords.modifier", {"sparseVectors": {"keywords": {"modifier": "idf"}}},
+     lambda i: i["config"]["params"]["sparse_vectors"]["keywords"]["modifier"] == "idf"),
+    ("a payload index added",
+     {"payloadIndexes": [*CHANGE_SPEC["payloadIndexes"],
+                         {"field": "rating", "type": "integer", "range": True}]},
+     lambda i: (_index(i, "rating") or {}).get("params", {}).get("range") is True),
+    ("a payload index removed", {"payloadIndexes": CHANGE_SPEC["payloadIndexes"][1:]},
+     lambda i: _index(i, "taken_at") is None and _index(i, "album_id") is not None),
+    ("a payload index option changed",
+     {"payloadIndexes": [{"field": "taken_at", "type": "datetime", "isPrincipal": True},
+                         CHANGE_SPEC["payloadIndexes"][1]]},
+     lambda i: (_index(i, "taken_at") or {}).get("params", {}).get("is_principal") is True),
+]
+
+
+SPEC_CHANGES = {case[0]: case[1:] for case in SPEC_CHANGE_CASES}
 
 
 @pytest.mark.qdrant_server
-def test_server_drift_is_only_reported_under_report_policy(
-        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("what", list(SPEC_CHANGES))
+def test_server_spec_changes_are_applied_within_one_resync(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        qdrant_server: ServerTarget, what: str) -> None:
+    change, applied = SPEC_CHANGES[what]
     name = collection_name(namespace)
-    kubectl.apply(album("photos", name, driftPolicy="Report", **SERVER_SPEC), namespace)
-    wait_condition(kubectl, "photos", namespace, "Ready", "True")
-    qdrant(lambda c: c.update_collection(name, hnsw_config=qm.HnswConfigDiff(m=4)))
-    obj = wait_condition(kubectl, "photos", namespace, "Synced", "False", "DriftReported",
-                         timeout=RESYNC_S * 3 + 10)
-    assert obj["status"]["drift"] == ["hnsw.m"]
-    assert qdrant(lambda c: c.get_collection(name)).config.hnsw_config.m == 4
+    kubectl.apply(album("photos", name, **CHANGE_SPEC), namespace)
+    wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync")
+    assert not applied(rest_collection(qdrant_server, name)), "already so before the change"
+    changed = album("photos", name, **CHANGE_SPEC)
+    changed["spec"] = _merge(changed["spec"], change)
+    started = time.monotonic()
+    kubectl.apply(changed, namespace)
+    wait_for(lambda: applied(rest_collection(qdrant_server, name)), timeout=RESYNC_S + 3,
+             interval=0.1, what=f"{what} applied in Qdrant")
+    elapsed = time.monotonic() - started
+    assert elapsed <= RESYNC_S + 3
+    obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync",
+                         timeout=RESYNC_S * 3 + 5)
+    assert obj["status"]["drift"] == []
+    # Converged: the following resyncs find nothing to write.
+    writes = collection_writes(name)
+    time.sleep(RESYNC_S * 2 + 0.5)
+    assert collection_writes(name) == writes, f"{what}: Qdrant never converges on the spec"
+    assert applied(rest_collection(qdrant_server, name))
+
+
+# (case, hand changes [(method, path under /collections/NAME, body)], drift paths reported,
+#  the spec's value is back, the hand value is still there)
+Check = Callable[[dict[str, Any]], bool]
+HAND_CHANGE_CASES: list[tuple[str, list[tuple[str, str, Any]], list[str], Check, Check]] = [
+    ("hnsw", [("PATCH", "", {"hnsw_config": {"m": 4}})], ["hnsw.m"],
+     lambda i: i["config"]["hnsw_config"]["m"] == 16,
+     lambda i: i["config"]["hnsw_config"]["m"] == 4),
+    ("quantization disabled", [("PATCH", "", {"quantization_config": "Disabled"})],
+     ["quantization"],
+     lambda i: i["config"]["quantization_config"] == {
+         "scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}},
+     lambda i: i["config"].get("quantization_config") is None),
+    ("quantization quantile and alwaysRam", [("PATCH", "", {"quantization_config": {
+        "scalar": {"type": "int8", "quantile": 0.5, "always_ram": False}}})],
+     ["quantization.scalar.quantile", "quantization.scalar.alwaysRam"],
+     lambda i: i["config"]["quantization_config"]["scalar"]["quantile"] == 0.99,
+     lambda i: i["config"]["quantization_config"]["scalar"]["quantile"] == 0.5),
+    ("optimizers", [("PATCH", "", {"optimizers_config": {"indexing_threshold": 0,
+                                                         "deleted_threshold": 0.5}})],
+     ["optimizers.indexingThreshold", "optimizers.deletedThreshold"],
+     lambda i: (i["config"]["optimizer_config"]["indexing_threshold"],
+                i["config"]["optimizer_config"]["deleted_threshold"]) == (20000, 0.2),
+     lambda i: i["config"]["optimizer_config"]["indexing_threshold"] == 0),
+    ("params", [("PATCH", "", {"params": {"on_disk_payload": False, "replication_factor": 3,
+                                          "write_consistency_factor": 2}})],
+     ["onDiskPayload", "replicationFactor", "writeConsistencyFactor"],
+     lambda i: (i["config"]["params"]["on_disk_payload"],
+                i["config"]["params"]["replication_factor"],
+                i["config"]["params"]["write_consistency_factor"]) == (True, 1, 1),
+     lambda i: i["config"]["params"]["replication_factor"] == 3),
+    ("vector settings", [("PATCH", "", {"vectors": {"": {
+        "on_disk": True, "hnsw_config": {"m": 4},
+        "quantization_config": {"binary": {}}}}})],
+     ["vectors.hnsw.m", "vectors.quantization", "vectors.onDisk"],
+     lambda i: (_vector(i)["on_disk"], _vector(i)["hnsw_config"]["m"],
+                _vector(i)["quantization_config"]) == (
+         False, 12, {"scalar": {"type": "int8", "quantile": 0.95}}),
+     lambda i: _vector(i)["on_disk"] is True),
+    ("sparse modifier", [("PATCH", "", {"sparse_vectors": {"keywords": {"modifier": "idf"}}})],
+     ["sparseVectors.keywords.modifier"],
+     lambda i: i["config"]["params"]["sparse_vectors"]["keywords"]["modifier"] == "none",
+     lambda i: i["config"]["params"]["sparse_vectors"]["keywords"]["modifier"] == "idf"),
+    ("payload index dropped", [("DELETE", "/index/taken_at?wait=true", None)],
+     ["payloadIndexes.taken_at"],
+     lambda i: _index(i, "taken_at") is not None,
+     lambda i: _index(i, "taken_at") is None),
+    ("payload index recreated without its options",
+     [("DELETE", "/index/album_id?wait=true", None),
+      ("PUT", "/index?wait=true", {"field_name": "album_id", "field_schema": "keyword"})],
+     ["payloadIndexes.album_id"],
+     lambda i: (_index(i, "album_id") or {}).get("params", {}).get("is_tenant") is True,
+     lambda i: not (_index(i, "album_id") or {}).get("params", {}).get("is_tenant")),
+]
+
+
+HAND_CHANGES = {case[0]: case[1:] for case in HAND_CHANGE_CASES}
+
+
+@pytest.mark.qdrant_server
+@pytest.mark.parametrize("policy", ["Repair", "Report"])
+@pytest.mark.parametrize("what", list(HAND_CHANGES))
+def test_server_settings_changed_by_hand_are_repaired_or_reported(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        qdrant_server: ServerTarget, policy: str, what: str) -> None:
+    by_hand, paths, repaired, still_by_hand = HAND_CHANGES[what]
+    name = collection_name(namespace)
+    kubectl.apply(album("photos", name, driftPolicy=policy, **CHANGE_SPEC), namespace)
+    wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync")
+    assert repaired(rest_collection(qdrant_server, name))
+    writes = collection_writes(name)
+    for method, path, body in by_hand:
+        qdrant_server.rest(method, f"/collections/{name}{path}",
+                           **({"json": body} if body is not None else {}))
+    assert still_by_hand(rest_collection(qdrant_server, name))
+    if policy == "Repair":
+        wait_for(lambda: repaired(rest_collection(qdrant_server, name)),
+                 timeout=RESYNC_S + 3, interval=0.1, what=f"{what} repaired in Qdrant")
+        obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync",
+                             timeout=RESYNC_S * 3 + 5)
+        repairs = [e["message"] for e in kubectl.events("photos", namespace)
+                   if e["reason"] == "Repaired"]
+        assert repairs == [f"collection {name} repaired: {', '.join(paths)}"], repairs
+        assert obj["status"]["drift"] == []
+        written = collection_writes(name)
+        assert written > writes
+        time.sleep(RESYNC_S * 2 + 0.5)
+        assert collection_writes(name) == written, f"{what}: repaired again and again"
+    else:
+        obj = wait_condition(kubectl, "photos", namespace, "Synced", "False", "DriftReported",
+                             timeout=RESYNC_S + 3)
+        assert obj["status"]["drift"] == paths
+        assert ", ".join(paths) in condition(obj, "Synced")["message"]  # type: ignore[index]
+        assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
+        time.sleep(RESYNC_S * 2 + 0.5)
+        assert still_by_hand(rest_collection(qdrant_server, name)), "changed under Report"
+        assert collection_writes(name) == writes, "Report wrote to Qdrant"
+
+
+@pytest.mark.qdrant_server
+@pytest.mark.parametrize("policy", ["Repair", "Report"])
+def test_server_index_added_by_hand_is_reported_and_kept(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        qdrant_server: ServerTarget, policy: str) -> None:
+    name = collection_name(namespace)
+    kubectl.apply(album("photos", name, driftPolicy=policy, **CHANGE_SPEC), namespace)
+    wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync")
+    writes = collection_writes(name)
+    qdrant_server.rest("PUT", f"/collections/{name}/index?wait=true",
+                       json={"field_name": "camera", "field_schema": "keyword"})
+    obj = resource_when(kubectl, "photos", namespace,
+                        lambda o: bool(o["status"].get("unmanagedPayloadIndexes")),
+                        timeout=RESYNC_S + 3, what="the hand-made index reported")
+    assert obj["status"]["unmanagedPayloadIndexes"] == ["camera"]
+    assert obj["status"]["ownedPayloadIndexes"] == ["album_id", "taken_at"]
+    assert obj["status"]["drift"] == []
+    synced = condition(obj, "Synced")
+    assert synced is not None
+    assert (synced["status"], synced["reason"]) == ("True", "InSync")
+    assert "not declared by this resource, left in place: camera" in synced["message"]
+    time.sleep(RESYNC_S * 2 + 0.5)
+    assert _index(rest_collection(qdrant_server, name), "camera") is not None
+    assert collection_writes(name) == writes
+
+
+def _recreate_by_hand(server: ServerTarget, name: str, body: dict[str, Any]) -> None:
+    """Deletes and creates the collection; the operator may recreate it in between (it
+    resyncs every 2 s), so until the hand-made one is what stands."""
+    def attempt() -> bool:
+        server.rest("DELETE", f"/collections/{name}")
+        response = requests.put(f"{server.url}/collections/{name}", json=body, timeout=60,
+                                headers={"api-key": server.api_key or ""})
+        return response.status_code < 300
+    wait_for(attempt, timeout=30, interval=0.1, what="the collection recreated by hand")
+    server.rest("PUT", f"/collections/{name}/points?wait=true", json={"points": [
+        {"id": i, "vector": [1.0 + i] + [0.5] * (body["vectors"]["size"] - 1),
+         "payload": {"keep": True}} for i in range(3)]})
+
+
+# case -> (the collection made by hand (Qdrant's REST body), the mismatch named, Ready's
+# reason: Conflict when the hand-made collection carries no owner stamp)
+RECREATED_BY_HAND: dict[str, tuple[dict[str, Any], str, str]] = {
+    "another vector size, owner kept": ({"vectors": {"size": 4, "distance": "Cosine"}},
+                                        "vectors.size (spec 8, Qdrant 4)",
+                                        "ImmutableFieldMismatch"),
+    "another shard number, no owner": ({"vectors": {"size": 8, "distance": "Cosine"},
+                                        "shard_number": 3},
+                                       "shardNumber (spec 1, Qdrant 3)", "Conflict"),
+}
+
+
+@pytest.mark.qdrant_server
+@pytest.mark.parametrize("what", list(RECREATED_BY_HAND))
+def test_server_immutable_drift_is_reported_and_nothing_is_destroyed(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        qdrant_server: ServerTarget, what: str) -> None:
+    recreated, mismatch, ready_reason = RECREATED_BY_HAND[what]
+    name = collection_name(namespace)
+    kubectl.apply(album("photos", name, **CHANGE_SPEC), namespace)
+    wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync")
+    body = dict(recreated)
+    if ready_reason == "ImmutableFieldMismatch":
+        body["metadata"] = rest_collection(qdrant_server, name)["config"]["metadata"]
+    _recreate_by_hand(qdrant_server, name, body)
+    before = rest_collection(qdrant_server, name)
+    writes = collection_writes(name)
+    obj = wait_condition(kubectl, "photos", namespace, "Synced", "False",
+                         "ImmutableFieldMismatch", timeout=RESYNC_S * 2 + 5)
+    assert mismatch in condition(obj, "Synced")["message"]  # type: ignore[index]
+    assert mismatch in obj["status"]["drift"]
+    assert condition(obj, "Ready")["reason"] == ready_reason  # type: ignore[index]
+    time.sleep(RESYNC_S * 3)
+    after = rest_collection(qdrant_server, name)
+    assert collection_writes(name) == writes, "written to despite the immutable mismatch"
+    assert after["points_count"] == 3
+    assert after["config"]["params"] == before["config"]["params"]
+    assert after["config"].get("metadata") == before["config"].get("metadata")
+    assert after["payload_schema"] == {}
+
+
+@pytest.mark.qdrant_server
+def test_server_cluster_spreads_shards_and_replicas_over_every_peer(
+        kubectl: Kubectl, namespace: str, operator: OperatorThread,
+        qdrant_cluster: LocalQdrant) -> None:
+    """Three peers, six shards, two replicas each: Ready, every peer holds shards, every shard
+    has two replicas; then idle, a hand change on one peer is repaired through another."""
+    name = collection_name(namespace)
+    kubectl.run("create", "secret", "generic", "cluster",
+                f"--from-literal=url={qdrant_cluster.url}",
+                f"--from-literal=apiKey={qdrant_cluster.api_key}", namespace=namespace)
+    kubectl.apply(album("photos", name, shardNumber=6, replicationFactor=2,
+                        writeConsistencyFactor=1, hnsw={"m": 16},
+                        payloadIndexes=[{"field": "album_id", "type": "keyword"}],
+                        connection={"secretRef": {"name": "cluster"}}), namespace)
+    obj = wait_condition(kubectl, "photos", namespace, "Ready", "True", timeout=60)
+    assert obj["status"]["engine"] == "server"
+    placement: dict[int, list[int]] = {}
+
+    def all_active() -> bool:
+        placement.clear()
+        for index, peer in enumerate(qdrant_cluster.peers):
+            answer = peer.get(f"/collections/{name}/cluster").json()["result"]
+            for shard in answer["local_shards"]:
+                if shard["state"] != "Active":
+                    return False
+                placement.setdefault(shard["shard_id"], []).append(index)
+        return sorted(placement) == list(range(6))
+    wait_for(all_active, timeout=30, what="every shard active")
+    assert all(len(peers) == 2 for peers in placement.values()), placement
+    per_peer = {i: sorted(s for s, peers in placement.items() if i in peers)
+                for i in range(len(qdrant_cluster.peers))}
+    assert all(per_peer.values()), per_peer
+    print(f"local shards per peer: {per_peer}")
+    for peer in qdrant_cluster.peers:
+        params = peer.get(f"/collections/{name}").json()["result"]["config"]["params"]
+        assert (params["shard_number"], params["replication_factor"]) == (6, 2)
+    # Idle on the cluster: no writes, no status patches.
+    settled = wait_for(lambda: settled_status(kubectl, "photos", namespace), timeout=30,
+                       what="a settled resourceVersion")
+    writes = collection_writes(name)
+    time.sleep(RESYNC_S * 3)
+    assert collection_writes(name) == writes
+    assert kubectl.get("albumcollection", "photos", namespace)["metadata"][
+        "resourceVersion"] == settled["metadata"]["resourceVersion"]
+    # A change by hand on the last peer is repaired (the operator talks to the first).
+    last = qdrant_cluster.peers[-1]
+    response = requests.patch(f"{last.url}/collections/{name}", json={"hnsw_config": {"m": 4}},
+                              headers={"api-key": qdrant_cluster.api_key}, timeout=30)
+    assert response.status_code == 200, response.text
+    wait_for(lambda: all(p.get(f"/collections/{name}").json()["result"]["config"][
+        "hnsw_config"]["m"] == 16 for p in qdrant_cluster.peers), timeout=RESYNC_S * 2 + 5,
+        what="hnsw.m repaired on every peer")
+
+
+# case -> (spec changes, the field the API server names)
+REFUSED_BY_QDRANT: dict[str, tuple[dict[str, Any], str]] = {
+    "an integer index with neither lookup nor range": (
+        {"payloadIndexes": [{"field": "count", "type": "integer", "lookup": False,
+                             "range": False}]}, "spec.payloadIndexes[0].lookup"),
+    "vacuumMinVectorNumber below Qdrant's minimum of 100": (
+        {"optimizers": {"vacuumMinVectorNumber": 50}}, "spec.optimizers.vacuumMinVectorNumber"),
+    "maxSegmentSize zero": ({"optimizers": {"maxSegmentSize": 0}},
+                            "spec.optimizers.maxSegmentSize"),
+}
+
+
+@pytest.mark.parametrize("what", list(REFUSED_BY_QDRANT))
+def test_settings_a_qdrant_server_refuses_are_refused_by_the_api_server(
+        kubectl: Kubectl, namespace: str, what: str) -> None:
+    changes, field = REFUSED_BY_QDRANT[what]
+    """Once accepted, these never reached Qdrant (422) and the resource retried forever."""
+    result = kubectl.run("create", "-f", "-", stdin=yaml.safe_dump(
+        album("photos", collection_name(namespace), **changes)), namespace=namespace,
+        check=False)
+    assert result.returncode != 0, f"accepted: {what}"
+    assert f"{field}: " in result.stderr, result.stderr
