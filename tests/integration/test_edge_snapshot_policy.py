@@ -19,6 +19,8 @@ from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
 from album_operator.adapters.localcluster.qdrant_server import LocalQdrant, wait_joined
+from album_operator.edge.client import EndpointClient
+from album_operator.edge.device import EdgeDevice
 from tests.conftest import ServerTarget
 from tests.helpers import Kubectl, condition, wait_for
 
@@ -372,6 +374,9 @@ def test_the_server_source_publishes_qdrant_shard_snapshots(
     manifest = device.snapshot_manifest()
     device.close()
     assert len(manifest) == info["segments_count"]
+    album_edge = EdgeDevice(tmp_path / "album-edge", EndpointClient(
+        edge_url, namespace, "edge", token, timeout=(2.0, 60.0)))
+    album_edge.init()
 
     # 1% of the points change: 60 new photos and 20 edited ones (vector and payload), all
     # from the first upload batch, so a few sealed segments change and most do not. The
@@ -384,6 +389,7 @@ def test_the_server_source_publishes_qdrant_shard_snapshots(
     partial = post(f"{base}/shards/0/partial", manifest, token=token)
     assert partial.status_code == 200, partial.text
     assert int(partial.headers["X-Full-Size-Bytes"]) == published["sizeBytes"]
+    assert partial.headers["X-Snapshot-Sha256"] == hashlib.sha256(partial.content).hexdigest()
     ratio = full.stat().st_size / len(partial.content)
     print(f"server partial {len(partial.content)} bytes vs full {full.stat().st_size} bytes: "
           f"{ratio:.1f}x")
@@ -398,10 +404,20 @@ def test_the_server_source_publishes_qdrant_shard_snapshots(
     current = device.snapshot_manifest()
     device.close()
     assert post(f"{base}/shards/0/partial", current, token=token).status_code == 304
+
+    # album-edge's own pull: the partial is checked against its sha256 and applied.
+    with album_edge:
+        pulled = album_edge.pull()
+        assert pulled.changed
+        assert pulled.size_bytes < published["sizeBytes"] / 4
+        assert not album_edge.pull().changed
+    mirror = qe.EdgeShard.load(str(album_edge.mirror_dir))
+    assert_same_points(edge_points(mirror), collection_points(qdrant, collection))
+    mirror.close()
     served = wait_for(lambda: (kubectl.get("edgesnapshotpolicy", "edge", namespace)["status"]
-                               .get("partialRequestsServed") or None), 30,
+                               .get("partialRequestsServed") or None) == 2 or None, 30,
                       what="partial requests in status")
-    assert served == 1
+    assert served
 
     # A device's upload reaches the server collection.
     good = {"id": 90_001, "vector": [0.5] * DIM, "payload": {"year": 2025, "from": "kiosk"}}

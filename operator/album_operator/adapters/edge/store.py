@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,23 @@ class PolicyStore:
             return out
         finally:
             shutil.rmtree(extra, ignore_errors=True)
+
+    def spool(self, chunks: Iterable[bytes]) -> tuple[Path, str]:
+        """Writes a stream to a temporary file, hashing it on the way: (path, sha256). The
+        caller deletes it. For answers whose checksum must go in a header before the body."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix="spool-", suffix=".tar", dir=self.root)
+        digest = hashlib.sha256()
+        path = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, digest.hexdigest()
 
     def remove_all(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
