@@ -157,14 +157,20 @@ def immutable_mismatches(desired: DesiredCollection, observed: ObservedCollectio
     return found
 
 
-def _vector_patch(name: str, want: VectorParams, observed: ObservedCollection,
-                  caps: EngineCapabilities) -> tuple[dict[str, Any], list[str]]:
+def _vector_patch(name: str, want: VectorParams, desired: DesiredCollection,
+                  observed: ObservedCollection, caps: EngineCapabilities
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """A vector's own settings; a per-vector override in Qdrant (set by hand with PATCH
+    vectors) shadows the collection-wide setting the spec sets, so it counts as drift too."""
     have = observed.vectors[name]
     path = _vector_path(name)
     patch: dict[str, Any] = {}
     drift: list[str] = []
-    if caps.applies_hnsw and want.hnsw is not None:
-        hnsw = settings_dict(want.hnsw)
+    if caps.applies_hnsw:
+        own = settings_dict(want.hnsw)
+        shadowed = {key: value for key, value in settings_dict(desired.hnsw).items()
+                    if key not in own and key in have.hnsw}
+        hnsw = {**shadowed, **own}
         changed = _subset_diff(hnsw, have.hnsw, f"{path}.hnsw")
         if changed:
             patch["hnsw"], drift = hnsw, drift + changed
@@ -173,6 +179,10 @@ def _vector_patch(name: str, want: VectorParams, observed: ObservedCollection,
         changed = _quantization_drift(quantization, have.quantization, f"{path}.quantization")
         if changed:
             patch["quantization"], drift = quantization, drift + changed
+    elif caps.applies_quantization and desired.quantization is not None and have.quantization:
+        # Disabled on a vector drops its override: the collection's quantization applies.
+        patch["quantization"] = {"disabled": True}
+        drift.append(f"{path}.quantization")
     if caps.applies_on_disk and want.on_disk is not None and want.on_disk != have.on_disk:
         patch["onDisk"] = want.on_disk
         drift.append(f"{path}.onDisk")
@@ -234,7 +244,7 @@ def _collection_patch(desired: DesiredCollection, observed: ObservedCollection,
     drift += sorted(params)
     vectors = {}
     for name, want in desired.vectors.items():
-        vector_patch, vector_drift = _vector_patch(name, want, observed, caps)
+        vector_patch, vector_drift = _vector_patch(name, want, desired, observed, caps)
         if vector_patch:
             vectors[name] = vector_patch
             drift += vector_drift
