@@ -603,6 +603,12 @@ HAND_CHANGE_CASES: list[tuple[str, list[tuple[str, str, Any]], list[str], Check,
                 _vector(i)["quantization_config"]) == (
          False, 12, {"scalar": {"type": "int8", "quantile": 0.95}}),
      lambda i: _vector(i)["on_disk"] is True),
+    # A per-vector override made by hand shadows the collection-wide efConstruct the spec sets.
+    ("a vector override shadowing the collection hnsw",
+     [("PATCH", "", {"vectors": {"": {"hnsw_config": {"ef_construct": 40}}}})],
+     ["vectors.hnsw.efConstruct"],
+     lambda i: _vector(i)["hnsw_config"].get("ef_construct") in (None, 128),
+     lambda i: _vector(i)["hnsw_config"].get("ef_construct") == 40),
     ("sparse modifier", [("PATCH", "", {"sparse_vectors": {"keywords": {"modifier": "idf"}}})],
      ["sparseVectors.keywords.modifier"],
      lambda i: i["config"]["params"]["sparse_vectors"]["keywords"]["modifier"] == "none",
