@@ -110,6 +110,12 @@ class EdgeRegistry:
         with self._guard:
             self._policies[(access.namespace, access.name)] = access
 
+    def withdraw(self, namespace: str, name: str) -> None:
+        """Stops serving a policy (its reconcile failed, so what it may serve is unknown);
+        its lock and counters stay for when it comes back."""
+        with self._guard:
+            self._policies.pop((namespace, name), None)
+
     def remove(self, namespace: str, name: str) -> None:
         with self._guard:
             self._policies.pop((namespace, name), None)
