@@ -13,7 +13,10 @@ upserts and deletes, optimised and flushed; it builds REAL tar snapshots with GN
 
 ``FakeEndpoint`` serves the protocol of ``docs/edge-protocol.md`` from a thread
 (``http.server``): bearer tokens, ``GET /snapshots``, full and partial downloads with
-``X-Snapshot-*`` headers, ``POST /points`` counting every upsert per ID. Switches:
+``X-Snapshot-*`` headers, ``POST /points`` counting every upsert per ID. ``/points``
+validates and routes each point with the operator's own code (``core.edge.route_points``,
+the protocol's point rules): to ``upload`` (default: the fixed collection ``album_master``)
+with the layouts in ``collections`` (default: the source shard's, or ``vectors``). Switches:
 ``available`` (False: 503 on /points), ``max_batch`` (413), ``corrupt_downloads`` (a wrong
 ``X-Snapshot-Sha256``), ``garbage_partials`` (a valid checksum over a body that is no tar),
 ``delay`` (seconds per /points request), ``reject`` (ID -> reason), ``stop()``/``start()``
@@ -50,7 +53,12 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-PREFIX = "/v1/namespaces/{namespace}/policies/{policy}"
+from album_operator.core.edge import route_points
+from album_operator.edge import protocol
+from album_operator.models.edge_snapshot_policy import UploadSpec
+
+PREFIX = protocol.API_PREFIX
+COLLECTION = "album_master"
 Manifest = Mapping[str, Mapping[str, Any]]
 
 
@@ -189,7 +197,7 @@ def _sha256(path: Path) -> str:
 class FakeEndpoint:
     def __init__(self, root: Path, source: SourceShard | None, *, namespace: str = "albums",
                  policy: str = "phones", token: str = "device-token-123",
-                 shard: int = 0) -> None:
+                 shard: int = 0, vectors: protocol.Layout | None = None) -> None:
         self.root = root
         self.source = source
         self.namespace, self.policy, self.token, self.shard = namespace, policy, token, shard
@@ -200,6 +208,12 @@ class FakeEndpoint:
         self.garbage_partials = False
         self.delay = 0.0
         self.reject: dict[str, str] = {}
+        self.upload = UploadSpec.model_validate({"collection": COLLECTION})
+        self.collections: dict[str, protocol.Layout] = {}
+        if source is not None:
+            self.collections[COLLECTION] = {source.vector_name: source.dim}
+        elif vectors is not None:
+            self.collections[COLLECTION] = dict(vectors)
         self.points: dict[str, dict[str, Any]] = {}
         self.upserts: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
@@ -255,27 +269,26 @@ class FakeEndpoint:
 
     # -- /points --------------------------------------------------------------------------
 
-    def receive(self, points: list[dict[str, Any]]) -> dict[str, Any]:
-        accepted: list[Any] = []
-        rejected: list[dict[str, Any]] = []
-        dim = self.source.dim if self.source else None
+    def receive(self, points: list[Any]) -> dict[str, Any]:
+        """The answer to ``POST /points``: per-point validation and routing as the operator
+        does it; ``reject`` (ID key -> reason) refuses points the rules would let through."""
         with self.lock:
-            for point in points:
-                key = str(point["id"]) if isinstance(point["id"], int) else str(
-                    uuid.UUID(point["id"]))
-                vector = point.get("vector")
-                if isinstance(vector, dict):
-                    vector = vector.get("")
+            layouts = dict(self.collections)
+            routed, rejections = route_points(points, self.upload, layouts,
+                                              frozenset(layouts))
+            accepted: list[Any] = []
+            rejected = [protocol.rejection(r.index, r.point_id, r.reason) for r in rejections]
+            for point in routed:
+                key = str(point.point_id)
                 if key in self.reject:
-                    rejected.append({"id": point["id"], "reason": self.reject[key]})
-                elif dim is not None and (not isinstance(vector, list) or len(vector) != dim):
-                    rejected.append({"id": point["id"],
-                                     "reason": f"vector size must be {dim}"})
-                else:
-                    self.points[key] = point
-                    self.upserts[key] += 1
-                    accepted.append(point["id"])
-        return {"accepted": accepted, "rejected": rejected}
+                    rejected.append(protocol.rejection(point.index, point.point_id,
+                                                       self.reject[key]))
+                    continue
+                self.points[key] = points[point.index]
+                self.upserts[key] += 1
+                accepted.append(point.point_id)
+        rejected.sort(key=lambda r: int(r["index"]))
+        return protocol.points_answer(accepted, rejected)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -369,7 +382,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not fake.available:
                 self._send_json(503, {"error": "qdrant unreachable"})
                 return
-            points = json.loads(body)["points"]
+            try:
+                points = protocol.points_of(json.loads(body))
+            except ValueError as error:  # not JSON, or no {"points": [...]}
+                self._send_json(400, {"error": str(error)})
+                return
             if fake.max_batch is not None and len(points) > fake.max_batch:
                 self._send_json(413, {"error": f"more than {fake.max_batch} points"})
                 return

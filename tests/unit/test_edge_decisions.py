@@ -19,7 +19,9 @@ from album_operator.core.edge import (
     route_points,
     snapshot_name,
     snapshots_to_delete,
+    upload_targets,
 )
+from album_operator.core.edge_points import Layout
 from album_operator.models.edge_snapshot_policy import UploadSpec
 
 UTC = dt.UTC
@@ -147,10 +149,8 @@ def test_a_device_with_an_extra_segment_is_not_current() -> None:
     assert "segments/A/matrix.dat" not in files
 
 
-LAYOUT = {"": 3}
 ROUTED = UploadSpec.model_validate({"routeBy": {"field": "year", "template": "album_{year}"},
                                     "maxBatchSize": 10})
-ALLOWED = frozenset({"album_2024", "album_2025"})
 UUID = "6f1c2f8e-3b1a-4f0e-9a57-0c3c9a3b2f11"
 
 
@@ -166,28 +166,49 @@ def test_when_changed_points_get_indexed(unindexed: int, points: int, needed: bo
     assert publishing_shard_needs_indexing(unindexed, points) is needed
 
 
+LAYOUTS: dict[str, Layout | None] = {
+    "album_2024": {"": 3}, "album_2025": {"": 3}, "album_2026": {"img": 3, "txt": 2},
+    "album_2027": None}  # allowed, but Qdrant has no such collection (yet)
+ALLOWED = frozenset(LAYOUTS)
+
+
 @pytest.mark.parametrize(("point", "target", "reason"), [
     ({"id": 1, "vector": [1, 2, 3], "payload": {"year": 2025}}, "album_2025", None),
     ({"id": UUID.upper(), "vector": [1, 2, 3], "payload": {"year": "2024"}}, "album_2024",
      None),
-    ({"id": -1, "vector": [1, 2, 3], "payload": {"year": 2025}}, None, "unsigned integer"),
+    ({"id": 9, "vector": {"img": [1, 2, 3], "txt": [1, 2]}, "payload": {"year": 2026}},
+     "album_2026", None),
+    ({"id": -1, "vector": [1, 2, 3], "payload": {"year": 2025}}, None, "0..2^64-1"),
+    ({"id": 2**64, "vector": [1, 2, 3], "payload": {"year": 2025}}, None, "outside"),
     ({"id": "not-a-uuid", "vector": [1, 2, 3], "payload": {"year": 2025}}, None,
-     "badly formed"),
-    ({"id": True, "vector": [1, 2, 3], "payload": {"year": 2025}}, None, "unsigned integer"),
+     "or a UUID"),
+    ({"id": True, "vector": [1, 2, 3], "payload": {"year": 2025}}, None, "boolean"),
     ({"id": 2, "vector": [1, 2], "payload": {"year": 2025}}, None, "has 2 dimensions"),
     ({"id": 3, "vector": {"image": [1, 2, 3]}, "payload": {"year": 2025}}, None,
-     "unknown vector 'image'"),
-    ({"id": 4, "vector": [1, "x", 3], "payload": {"year": 2025}}, None, "list of numbers"),
+     "send a list"),
+    ({"id": 4, "vector": [1, "x", 3], "payload": {"year": 2025}}, None, "not a number"),
+    ({"id": 4, "vector": [1, float("inf"), 3], "payload": {"year": 2025}}, None,
+     "not a finite number"),
     ({"id": 5, "vector": [1, 2, 3], "payload": {}}, None, "'year' missing"),
     ({"id": 6, "vector": [1, 2, 3], "payload": {"year": "../x"}}, None, "not a plain value"),
+    ({"id": 6, "vector": [1, 2, 3], "payload": {"year": [2025]}}, None, "not a plain value"),
     ({"id": 7, "vector": [1, 2, 3], "payload": {"year": 1990}}, None,
      "album_1990 is not an allowed upload target"),
-    ({"id": 8, "vector": [1, 2, 3], "payload": ["year"]}, None, "payload must be an object"),
-    ("not a point", None, "must be an object"),
+    # routed to a collection whose vectors differ from the published one's: its own layout
+    ({"id": 10, "vector": [1, 2, 3], "payload": {"year": 2026}}, None,
+     "named vectors ['img', 'txt']"),
+    ({"id": 11, "vector": {"img": [1, 2, 3]}, "payload": {"year": 2026}}, None,
+     "vector 'txt' is missing"),
+    ({"id": 12, "vector": [1, 2, 3], "payload": {"year": 2027}}, None,
+     "album_2027 does not exist"),
+    ({"id": 8, "vector": [1, 2, 3], "payload": ["year"]}, None, "payload must be a JSON object"),
+    ({"id": 8, "vector": [1, 2, 3], "extra": 1, "payload": {"year": 2025}}, None,
+     "unknown point fields"),
+    ("not a point", None, "a point is a JSON object"),
 ])
 def test_upload_validation_and_routing(point: Any, target: str | None,
                                        reason: str | None) -> None:
-    routed, rejected = route_points([point], ROUTED, LAYOUT, ALLOWED)
+    routed, rejected = route_points([point], ROUTED, LAYOUTS, ALLOWED)
     if target is not None:
         assert [p.collection for p in routed] == [target]
         assert rejected == []
@@ -199,6 +220,20 @@ def test_upload_validation_and_routing(point: Any, target: str | None,
 
 def test_a_fixed_upload_collection_must_still_be_allowed() -> None:
     fixed = UploadSpec.model_validate({"collection": "album_master"})
-    routed, rejected = route_points([{"id": 1, "vector": [1, 2, 3]}], fixed, LAYOUT, ALLOWED)
+    routed, rejected = route_points([{"id": 1, "vector": [1, 2, 3]}], fixed,
+                                    {"album_master": {"": 3}}, ALLOWED)
     assert routed == []
     assert "album_master is not an allowed upload target" in rejected[0].reason
+
+
+def test_a_batch_is_judged_point_by_point_and_keeps_positions() -> None:
+    batch = [{"id": 1, "vector": [1, 2, 3], "payload": {"year": 2025}},
+             {"id": 2**64, "vector": [1, 2, 3], "payload": {"year": 2025}},
+             {"id": UUID.upper(), "vector": [1, 2, float("nan")], "payload": {"year": 2024}},
+             {"id": 3, "vector": {"img": [1, 2, 3], "txt": [1, 2]}, "payload": {"year": 2026}},
+             [1, 2]]
+    assert upload_targets(batch, ROUTED) == {"album_2024", "album_2025", "album_2026"}
+    routed, rejected = route_points(batch, ROUTED, LAYOUTS, ALLOWED)
+    assert [(p.index, p.point_id, p.collection) for p in routed] == [
+        (0, 1, "album_2025"), (3, 3, "album_2026")]
+    assert [(r.index, r.point_id) for r in rejected] == [(1, 2**64), (2, UUID), (4, None)]

@@ -23,14 +23,14 @@ UUID = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
-    (0, 0), (7, 7), (2**64 - 1, 2**64 - 1), (UUID, UUID.lower()),
-    ("{" + UUID + "}", UUID.lower()), (UUID.replace("-", ""), UUID.lower()),
+    (0, 0), (7, 7), (2**64 - 1, 2**64 - 1), (UUID, UUID.lower()), (UUID.lower(), UUID.lower()),
 ])
 def test_ids_are_unsigned_integers_or_canonical_uuids(raw: object, expected: object) -> None:
     assert normalise_id(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [-1, 2**64, True, 1.5, "7", "not-a-uuid", None, [1]])
+@pytest.mark.parametrize("raw", [-1, 2**64, True, 1.5, "7", "not-a-uuid", None, [1],
+                                 "{" + UUID + "}", UUID.replace("-", ""), "urn:uuid:" + UUID])
 def test_other_ids_are_refused(raw: object) -> None:
     with pytest.raises(ValueError, match=r"point ID|outside|boolean"):
         normalise_id(raw)
@@ -70,11 +70,13 @@ NAMED = {"img": VectorSpec(2, "Euclid"), "txt": VectorSpec(4, "Dot")}
 
 @pytest.mark.parametrize(("point", "layout", "problem"), [
     (EdgePoint(1, [1.0, 2.0, 3.0]), LAYOUT, None),
-    (EdgePoint(1, {"": [1.0, 2.0, 3.0]}), LAYOUT, None),
+    (EdgePoint(1, {"": [1.0, 2.0, 3.0]}), LAYOUT, "send a list"),
     (EdgePoint(1, [1.0, 2.0]), LAYOUT, "2 dimensions"),
-    (EdgePoint(1, {"img": [1.0, 2.0]}), NAMED, None),
+    (EdgePoint(1, {"img": [1.0, 2.0]}), NAMED, "'txt' is missing"),
     (EdgePoint(1, {"img": [1.0, 2.0], "txt": [1.0] * 4}), NAMED, None),
-    (EdgePoint(1, {"img": [1.0]}), NAMED, "1 dimensions"),
+    (EdgePoint(1, {"img": [1.0], "txt": [1.0] * 4}), NAMED, "1 dimensions"),
+    (EdgePoint(2**64, [1.0, 2.0, 3.0]), LAYOUT, "outside"),  # built by hand: still checked
+    (EdgePoint(1, [1.0, float("nan"), 3.0]), LAYOUT, "not a finite number"),
     (EdgePoint(1, [1.0, 2.0]), NAMED, "unnamed vector"),
     (EdgePoint(1, {"audio": [1.0]}), NAMED, "'audio'"),
 ])

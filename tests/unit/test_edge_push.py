@@ -39,7 +39,7 @@ def _points(count: int, start: int = 0) -> list[EdgePoint]:
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeEndpoint]:
-    endpoint = FakeEndpoint(tmp_path, None).start()
+    endpoint = FakeEndpoint(tmp_path, None, vectors={"": DIM}).start()
     yield endpoint
     endpoint.stop()
 

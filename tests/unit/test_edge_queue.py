@@ -96,6 +96,23 @@ def test_settle_is_one_transaction(tmp_path: Path) -> None:
         assert queue.dead_letters() == []
 
 
+def test_a_rejection_whose_id_cannot_be_read_is_matched_by_its_position(
+        tmp_path: Path) -> None:
+    """A row queued by an older client with laxer rules: the endpoint cannot repeat its ID,
+    so the rejection names it by index; the row still lands in the dead letters."""
+    with UploadQueue(tmp_path / "q.sqlite") as queue:
+        queue.enqueue([_point(1), EdgePoint(2**64, [0.0]), _point(3)])
+        batch = queue.peek(3)
+        assert batch[1].id == str(2**64)
+        settled = queue.settle(batch, accepted=[1, 3],
+                               rejected=[(None, "ID outside 0..2^64-1", 1),
+                                         ("junk", "no such row", 7)])
+        assert (settled.accepted, settled.rejected, settled.unanswered) == (2, 1, 0)
+        assert [(d.id, d.reason) for d in queue.dead_letters()] == [
+            (str(2**64), "ID outside 0..2^64-1")]
+        assert queue.depth() == 0
+
+
 def test_a_newer_version_enqueued_during_a_push_is_not_lost(tmp_path: Path) -> None:
     clock = Clock()
     with UploadQueue(tmp_path / "q.sqlite", clock=clock) as queue:

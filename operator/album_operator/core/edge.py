@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from album_operator.core.edge_points import (
+    Layout,
+    PointId,
+    PointRejected,
+    Vector,
+    check_vector,
+    echo_id,
+    parse_point,
+)
 from album_operator.core.schedule import due_scheduled_time
 from album_operator.models.edge_snapshot_policy import UploadSpec
 
@@ -134,15 +142,19 @@ def _same_versions(server: Manifest, device: Manifest) -> bool:
 
 @dataclass(frozen=True)
 class RoutedPoint:
-    point_id: int | str
+    index: int
+    """The point's position in the device's batch."""
+    point_id: PointId
     collection: str
-    vector: Any
+    vector: Vector
     payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Rejection:
-    point_id: Any
+    index: int
+    point_id: PointId | None
+    """The ID as the device sent it when it is usable in an answer (see ``echo_id``)."""
     reason: str
 
 
@@ -161,62 +173,54 @@ def publishing_shard_needs_indexing(unindexed: int, points: int) -> bool:
 _ROUTE_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def _check_id(value: Any) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("id must be an unsigned integer or a UUID")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("id must be an unsigned integer or a UUID")
-        return value
-    return str(uuid.UUID(value))
-
-
-def _check_vector(vector: Any, layout: Mapping[str, int]) -> None:
-    named = vector if isinstance(vector, dict) else {"": vector}
-    for name, values in named.items():
-        if name not in layout:
-            raise ValueError(f"unknown vector {name!r}; expected {sorted(layout)}")
-        if not isinstance(values, list) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"vector {name!r} must be a list of numbers")
-        if len(values) != layout[name]:
-            raise ValueError(f"vector {name!r} has {len(values)} dimensions, expected "
-                             f"{layout[name]}")
-    if set(named) != set(layout):
-        raise ValueError(f"vectors {sorted(set(layout) - set(named))} missing")
-
-
-def _target(upload: UploadSpec, payload: Mapping[str, Any]) -> str:
+def upload_target(upload: UploadSpec, payload: Mapping[str, Any]) -> str:
+    """The collection a point goes to: ``upload.collection``, or ``routeBy``'s template
+    filled with the payload field (a plain value of letters, digits, ``_`` and ``-``)."""
     if upload.collection:
         return upload.collection
     route = upload.route_by
     assert route is not None  # the CRD requires collection or routeBy
     value = payload.get(route.field)
-    if value is None or isinstance(value, bool) or not _ROUTE_VALUE.match(str(value)):
-        raise ValueError(f"payload field {route.field!r} missing or not a plain value")
+    if value is None or isinstance(value, bool | dict | list) or not _ROUTE_VALUE.match(
+            str(value)):
+        raise PointRejected(f"payload field {route.field!r} missing or not a plain value")
     return route.template.replace("{" + route.field + "}", str(value))
 
 
-def route_points(points: Sequence[Any], upload: UploadSpec, layout: Mapping[str, int],
-                 allowed: frozenset[str]) -> tuple[list[RoutedPoint], list[Rejection]]:
-    """Validates a device batch and picks each point's collection. Only ``allowed``
-    collections (owned by AlbumCollections, never a master) may receive points."""
-    routed, rejected = [], []
+def upload_targets(points: Sequence[Any], upload: UploadSpec) -> set[str]:
+    """The collections a batch's routable points name: the layouts to read before
+    :func:`route_points`."""
+    targets = set()
     for point in points:
-        raw_id = point.get("id") if isinstance(point, dict) else None
+        payload = point.get("payload") if isinstance(point, dict) else None
         try:
-            if not isinstance(point, dict):
-                raise ValueError("a point must be an object")
-            point_id = _check_id(raw_id)
-            _check_vector(point.get("vector"), layout)
-            payload = point.get("payload") or {}
-            if not isinstance(payload, dict):
-                raise ValueError("payload must be an object")
-            target = _target(upload, payload)
-            if target not in allowed:
-                raise ValueError(f"collection {target} is not an allowed upload target")
-        except ValueError as exc:
-            rejected.append(Rejection(raw_id, str(exc)))
+            targets.add(upload_target(upload, payload if isinstance(payload, dict) else {}))
+        except PointRejected:
             continue
-        routed.append(RoutedPoint(point_id, target, point["vector"], payload))
+    return targets
+
+
+def route_points(points: Sequence[Any], upload: UploadSpec,
+                 layouts: Mapping[str, Layout | None], allowed: frozenset[str]
+                 ) -> tuple[list[RoutedPoint], list[Rejection]]:
+    """Validates a device batch point by point (``core/edge_points.py``'s rules) and picks
+    each point's collection. Only ``allowed`` collections (owned by AlbumCollections, never a
+    master) may receive points; a point's vectors must fit its target's layout
+    (``layouts[target]``, None: the collection does not exist)."""
+    routed, rejected = [], []
+    for index, raw in enumerate(points):
+        try:
+            point = parse_point(raw)
+            target = upload_target(upload, point.payload)
+            if target not in allowed:
+                raise PointRejected(f"collection {target} is not an allowed upload target")
+            layout = layouts.get(target)
+            if layout is None:
+                raise PointRejected(f"collection {target} does not exist")
+            check_vector(point.vector, layout)
+        except PointRejected as exc:
+            raw_id = raw.get("id") if isinstance(raw, dict) else None
+            rejected.append(Rejection(index, echo_id(raw_id), str(exc)))
+            continue
+        routed.append(RoutedPoint(index, point.id, target, point.vector, point.payload))
     return routed, rejected

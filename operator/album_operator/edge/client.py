@@ -11,7 +11,8 @@ carries ``Authorization: Bearer <token>`` and goes under
   file is then removed).
 - ``download_partial(shard, manifest, dest) -> Download | None``: ``POST
   /shards/{shard}/partial`` with the device manifest; None on ``304``.
-- ``push_points(bodies) -> PushAnswer``: ``POST /points`` with the points' JSON bodies.
+- ``push_points(bodies) -> PushAnswer``: ``POST /points`` with the points' JSON bodies;
+  the answer's accepted IDs and its rejections ``(id, reason, index)``.
 
 Errors: connection errors, timeouts, truncated bodies, ``408``, ``429`` and ``5xx`` raise
 :class:`RetryableError`; ``413`` :class:`BatchTooLarge`; other ``4xx`` and answers that break
@@ -42,6 +43,7 @@ from album_operator.edge.errors import (
     redact,
 )
 from album_operator.edge.points import VectorSpec, layout_from_json
+from album_operator.edge.protocol import ACCEPTED_KEY, REJECTED_KEY
 
 CHUNK_BYTES = 1 << 20
 RETRYABLE_STATUSES = frozenset({408, 429})
@@ -77,7 +79,8 @@ class Download:
 @dataclass(frozen=True)
 class PushAnswer:
     accepted: list[object]
-    rejected: list[tuple[object, str]]
+    rejected: list[tuple[object, str, int | None]]
+    """(ID as the endpoint names it, reason, position in the request or None)."""
 
 
 class EndpointClient:
@@ -140,10 +143,10 @@ class EndpointClient:
         response = self._request("POST", "/points", data=data)
         body = self._json(response)
         try:
-            accepted = list(body["accepted"])
-            rejected = [(item["id"], str(item.get("reason", "rejected")))
-                        for item in body["rejected"]]
-        except (KeyError, TypeError) as error:
+            accepted = list(body[ACCEPTED_KEY])
+            rejected = [(item.get("id"), str(item.get("reason", "rejected")),
+                         _index(item.get("index"))) for item in body[REJECTED_KEY]]
+        except (KeyError, TypeError, AttributeError) as error:
             raise EndpointError(self._redact(f"POST /points: unexpected answer: {error}")
                                 ) from None
         return PushAnswer(accepted, rejected)
@@ -218,6 +221,10 @@ class EndpointClient:
             raise ChecksumMismatch(f"{what}: snapshot {name} has sha256 {actual}, "
                                    f"the endpoint announced {expected}")
         return Download(name, actual, size, dest)
+
+
+def _index(raw: object) -> int | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
 
 
 def _error_text(response: requests.Response) -> str:

@@ -1,10 +1,12 @@
 """Points as the device handles them, as pure functions: parsing, IDs, validation, hit merging.
 
 - :class:`EdgePoint` ``(id, vector, payload)``: ``id`` is an unsigned integer or a UUID
-  string (normalised to lower-case hyphenated form); ``vector`` is a list of floats (the
+  string in hyphenated form (normalised to lower case); ``vector`` is a list of floats (the
   unnamed vector ``""``) or ``{name: [floats]}``; ``payload`` a JSON object.
   :meth:`EdgePoint.from_json` parses ``{"id", "vector", "payload"}`` (one JSONL line) and
   :meth:`EdgePoint.to_json` gives the body the endpoint's ``POST /points`` takes.
+- The rules themselves (IDs, vectors, payload limits) are the protocol's
+  (``edge/protocol.py``, from ``core/edge_points.py``): the endpoint applies the same ones.
 - :func:`id_key`: one string per point ID, used by the upload queue to match the IDs the
   endpoint confirms with the rows it sent (``5`` and ``"5"`` never collide: UUIDs have dashes).
 - :class:`VectorSpec` and :func:`check_point`: the reason a point does not fit the shard's
@@ -18,66 +20,32 @@
 from __future__ import annotations
 
 import json
-import math
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from album_operator.core.vectors import same_vectors
+from album_operator.edge import protocol
+from album_operator.edge.protocol import (
+    UNNAMED,
+    PointId,
+    PointRejected,
+    Vector,
+    normalise_id,
+    parse_point,
+    parse_vector,
+)
 
-PointId = int | str
-Vector = list[float] | dict[str, list[float]]
-UNNAMED = ""
+__all__ = ["HIGHER_IS_BETTER", "UNNAMED", "EdgePoint", "Hit", "PointId", "PointRejected",
+           "StoredPoint", "Vector", "VectorSpec", "check_point", "id_key", "layout_from_json",
+           "merge_hits", "normalise_id", "parse_jsonl", "parse_vector", "same_content"]
+
 HIGHER_IS_BETTER = {"cosine": True, "dot": True, "euclid": False, "manhattan": False}
-MAX_ID = 2**64 - 1
-
-
-def normalise_id(raw: object) -> PointId:
-    """An unsigned 64-bit integer or a UUID string (any accepted spelling, returned in the
-    canonical one); anything else raises ValueError."""
-    if isinstance(raw, bool):
-        raise ValueError("a point ID is an unsigned integer or a UUID, not a boolean")
-    if isinstance(raw, int):
-        if not 0 <= raw <= MAX_ID:
-            raise ValueError(f"integer point ID {raw} is outside 0..2^64-1")
-        return raw
-    if isinstance(raw, uuid.UUID):
-        return str(raw)
-    if isinstance(raw, str):
-        try:
-            return str(uuid.UUID(raw))
-        except ValueError:
-            raise ValueError(f"point ID {raw!r} is neither an unsigned integer nor a UUID"
-                             ) from None
-    raise ValueError(f"point ID {raw!r} is neither an unsigned integer nor a UUID")
 
 
 def id_key(raw: object) -> str:
     """The queue's key for a point ID (the endpoint may answer an ID in another spelling)."""
     return str(normalise_id(raw))
-
-
-def _floats(raw: object, where: str) -> list[float]:
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{where} must be a non-empty list of numbers")
-    out: list[float] = []
-    for value in raw:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{where} holds {value!r}, not a number")
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"{where} holds {value!r}, not a finite number")
-        out.append(number)
-    return out
-
-
-def parse_vector(raw: object) -> Vector:
-    if isinstance(raw, dict):
-        if not raw:
-            raise ValueError("vector must name at least one vector")
-        return {str(name): _floats(values, f"vector {name!r}") for name, values in raw.items()}
-    return _floats(raw, "vector")
 
 
 @dataclass(frozen=True)
@@ -88,17 +56,10 @@ class EdgePoint:
 
     @classmethod
     def from_json(cls, obj: object) -> EdgePoint:
-        if not isinstance(obj, dict):
-            raise ValueError("a point is a JSON object {\"id\", \"vector\", \"payload\"}")
-        unknown = set(obj) - {"id", "vector", "payload"}
-        if unknown:
-            raise ValueError(f"unknown point fields: {sorted(unknown)}")
-        if "id" not in obj or "vector" not in obj:
-            raise ValueError("a point needs \"id\" and \"vector\"")
-        payload = obj.get("payload") or {}
-        if not isinstance(payload, dict):
-            raise ValueError("payload must be a JSON object")
-        return cls(normalise_id(obj["id"]), parse_vector(obj["vector"]), payload)
+        """Every protocol rule but the layout's (``protocol.parse_point``); raises
+        ``PointRejected``, a ValueError."""
+        point = parse_point(obj)
+        return cls(point.id, point.vector, point.payload)
 
     @property
     def key(self) -> str:
@@ -152,15 +113,13 @@ def layout_from_json(raw: Mapping[str, Any]) -> dict[str, VectorSpec]:
 
 
 def check_point(point: EdgePoint, layout: Mapping[str, VectorSpec]) -> str | None:
-    """Why ``point`` does not fit ``layout``, or None when it does."""
-    vectors = point.vector if isinstance(point.vector, dict) else {UNNAMED: point.vector}
-    for name, values in vectors.items():
-        spec = layout.get(name)
-        if spec is None:
-            shown = "the unnamed vector" if name == UNNAMED else f"vector {name!r}"
-            return f"{shown} is not in the shard's layout {sorted(layout)}"
-        if len(values) != spec.size:
-            return f"vector {name!r} has {len(values)} dimensions, the shard's has {spec.size}"
+    """Why ``point`` breaks the protocol's rules for ``layout`` (the shard's, from
+    ``GET /snapshots``), or None. The very check the endpoint makes
+    (``protocol.check_point``), so a point it would reject is refused before it is queued."""
+    try:
+        protocol.check_point(point.to_json(), {name: spec.size for name, spec in layout.items()})
+    except PointRejected as error:
+        return str(error)
     return None
 
 

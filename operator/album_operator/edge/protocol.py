@@ -7,8 +7,29 @@ endpoint, so the three cannot drift apart. ``docs/edge-protocol.md`` describes i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from album_operator.core.edge_points import (
+    FLOAT32_MAX,
+    MAX_ID,
+    MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_DEPTH,
+    UNNAMED,
+    Layout,
+    PointId,
+    PointRejected,
+    ValidPoint,
+    Vector,
+    check_point,
+    check_vector,
+    echo_id,
+    normalise_id,
+    parse_payload,
+    parse_point,
+    parse_vector,
+)
 
 API_PREFIX = "/v1/namespaces/{namespace}/policies/{policy}"
 
@@ -76,4 +97,59 @@ JSON = "application/json"
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_POINTS_BODY_BYTES = 64 << 20
 MAX_JSON_DEPTH = 32
-MAX_ID = 2**64 - 1
+# MAX_ID (2^64-1), MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH and FLOAT32_MAX: the point rules
+# limits, defined with the rules in album_operator.core.edge_points.
+
+
+# POST /points. Each point is validated on its own with check_point (the device before it
+# queues a point, the endpoint against the routed collection's layout): a bad point is
+# rejected with its reason, the others are upserted. Answer 200:
+#   {"accepted": [id, ...], "rejected": [{"id", "index", "reason"}, ...]}
+# ``id`` is normalised (lower-case UUID) for accepted points; for rejected ones it is what
+# the device sent when usable (see echo_id), else null; ``index`` is the point's position
+# in the request, so a device can match a rejection whose ID it cannot read.
+# A point neither accepted nor rejected was not settled (retry it). 4xx only when the
+# request as a whole is malformed (400), too many points (413) or uploads are off (409);
+# 503 only when Qdrant cannot take writes right now.
+POINTS_KEY = "points"
+ACCEPTED_KEY = "accepted"
+REJECTED_KEY = "rejected"
+
+
+class MalformedRequest(ValueError):
+    """The whole ``POST /points`` body is unusable (answer 400)."""
+
+
+def points_of(body: object) -> list[Any]:
+    """The points of a ``POST /points`` body, or MalformedRequest."""
+    points = body.get(POINTS_KEY) if isinstance(body, dict) else None
+    if not isinstance(points, list):
+        raise MalformedRequest('the body must be {"points": [...]}')
+    return points
+
+
+def rejection(index: int, raw_id: object, reason: str) -> dict[str, Any]:
+    return {"id": echo_id(raw_id), "index": index, "reason": reason}
+
+
+def points_answer(accepted: Iterable[PointId], rejected: Iterable[Mapping[str, Any]]
+                  ) -> dict[str, Any]:
+    return {ACCEPTED_KEY: list(accepted), REJECTED_KEY: list(rejected)}
+
+
+def layout_of(vectors: Mapping[str, Mapping[str, Any]]) -> Layout:
+    """``GET /snapshots``' ``vectors`` (``{name: {"size", "distance"}}``) as a Layout."""
+    return {str(name): int(spec["size"]) for name, spec in vectors.items()}
+
+
+__all__ = [
+    "ACCEPTED_KEY", "API_PREFIX", "AUTHORIZATION", "BEARER", "FLOAT32_MAX", "FULL",
+    "FULL_SIZE_BYTES", "JSON", "LIST", "MAX_ID", "MAX_JSON_DEPTH", "MAX_MANIFEST_BYTES",
+    "MAX_PAYLOAD_BYTES", "MAX_PAYLOAD_DEPTH", "MAX_POINTS_BODY_BYTES", "NAMESPACE_PATTERN",
+    "PARTIAL", "POINTS", "POINTS_KEY", "POLICY_PATTERN", "REJECTED_KEY", "ROUTES",
+    "SHARD_PATTERN", "SNAPSHOT_NAME", "SNAPSHOT_SHA256", "TAR", "UNNAMED", "Action", "Layout",
+    "MalformedRequest", "PointId", "PointRejected", "Route", "RouteMatch", "ValidPoint",
+    "Vector", "check_point", "check_vector", "echo_id", "layout_of", "match_route",
+    "normalise_id", "parse_payload", "parse_point", "parse_vector", "points_answer",
+    "points_of", "rejection",
+]

@@ -12,9 +12,10 @@ Tables: ``queued(seq, id, body, enqueued_at, attempts)`` in upload order (``seq`
   queued replaces the queued version (it keeps the older ``enqueued_at``, so the age of the
   oldest waiting change stays honest).
 - ``peek(limit) -> list[QueuedPoint]``: the oldest rows, left in place.
-- ``settle(batch, accepted, rejected) -> Settlement``: after the endpoint answered, in one
-  transaction: rows of accepted IDs are deleted, rows of rejected IDs move to the dead
-  letters with the reason, the rest of the batch gets ``attempts + 1``. Rows are matched by
+- ``settle(batch, accepted, rejected) -> Settlement``: after the endpoint answered
+  (``rejected``: ``(id, reason)`` or ``(id, reason, index in batch)``), in one transaction:
+  rows of accepted IDs are deleted, rows of rejected IDs move to the dead letters with the
+  reason, the rest of the batch gets ``attempts + 1``. Rows are matched by
   ``seq``, so a newer version enqueued while the batch was in flight is never deleted.
 - ``record_failure(batch)``: ``attempts + 1`` (the request failed; the rows stay).
 - ``depth()``, ``stats() -> QueueStats``, ``dead_letters() -> list[DeadLetter]``, ``close()``.
@@ -145,12 +146,19 @@ class UploadQueue:
         return [QueuedPoint(*row) for row in rows]
 
     def settle(self, batch: Sequence[QueuedPoint], accepted: Iterable[object],
-               rejected: Iterable[tuple[object, str]]) -> Settlement:
-        """Applies the endpoint's answer to ``batch`` in one transaction."""
+               rejected: Iterable[tuple[object, str] | tuple[object, str, int | None]]
+               ) -> Settlement:
+        """Applies the endpoint's answer to ``batch`` in one transaction. A rejection names
+        its row by ID, or else by its position in ``batch`` (the endpoint cannot always
+        repeat an ID it could not read)."""
         accepted_keys = {_key_or_none(raw) for raw in accepted}
+        keys = {row.id for row in batch}
         reasons = {}
-        for raw, reason in rejected:
+        for raw, reason, *where in rejected:
             key = _key_or_none(raw)
+            if key not in keys and where and isinstance(where[0], int) \
+                    and 0 <= where[0] < len(batch):
+                key = batch[where[0]].id
             if key is not None and key not in accepted_keys:
                 reasons[key] = reason
         now = self._clock()

@@ -27,8 +27,23 @@ from album_operator.adapters.metrics import (
     EDGE_UPLOAD_BATCHES,
     EDGE_UPLOADS,
 )
+from album_operator.adapters.qdrant.collections import describe_sync
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
-from album_operator.core.edge import RoutedPoint, partial_files, route_points
+from album_operator.core.edge import (
+    Rejection,
+    RoutedPoint,
+    partial_files,
+    route_points,
+    upload_targets,
+)
+from album_operator.edge.protocol import (
+    Layout,
+    MalformedRequest,
+    layout_of,
+    points_answer,
+    points_of,
+    rejection,
+)
 from album_operator.models.edge_snapshot_policy import UploadSpec
 
 PREFIX = r"^/v1/namespaces/(?P<ns>[a-z0-9-]+)/policies/(?P<policy>[a-z0-9.-]+)"
@@ -78,6 +93,8 @@ class PolicyAccess:
     upload: UploadSpec | None
     allowed_targets: frozenset[str]
     server: ServerSnapshots | None = None
+    target_layouts: dict[str, Layout | None] = field(default_factory=dict)
+    """Upload targets' vector layouts read from Qdrant during this step (``_upload``)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     counters: PartialCounters = field(default_factory=PartialCounters)
 
@@ -237,37 +254,90 @@ def upload_points(access: PolicyAccess, body: Any) -> Reply:
 
 
 def _upload(access: PolicyAccess, body: Any) -> Reply:
+    """Each point validated on its own (``core/edge_points.py``) against its routed
+    collection's layout; bad points are rejected with their reason, the others upserted.
+    503 only when Qdrant cannot take writes right now."""
     if access.upload is None:
         raise HttpError(409, "this policy accepts no uploads (spec.upload is not set)")
-    points = body.get("points") if isinstance(body, dict) else None
-    if not isinstance(points, list):
-        raise HttpError(400, 'the body must be {"points": [...]}')
+    try:
+        points = points_of(body)
+    except MalformedRequest as exc:
+        raise HttpError(400, str(exc)) from None
     if len(points) > access.upload.max_batch_size:
         raise HttpError(413, f"{len(points)} points exceed maxBatchSize "
                         f"{access.upload.max_batch_size}")
-    layout = {name: int(v["size"]) for name, v in access.vectors.items()}
-    routed, rejected = route_points(points, access.upload, layout, access.allowed_targets)
     try:
-        _upsert_routed(access.engine, routed)
+        layouts = {target: _target_layout(access, target) for target in
+                   upload_targets(points, access.upload) & access.allowed_targets}
+        routed, rejected = route_points(points, access.upload, layouts,
+                                        access.allowed_targets)
+        refused = _upsert_routed(access.engine, routed)
     except QdrantError as exc:
         raise HttpError(503, f"Qdrant is unavailable: {exc}") from None
-    EDGE_UPLOADS.labels(access.namespace, access.name, "accepted").inc(len(routed))
-    EDGE_UPLOADS.labels(access.namespace, access.name, "rejected").inc(len(rejected))
-    return _json(200, {"accepted": [p.point_id for p in routed],
-                       "rejected": [{"id": r.point_id, "reason": r.reason} for r in rejected]})
+    refused_at = {r.index for r in refused}
+    accepted = [p.point_id for p in routed if p.index not in refused_at]
+    rejections = sorted([*rejected, *refused], key=lambda r: r.index)
+    EDGE_UPLOADS.labels(access.namespace, access.name, "accepted").inc(len(accepted))
+    EDGE_UPLOADS.labels(access.namespace, access.name, "rejected").inc(len(rejections))
+    return _json(200, points_answer(accepted, [rejection(r.index, r.point_id, r.reason)
+                                               for r in rejections]))
 
 
-def _upsert_routed(engine: QdrantEngine, routed: list[RoutedPoint]) -> None:
-    by_collection: dict[str, list[qm.PointStruct]] = {}
+def _target_layout(access: PolicyAccess, collection: str) -> Layout | None:
+    """The dense vectors of an upload target as Qdrant has them (None: no such collection),
+    read once per policy step: ``access`` is replaced at every step."""
+    if collection not in access.target_layouts:
+        if collection == access.collection:
+            layout: Layout | None = layout_of(access.vectors)
+        else:
+            observed = access.engine.call(lambda client: describe_sync(client, collection))
+            layout = None if observed is None else {
+                name: v.size for name, v in observed.vectors.items() if not v.multivector}
+        access.target_layouts[collection] = layout
+    return access.target_layouts[collection]
+
+
+def _upsert_routed(engine: QdrantEngine, routed: list[RoutedPoint]) -> list[Rejection]:
+    """Upserts the points by collection; returns those Qdrant refused for good. A refused
+    batch is split until the refused points are found, so one bad point fails alone."""
+    by_collection: dict[str, list[RoutedPoint]] = {}
     for point in routed:
-        by_collection.setdefault(point.collection, []).append(qm.PointStruct(
-            id=point.point_id, vector=point.vector, payload=point.payload))
-    for collection, structs in by_collection.items():
-        _upsert(engine, collection, structs)
+        by_collection.setdefault(point.collection, []).append(point)
+    refused: list[Rejection] = []
+    for collection, points in by_collection.items():
+        refused += _upsert_or_split(engine, collection, points)
+    return refused
+
+
+def _upsert_or_split(engine: QdrantEngine, collection: str, points: list[RoutedPoint]
+                     ) -> list[Rejection]:
+    try:
+        _upsert(engine, collection, [qm.PointStruct(id=p.point_id, vector=p.vector,
+                                                    payload=p.payload) for p in points])
+        return []
+    except QdrantError as exc:
+        if _qdrant_unavailable(engine, exc):
+            raise
+        reason = f"Qdrant refused the point: {str(exc)[:300]}"
+        if exc.status_code == 404 or len(points) == 1:
+            return [Rejection(p.index, p.point_id, reason) for p in points]
+    half = len(points) // 2
+    return [*_upsert_or_split(engine, collection, points[:half]),
+            *_upsert_or_split(engine, collection, points[half:])]
+
+
+def _qdrant_unavailable(engine: QdrantEngine, exc: QdrantError) -> bool:
+    """An outage (retry later), not a refusal of the points: no answer from a server, 5xx,
+    408, 429. The embedded engine runs in-process: its errors are about the points."""
+    status = exc.status_code
+    if status is None:
+        return engine.capabilities.kind == "server"
+    return status >= 500 or status in (408, 429)
 
 
 def _upsert(engine: QdrantEngine, collection: str, points: list[Any]) -> None:
     engine.call(lambda client: client.upsert(collection, points, wait=True))
+
 
 
 class EdgeEndpoint:
