@@ -24,7 +24,6 @@ import json
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,11 +38,11 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.edge import shardbuild
 from album_operator.adapters.edge.endpoint import (
-    EdgeEndpoint,
     EdgeRegistry,
     PolicyAccess,
     token_digest,
 )
+from album_operator.adapters.edge.http import EdgeEndpoint
 from album_operator.adapters.edge.server_source import ServerSnapshots
 from album_operator.adapters.edge.store import PolicyStore
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, open_engine
@@ -248,15 +247,8 @@ def _partial_pull(rig: ServerRig, device: EdgeDevice) -> tuple[float, int, int, 
 
 
 def _quiet(endpoint: EdgeEndpoint) -> EdgeEndpoint:
-    """A device hangs up on an answer it refuses; the stdlib server would print the broken
-    pipe's traceback in the middle of the benchmark's output. Other errors still print."""
-    server = endpoint._server  # the endpoint offers no hook for this
-    report = server.handle_error
-
-    def handle_error(request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            report(request, client_address)
-    server.handle_error = handle_error  # type: ignore[method-assign]
+    """A device hangs up on an answer it refuses; the aiohttp endpoint logs that quietly (the
+    stdlib server it replaced printed a traceback), so nothing is left to silence."""
     return endpoint
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from qdrant_client import models as qm
 
 from album_operator.adapters.edge.endpoint import (
-    EdgeEndpoint,
     EdgeRegistry,
     PolicyAccess,
     token_digest,
 )
+from album_operator.adapters.edge.http import EdgeEndpoint
 from album_operator.adapters.edge.store import PolicyStore
 from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
 from album_operator.edge.client import EndpointClient

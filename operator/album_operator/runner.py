@@ -8,7 +8,7 @@ from types import TracebackType
 
 import kopf
 
-from album_operator.adapters.edge.endpoint import EdgeEndpoint
+from album_operator.adapters.edge.http import EdgeEndpoint
 from album_operator.adapters.logs import configure_logging
 from album_operator.adapters.metrics import serve as serve_metrics
 from album_operator.adapters.qdrant.connection import QdrantPool

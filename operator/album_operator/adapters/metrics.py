@@ -52,6 +52,25 @@ EDGE_UPLOADS = Counter(
     "albumops_edge_upload_points_total", "Points devices uploaded, by result.",
     ["namespace", "name", "result"])
 
+EDGE_HTTP_REQUESTS = Counter(
+    "albumops_edge_http_requests_total",
+    "Requests the snapshot endpoint answered, by route (list, full, partial, points, none "
+    "when no route matched) and status.", ["route", "status"])
+EDGE_HTTP_SECONDS = Histogram(
+    "albumops_edge_http_request_duration_seconds",
+    "Time from a request's head to the end of its answer (a download included), by route.",
+    ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+EDGE_HTTP_BYTES_SENT = Counter(
+    "albumops_edge_http_sent_bytes_total", "Bytes the snapshot endpoint sent, by route.",
+    ["route"])
+EDGE_HTTP_BYTES_RECEIVED = Counter(
+    "albumops_edge_http_received_bytes_total",
+    "Request body bytes the snapshot endpoint read, by route.", ["route"])
+EDGE_HTTP_IN_FLIGHT = Gauge(
+    "albumops_edge_http_requests_in_flight", "Requests the snapshot endpoint is handling.")
+EDGE_HTTP_CONNECTIONS = Gauge(
+    "albumops_edge_http_connections", "Open connections to the snapshot endpoint.")
+
 
 def serve(port: int) -> None:
     start_http_server(port)

@@ -1,8 +1,10 @@
-"""The snapshot endpoint devices talk to (protocol: ``docs/edge-protocol.md``).
+"""What the snapshot endpoint answers (protocol: ``docs/edge-protocol.md``).
 
-A threaded stdlib HTTP server: downloads stream from disk or from Qdrant in chunks, so no
-snapshot is ever held whole in memory. Policies are registered by their reconciler; a
-token opens its own policy only.
+The domain side of the endpoint: the policies it serves (``EdgeRegistry``), tokens, and one
+blocking function per route returning a ``Reply`` whose body streams from disk or from
+Qdrant in chunks, so no snapshot is ever held whole in memory. The HTTP server that calls
+them (limits, timeouts, ranges, access logs) is ``http.py``. Policies are registered by their
+reconciler; a token opens its own policy only.
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from qdrant_client import models as qm
@@ -45,15 +46,6 @@ from album_operator.edge.protocol import (
     rejection,
 )
 from album_operator.models.edge_snapshot_policy import UploadSpec
-
-PREFIX = r"^/v1/namespaces/(?P<ns>[a-z0-9-]+)/policies/(?P<policy>[a-z0-9.-]+)"
-ROUTES = {
-    ("GET", re.compile(PREFIX + r"/snapshots$")): "list",
-    ("GET", re.compile(PREFIX + r"/shards/(?P<shard>[0-9]+)/snapshot$")): "full",
-    ("POST", re.compile(PREFIX + r"/shards/(?P<shard>[0-9]+)/partial$")): "partial",
-    ("POST", re.compile(PREFIX + r"/points$")): "points",
-}
-MAX_BODY = 256 << 20
 
 
 def token_digest(token: str) -> str:
@@ -167,6 +159,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: Iterator[bytes] | bytes = b""
     cleanup: Callable[[], None] | None = None
+    file: Path | None = None
+    """The body is this whole file, unchanged: the HTTP layer may serve byte ranges of it."""
 
 
 def _json(status: int, value: Any) -> Reply:
@@ -197,7 +191,8 @@ def full_snapshot(access: PolicyAccess, shard: int) -> Reply:
     return Reply(200, {"Content-Type": "application/x-tar",
                        "Content-Length": str(latest.size_bytes),
                        "X-Snapshot-Name": latest.name, "X-Snapshot-Sha256": latest.sha256},
-                 stream_file(access.store.path(latest.name)))
+                 stream_file(access.store.path(latest.name)),
+                 file=access.store.path(latest.name))
 
 
 def partial_snapshot(access: PolicyAccess, shard: int, device_manifest: Any) -> Reply:
@@ -337,112 +332,3 @@ def _qdrant_unavailable(engine: QdrantEngine, exc: QdrantError) -> bool:
 
 def _upsert(engine: QdrantEngine, collection: str, points: list[Any]) -> None:
     engine.call(lambda client: client.upsert(collection, points, wait=True))
-
-
-
-class EdgeEndpoint:
-    """Serves the registry on a port, in daemon threads."""
-
-    def __init__(self, registry: EdgeRegistry, port: int, host: str = "0.0.0.0") -> None:
-        self.registry = registry
-        self._server = ThreadingHTTPServer((host, port), _handler_class(registry))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="edge-endpoint", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> EdgeEndpoint:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _dispatch(registry: EdgeRegistry, method: str, path: str, token: str | None,
-              read_body: Callable[[], Any]) -> Reply:
-    for (verb, pattern), action in ROUTES.items():
-        match = pattern.match(path)
-        if verb != method or match is None:
-            continue
-        access = registry.authorize(token, match["ns"], match["policy"])
-        if isinstance(access, int):
-            raise HttpError(access, "missing or invalid device token" if access == 401
-                            else "this token does not open this policy")
-        if action == "list":
-            return list_snapshots(access)
-        if action == "full":
-            return full_snapshot(access, int(match["shard"]))
-        if action == "partial":
-            return partial_snapshot(access, int(match["shard"]), read_body())
-        return upload_points(access, read_body())
-    raise HttpError(404, "no such route")
-
-
-def _handler_class(registry: EdgeRegistry) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Access logs would carry nothing a device cannot see; kept quiet."""
-
-        def _token(self) -> str | None:
-            header = self.headers.get("Authorization", "")
-            return header[7:].strip() if header.startswith("Bearer ") else None
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise HttpError(413, "request body too large")
-            try:
-                return json.loads(self.rfile.read(length) or b"null")
-            except ValueError:
-                raise HttpError(400, "the body is not JSON") from None
-
-        def _serve(self, method: str) -> None:
-            try:
-                reply = _dispatch(registry, method, self.path.split("?")[0], self._token(),
-                                  self._body)
-            except HttpError as exc:
-                reply = _json(exc.status, {"error": str(exc)})
-            except QdrantError as exc:  # the Server source: Qdrant or a shard's peer failed
-                reply = _json(404 if exc.status_code == 404 else 502, {"error": str(exc)})
-            self._send(reply)
-
-        def _send(self, reply: Reply) -> None:
-            try:
-                self.send_response(reply.status)
-                body = reply.body
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                if isinstance(body, bytes):
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                if "Content-Length" not in reply.headers:
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    for chunk in body:
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    self.wfile.write(b"0\r\n\r\n")
-                    return
-                self.end_headers()
-                for chunk in body:
-                    self.wfile.write(chunk)
-            finally:
-                if reply.cleanup is not None:
-                    reply.cleanup()
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-    return Handler
-
