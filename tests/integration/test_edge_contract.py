@@ -5,7 +5,8 @@ rule set, so the suite holds for both; if they drift, one side fails it.
 
 Then, on the operator only: points that used to poison the collection (an ID of 2^64, an
 infinite coordinate, a lone surrogate, a payload nested too deep) are rejected, and the
-policy keeps publishing."""
+policy keeps publishing. And the endpoint's upsert: a batch Qdrant refuses is split down to
+the refused points; an unreachable server is an outage, not a rejection."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ import pytest
 import requests
 from qdrant_client import models as qm
 
+from album_operator.adapters.edge.endpoint import _upsert_routed
+from album_operator.adapters.qdrant.connection import (
+    ConnectionSettings,
+    QdrantError,
+    QdrantPool,
+    open_engine,
+)
+from album_operator.core.edge import RoutedPoint
 from album_operator.edge.client import EndpointClient
 from album_operator.edge.device import EdgeDevice
 from album_operator.edge.errors import DeviceError
@@ -306,3 +315,43 @@ def test_points_that_poisoned_the_collection_are_rejected_and_publishing_goes_on
 def post_raw(url: str, body: str, token: str) -> requests.Response:
     return requests.post(url, data=body.encode(), timeout=60, headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+
+
+# The endpoint's last line of defence, on both engines: a batch Qdrant itself refuses is
+# split until the refused points are found; the rest are written. An unreachable server is
+# an outage (the device retries), never a rejection.
+
+def _routed(collection: str, sizes: list[int]) -> list[RoutedPoint]:
+    return [RoutedPoint(index, 1000 + index, collection, [0.5] * size, {"n": index})
+            for index, size in enumerate(sizes)]
+
+
+def test_a_refused_batch_is_split_down_to_the_refused_points(qdrant_pool: QdrantPool
+                                                             ) -> None:
+    engine = qdrant_pool.engine()
+    collection = f"split_{uuid.uuid4().hex[:8]}"
+    engine.call(lambda c: c.create_collection(collection, vectors_config=qm.VectorParams(
+        size=4, distance=qm.Distance.COSINE)))
+    try:
+        # points 3 and 7 slipped past validation (a layout changed under the endpoint)
+        sizes = [4, 4, 4, 5, 4, 4, 4, 3, 4, 4, 4]
+        refused = _upsert_routed(engine, _routed(collection, sizes))
+        assert [r.index for r in refused] == [3, 7]
+        assert all("Qdrant refused the point" in r.reason for r in refused)
+        stored = engine.call(lambda c: c.retrieve(collection, [1000 + i for i in range(11)]))
+        assert sorted(r.id for r in stored) == [1000 + i for i, s in enumerate(sizes) if s == 4]
+        # a collection that vanished: its points are refused at once
+        gone = _upsert_routed(engine, _routed(f"{collection}_gone", [4, 4]))
+        assert [r.index for r in gone] == [0, 1]
+    finally:
+        engine.call(lambda c: c.delete_collection(collection))
+
+
+@pytest.mark.qdrant_server
+def test_an_unreachable_server_is_an_outage_not_a_rejection() -> None:
+    engine = open_engine(ConnectionSettings(url="http://127.0.0.1:9"))
+    try:
+        with pytest.raises(QdrantError):
+            _upsert_routed(engine, _routed("anything", [4, 4]))
+    finally:
+        engine.close()
