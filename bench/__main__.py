@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench import collections, edge, edge_queue, merge
+from bench import collections, edge, edge_load, edge_queue, merge
 from bench import server as bench_server
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    kinds = ["collections", "merge", "edge", "edge_queue"]
+    kinds = ["collections", "merge", "edge", "edge_queue", "edge_load"]
     # no choices=: Python 3.11's argparse checks an empty ``*`` positional against them and
     # refuses a bare `python -m bench`
     parser.add_argument("which", nargs="*", metavar="{" + ",".join(kinds) + "}",
@@ -41,6 +41,10 @@ def main() -> int:
                         help="points for the device upload queue benchmark")
     parser.add_argument("--queue-batch", type=int, default=256,
                         help="points per enqueue transaction and per upload request")
+    parser.add_argument("--load-clients", type=int, default=200,
+                        help="concurrent clients of the edge endpoint load benchmark")
+    parser.add_argument("--load-seconds", type=float, default=30.0,
+                        help="how long the edge endpoint load benchmark sends requests")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
     unknown = [name for name in args.which if name not in kinds]
@@ -60,6 +64,8 @@ def main() -> int:
         results["edge"] = edge.run(args.edge_sizes, engines)
     if "edge_queue" in args.which and "embedded" in engines:  # it has no server half
         results["edge_queue"] = edge_queue.run(args.queue_points, args.queue_batch)
+    if "edge_load" in args.which and "embedded" in engines:  # the endpoint's own process
+        results["edge_load"] = edge_load.run(args.load_clients, args.load_seconds)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
