@@ -8,8 +8,8 @@ concurrent clients in this process send, for ``seconds``, a mix of well-formed r
 (list, full download checked against its sha256, partial for an old manifest (200, sha256
 checked) or the current one (304), an upload of 10 points) and attacks (a request head never
 finished, a body above the route's limit, malformed JSON, a bad Content-Length). Every
-answer is checked; a well-formed request answered 503 + Retry-After (the endpoint shedding
-load) is counted apart, not as correct and not as a failure. Reported: answers per second,
+answer is checked; a request answered 503 + Retry-After (the endpoint shedding load) is
+counted apart, not as correct and not as a failure. Reported: answers per second,
 failures per kind, when slow heads were cut off, and the endpoint process's peak RSS
 against the chart's memory limit (``resources.limits.memory``). Only loopback traffic; it
 stops by itself.
@@ -261,12 +261,14 @@ async def _attack(kind: str, target: Target, tally: Tally) -> None:
         answer = await _raw(target, (head + "Content-Type: application/json\r\n"
                                      f"Content-Length: {len(body)}\r\n\r\n").encode() + body,
                             30)
-        ok = (answer.startswith(b"HTTP/1.1 400") or answer.startswith(b"HTTP/1.1 503")) \
-            and b'"error"' in answer
+        ok = answer.startswith(b"HTTP/1.1 400") and b'"error"' in answer
         why = f"{answer[:80]!r}"
     else:
         answer = await _raw(target, (head + "Content-Length: abc\r\n\r\n").encode(), 30)
         ok, why = b" 400 " in answer[:20] and b'"error"' in answer, f"{answer[:80]!r}"
+    if not ok and answer.startswith(b"HTTP/1.1 503") and b"Retry-After" in answer:
+        tally.shed[kind] += 1  # at capacity: refused as safely, just earlier
+        return
     if ok:
         tally.correct[kind] += 1
     else:
