@@ -33,6 +33,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--snapshot-dir", default=os.environ.get("ALBUMOPS_SNAPSHOT_DIR"),
                      help="where built snapshots are kept (default: next to the embedded "
                      "engine's data)")
+    run.add_argument("--snapshot-tls-secret",
+                     default=os.environ.get("ALBUMOPS_SNAPSHOT_TLS_SECRET"),
+                     help="NAMESPACE/NAME of a Secret with keys tls.crt and tls.key: the "
+                     "snapshot endpoint serves HTTPS (for clusters without an Ingress)")
     run.add_argument("--peering", default=os.environ.get("ALBUMOPS_PEERING"),
                      help="kopf peering object shared by replicas: the replica with the "
                      "highest --priority works, the others stand by until it stops")
@@ -86,6 +90,7 @@ def _config_from(args: argparse.Namespace) -> OperatorConfig:
         metrics_port=args.metrics_port,
         snapshot_port=args.snapshot_port,
         snapshot_dir=args.snapshot_dir,
+        snapshot_tls_secret=args.snapshot_tls_secret,
         peering=args.peering,
         priority=peering_priority(args.priority, socket.gethostname()),
         peering_lifetime_seconds=args.peering_lifetime,

@@ -41,6 +41,9 @@ class OperatorConfig:
     metrics_port: int | None = None
     snapshot_port: int | None = None
     snapshot_dir: str | None = None
+    snapshot_tls_secret: str | None = None
+    """``namespace/name`` of a Secret with ``tls.crt`` and ``tls.key``: the snapshot endpoint
+    serves HTTPS with them (read once at start-up)."""
     edge_step_seconds: float = 5.0
     peering: str | None = None
     priority: int = 0

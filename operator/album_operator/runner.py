@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import tempfile
 import threading
+from pathlib import Path
 from types import TracebackType
 
 import kopf
 
 from album_operator.adapters.edge.http import EdgeEndpoint
+from album_operator.adapters.kube import KubeApi, SecretUnavailable
 from album_operator.adapters.logs import configure_logging
 from album_operator.adapters.metrics import serve as serve_metrics
 from album_operator.adapters.qdrant.connection import QdrantPool
+from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
 from album_operator.handlers.registration import build_registry, build_settings
 from album_operator.services import Services, build_services
@@ -27,14 +32,44 @@ async def run_operator(
 ) -> None:
     liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port
                 else None)
-    endpoint = (EdgeEndpoint(services.edge, config.snapshot_port).start()
-                if config.snapshot_port is not None else None)
+    endpoint = None
+    if config.snapshot_port is not None:
+        tls = (await snapshot_tls(services.kube, config.snapshot_tls_secret)
+               if config.snapshot_tls_secret else None)
+        endpoint = await asyncio.to_thread(
+            EdgeEndpoint(services.edge, config.snapshot_port, ssl_context=tls).start)
     services.edge_port = endpoint.port if endpoint else None
     try:
         await _run_kopf(config, services, stop_flag, ready_flag, liveness)
     finally:
         if endpoint is not None:
-            endpoint.stop()
+            await asyncio.to_thread(endpoint.stop)
+
+
+async def snapshot_tls(kube: KubeApi, secret: str) -> ssl.SSLContext:
+    """A server TLS context from a Secret's ``tls.crt`` and ``tls.key`` (``namespace/name``).
+    The PEMs pass through a private temporary directory, removed once loaded."""
+    namespace, _, name = secret.partition("/")
+    if not namespace or not name:
+        raise ValueError(f"--snapshot-tls-secret {secret!r}: expected NAMESPACE/NAME")
+    data = await kube.read_secret(namespace, name)
+    missing = [key for key in ("tls.crt", "tls.key") if not data.get(key)]
+    if missing:
+        raise SecretUnavailable(f"Secret {secret} has no key {', '.join(missing)}")
+    register_secret(data["tls.key"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="snapshot-tls-") as directory:
+        cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+        cert.write_text(data["tls.crt"])
+        key.touch(mode=0o600)
+        key.write_text(data["tls.key"])
+        try:
+            context.load_cert_chain(cert, key)
+        except (ssl.SSLError, ValueError) as exc:
+            raise SecretUnavailable(f"Secret {secret}: tls.crt/tls.key are not a usable "
+                                    f"certificate and key ({type(exc).__name__})") from None
+    return context
 
 
 async def _run_kopf(config: OperatorConfig, services: Services,

@@ -8,7 +8,11 @@ The HTTP layer does not depend on the engine: these run on the embedded one.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import datetime as dt
 import hashlib
+import ipaddress
 import json
 import logging
 import socket
@@ -17,17 +21,23 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import StringIO
+from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
 
-from album_operator.adapters.edge.http import HttpLimits
+from album_operator.adapters.edge.http import EdgeEndpoint, HttpLimits
+from album_operator.adapters.kube import SecretUnavailable
 from album_operator.adapters.logs import JsonFormatter
 from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.adapters.redaction import RedactingFilter
 from album_operator.edge.protocol import MAX_JSON_DEPTH, MAX_MANIFEST_BYTES
-from album_operator.runner import OperatorThread
+from album_operator.runner import OperatorThread, snapshot_tls
 from tests.conftest import TEST_NAMESPACE_PREFIX
 from tests.helpers import Kubectl
 from tests.integration.test_edge_snapshot_policy import (
@@ -433,3 +443,49 @@ def test_requests_beyond_the_in_flight_cap_get_503(published: Published) -> None
             sock.close()
     assert requests.get(f"{published.base}/snapshots", headers=auth(),
                         timeout=10).status_code == 200
+
+
+def test_the_endpoint_serves_tls_from_a_secret(
+        published: Published, kubectl: Kubectl, operator: OperatorThread,
+        tmp_path: Path) -> None:
+    """``--snapshot-tls-secret``: the certificate and key come from a kubernetes.io/tls
+    Secret read through the API server; devices then talk HTTPS to the endpoint."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "snapshots.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                   "metadata": {"name": "snapshots-tls"},
+                   "data": {"tls.crt": base64.b64encode(cert_pem).decode(),
+                            "tls.key": base64.b64encode(key_pem).decode()}},
+                  published.namespace)
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "no-key"},
+                   "stringData": {"tls.crt": cert_pem.decode()}}, published.namespace)
+    assert operator.services is not None
+    kube = operator.services.kube
+    with pytest.raises(SecretUnavailable, match=r"tls\.key"):
+        asyncio.run(snapshot_tls(kube, f"{published.namespace}/no-key"))
+    context = asyncio.run(snapshot_tls(kube, f"{published.namespace}/snapshots-tls"))
+    endpoint = EdgeEndpoint(operator.services.edge, 0, "127.0.0.1",
+                            ssl_context=context).start()
+    try:
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(cert_pem)
+        url = f"https://127.0.0.1:{endpoint.port}{published.path}/snapshots"
+        answer = requests.get(url, headers=auth(), verify=str(ca), timeout=10)
+        assert answer.status_code == 200
+        assert answer.json()["snapshots"][0]["sha256"] == published.sha256
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url.replace("https:", "http:"), headers=auth(), timeout=10)
+    finally:
+        endpoint.stop()

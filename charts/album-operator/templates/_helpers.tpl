@@ -79,12 +79,17 @@ app.kubernetes.io/part-of: qdrant-album-operator
 {{- toJson $names }}
 {{- end }}
 
-{{/* JSON map namespace -> Secret names granted in that namespace only: the Qdrant Secret (in
-the release namespace) and every "namespace/name" entry of rbac.extraSecretNames. */}}
+{{/* JSON map namespace -> Secret names granted in that namespace only: the Qdrant Secret and
+the snapshot endpoint's TLS Secret (in the release namespace) and every "namespace/name"
+entry of rbac.extraSecretNames. */}}
 {{- define "album-operator.namespacedSecretNames" -}}
 {{- $grants := dict }}
 {{- if .Values.qdrant.existingSecret }}
 {{- $_ := set $grants .Release.Namespace (list .Values.qdrant.existingSecret) }}
+{{- end }}
+{{- $tls := (.Values.snapshots.tls | default dict).secretName }}
+{{- if and .Values.snapshots.enabled $tls }}
+{{- $_ := set $grants .Release.Namespace (append (get $grants .Release.Namespace | default list) $tls | uniq) }}
 {{- end }}
 {{- range .Values.rbac.extraSecretNames }}
 {{- if contains "/" . }}
