@@ -484,6 +484,20 @@ def restore(url: str, token: str, target: Path) -> qe.EdgeShard:
     return qe.EdgeShard.load(str(target))
 
 
+def adopt(kubectl: Kubectl, namespace: str, collection: str, **spec: Any) -> None:
+    """An AlbumCollection in ``namespace`` adopts the collection made by hand on the cluster,
+    so the namespace owns it (a policy publishes only its own namespace's collections). The
+    Secret ``qdrant-cluster`` must exist."""
+    kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+                   "metadata": {"name": "adopted"},
+                   "spec": {"year": 2025, "collectionName": collection,
+                            "vectors": {"size": CLUSTER_DIM, "distance": "Cosine"},
+                            "connection": {"secretRef": {"name": "qdrant-cluster"}},
+                            **spec}}, namespace)
+    kubectl.run("wait", "--for=condition=Ready", "albumcollection/adopted", "--timeout=60s",
+                namespace=namespace)
+
+
 def wait_ready(kubectl: Kubectl, namespace: str, name: str, status: str,
                reason: str | None = None, timeout: float = 90) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
@@ -520,10 +534,11 @@ def test_on_a_cluster_every_shard_is_published_from_the_peer_that_holds_it(
     print(f"\nshard -> peer: {held}")
     assert sorted(held) == [0, 1, 2]
     assert set(held.values()) == {0, 1, 2}, "Qdrant spreads three shards over three peers"
+    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster), namespace)
+    adopt(kubectl, namespace, collection, shardNumber=3)
 
     token = f"token-{namespace}"
     kubectl.apply(token_secret("kiosk-token", token), namespace)
-    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster), namespace)
     connection = {"secretRef": {"name": "qdrant-cluster"}}
     kubectl.apply(policy("edge", collection, "kiosk-token", source="Server",
                          connection=connection), namespace)
@@ -595,10 +610,11 @@ def test_on_a_cluster_shard_keys_publish_one_device_shard_each(
     keyed = {s["shard_key"]: s["shard_id"]
              for s in placement["local_shards"] + placement["remote_shards"]}
     print(f"\nshard key -> shard id: {keyed}")
+    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster), namespace)
+    adopt(kubectl, namespace, collection)
 
     token = f"token-{namespace}"
     kubectl.apply(token_secret("kiosk-token", token), namespace)
-    kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster), namespace)
     kubectl.apply(policy("kiosk-b", collection, "kiosk-token", source="Server",
                          shardKeys=["kiosk-b"],
                          connection={"secretRef": {"name": "qdrant-cluster"}}), namespace)
@@ -634,6 +650,7 @@ def test_on_a_cluster_an_unreachable_shard_is_reported_and_retried(
     # tell their HTTP addresses apart, says so, and retries until the Secret is fixed.
     kubectl.apply(cluster_secret("qdrant-cluster", qdrant_cluster, with_peer_urls=False),
                   namespace)
+    adopt(kubectl, namespace, collection, shardNumber=3)
     kubectl.apply(policy("edge", collection, "kiosk-token", source="Server",
                          connection={"secretRef": {"name": "qdrant-cluster"}}), namespace)
     obj = wait_ready(kubectl, namespace, "edge", "False", "ShardsUnavailable")

@@ -163,12 +163,15 @@ def test_an_id_collision_fails_the_build_and_leaves_the_alias_alone(
 
 def test_incompatible_sources_are_refused(kubectl: Kubectl, namespace: str,
                                           qdrant: Callable[..., Any]) -> None:
-    name = f"{prefix(namespace)}_odd"
-    qdrant(lambda c: c.create_collection(name, vectors_config=qm.VectorParams(
-        size=8, distance=qm.Distance.DOT)))
-    other = f"{prefix(namespace)}_even"
-    qdrant(lambda c: c.create_collection(other, vectors_config=qm.VectorParams(
-        size=16, distance=qm.Distance.COSINE)))
+    name, other = f"{prefix(namespace)}_odd", f"{prefix(namespace)}_even"
+    for year, collection, vectors in ((2017, name, {"size": 8, "distance": "Dot"}),
+                                      (2018, other, {"size": 16, "distance": "Cosine"})):
+        kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+                       "metadata": {"name": f"album-{year}"},
+                       "spec": {"year": year, "collectionName": collection,
+                                "vectors": vectors}}, namespace)
+    kubectl.run("wait", "--for=condition=Ready", "albumcollections", "--all",
+                "--timeout=60s", namespace=namespace)
     alias = f"{prefix(namespace)}_master"
     kubectl.apply({**merge("master", alias), "spec": {"alias": alias,
                                                       "sources": [name, other]}}, namespace)

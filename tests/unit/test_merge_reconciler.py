@@ -17,6 +17,7 @@ from qdrant_client import models as qm
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, QdrantPool
 from album_operator.adapters.qdrant.merge import alias_target
 from album_operator.config import OperatorConfig
+from album_operator.core.collections import Owner
 from album_operator.models.common import ConnectionSpec
 from album_operator.models.master_merge import MasterMergeSpec
 from album_operator.reconcilers.master_merge import KIND, step_master_merge
@@ -32,10 +33,30 @@ SPEC = MasterMergeSpec.model_validate({
 REF = ResourceRef(KIND, "photos", "master", "uid-merge", 1, "2026-01-01T00:00:00Z", {})
 
 
+class OwnersKube:
+    """The Kubernetes side of ownership: the AlbumCollections that stamped the sources."""
+
+    def __init__(self, live: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.live = live
+
+    async def get_custom(self, plural: str, namespace: str, name: str
+                         ) -> dict[str, Any] | None:
+        return self.live.get((namespace, name)) if plural == "albumcollections" else None
+
+
+def owner_stamp(namespace: str, collection: str) -> dict[str, str]:
+    return Owner("AlbumCollection", namespace, collection.replace("_", "-"),
+                 f"uid-{collection}").metadata()
+
+
+LIVE_OWNERS = {("photos", name.replace("_", "-")): {"metadata": {"uid": f"uid-{name}"}}
+               for name in SOURCES}
+
+
 class MergeServices(Services):
     def __init__(self, engine: QdrantEngine) -> None:
         super().__init__(config=OperatorConfig(), pool=QdrantPool(ConnectionSettings()),
-                         kube=None)  # type: ignore[arg-type]
+                         kube=OwnersKube(dict(LIVE_OWNERS)))  # type: ignore[arg-type]
         self.engine = engine
         self.now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
         self.clock = self.tick
@@ -60,7 +81,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
         def seed(client: QdrantClient) -> None:
             for name, ids in SOURCES.items():
                 client.create_collection(name, vectors_config=qm.VectorParams(
-                    size=8, distance=qm.Distance.COSINE))
+                    size=8, distance=qm.Distance.COSINE), metadata=owner_stamp("photos", name))
                 client.upsert(name, [qm.PointStruct(id=i, vector=rng.normal(size=8).tolist(),
                                                     payload={"source": name, "i": i})
                                      for i in ids])
@@ -120,3 +141,32 @@ def test_a_crash_in_any_phase_repeats_the_step_and_ends_with_one_verified_master
     build_status = status["currentBuild"]
     assert [s["copied"] >= s["total"] for s in build_status["sources"]] == [True] * 3
     assert build_status["copiedPoints"] >= total  # a repeated copy step may count twice
+
+
+@pytest.mark.parametrize(("stamped", "live_uid", "reason", "message"), [
+    ("other", "uid-album_2018", "OwnedByAnotherNamespace",
+     "collection album_2018 belongs to namespace other, which does not share it with photos "
+     "for reading"),
+    ("photos", None, "OwnerGone", "collection album_2018 carries the owner stamp of a "
+     "resource in namespace photos that no longer exists"),
+    (None, None, "NotOwned", "collection album_2018 is not owned by any AlbumCollection or "
+     "MasterMerge; adopt it with an AlbumCollection in photos to read it"),
+])
+def test_a_source_that_is_not_this_namespaces_is_never_read(
+        engine: QdrantEngine, stamped: str | None, live_uid: str | None, reason: str,
+        message: str) -> None:
+    metadata: dict[str, Any] = owner_stamp(stamped, "album_2018") if stamped else {
+        "albumops.io/owner-uid": ""}
+    engine.call(lambda c: c.update_collection("album_2018", metadata=metadata))
+    services = MergeServices(engine)
+    kube = services.kube
+    assert isinstance(kube, OwnersKube)
+    kube.live.pop(("photos", "album-2018"))
+    if stamped and live_uid:
+        kube.live[(stamped, "album-2018")] = {"metadata": {"uid": live_uid}}
+    status, phases = build(services, None)
+    assert phases[-1] == "Failed"
+    assert status["currentBuild"]["failureReason"] == reason
+    assert status["currentBuild"]["message"] == message
+    names = {c.name for c in engine.call(lambda c: c.get_collections().collections)}
+    assert names == set(SOURCES), "nothing was created, so nothing was copied"

@@ -74,6 +74,8 @@ def test_access_follows_the_owner_and_its_grants(
     ({OWNER_KIND: "AlbumCollection", OWNER_REF: "a/b", OWNER_UID: "u"},
      OwnerStamp("AlbumCollection", "a", "b", "u")),
     ({OWNER_KIND: "AlbumCollection", OWNER_REF: "a/b"}, None),
+    ({OWNER_KIND: "AlbumCollection", OWNER_REF: "a/b", OWNER_UID: ""}, None),
+    ({OWNER_KIND: "", OWNER_REF: "a/b", OWNER_UID: "u"}, None),
     ({OWNER_KIND: "AlbumCollection", OWNER_REF: "nonamespace", OWNER_UID: "u"}, None),
     ({OWNER_KIND: "AlbumCollection", OWNER_REF: "/b", OWNER_UID: "u"}, None),
     ({OWNER_KIND: 3, OWNER_REF: "a/b", OWNER_UID: "u"}, None),

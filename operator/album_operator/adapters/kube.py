@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kopf
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from album_operator.adapters.qdrant.connection import ConnectionSettings
@@ -18,7 +20,32 @@ from album_operator.models.common import GROUP, VERSION
 
 
 class SecretUnavailable(RuntimeError):
-    """A referenced Secret or key does not exist (a user error, reported in status)."""
+    """A referenced Secret or key cannot be used: missing, forbidden, unreadable or not text
+    (a user error, reported in status)."""
+
+
+class SecretData(Mapping[str, str]):
+    """A Secret's keys; each value is decoded (base64, then UTF-8) when read and registered
+    for redaction. An undecodable value raises ``SecretUnavailable`` naming only its key."""
+
+    def __init__(self, where: str, encoded: dict[str, str]) -> None:
+        self._where = where
+        self._encoded = encoded
+
+    def __getitem__(self, key: str) -> str:
+        raw = self._encoded[key]
+        try:
+            value = base64.b64decode(raw, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise SecretUnavailable(f"{self._where} key '{key}' is not UTF-8 text") from None
+        register_secret(value)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._encoded)
+
+    def __len__(self) -> int:
+        return len(self._encoded)
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -70,19 +97,23 @@ class KubeApi:
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+    async def read_secret(self, namespace: str, name: str) -> SecretData:
+        """The Secret's data, decoded key by key when read. Every way it can be unusable
+        (missing, forbidden, unreadable, a key that is not UTF-8 text) is a
+        ``SecretUnavailable`` naming the Secret (and key), never quoting a value."""
+        where = f"Secret {namespace}/{name}"
         try:
             secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
-                raise SecretUnavailable(f"Secret {namespace}/{name} not found") from None
-            raise RuntimeError(f"reading Secret {namespace}/{name}: HTTP {exc.status}") from None
-        data = secret.data or {}
-        decoded = {key: base64.b64decode(value).decode() for key, value in data.items()}
-        for value in decoded.values():
-            register_secret(value)
-        return decoded
-
+                raise SecretUnavailable(f"{where} not found") from None
+            if exc.status == 403:
+                raise SecretUnavailable(f"{where} is not readable by the operator (forbidden): "
+                                        "grant its ServiceAccount get on it") from None
+            raise SecretUnavailable(f"reading {where} failed: HTTP {exc.status}") from None
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise SecretUnavailable(f"reading {where} failed: {type(exc).__name__}") from None
+        return SecretData(where, {key: str(value) for key, value in (secret.data or {}).items()})
     async def connection_from_secret(self, namespace: str, name: str) -> ConnectionSettings:
         data = await self.read_secret(namespace, name)
         if not data.get("url"):
@@ -94,6 +125,22 @@ class KubeApi:
                 f"Secret {namespace}/{name} key 'peerUrls': {exc}") from None
         return ConnectionSettings(url=data["url"], api_key=data.get("apiKey") or None,
                                   ca_pem=data.get("ca.crt") or None, peer_urls=peer_urls)
+
+    async def get_custom(self, plural: str, namespace: str, name: str
+                         ) -> dict[str, Any] | None:
+        """One custom object of this operator's group; None when it does not exist.
+        Raises ``PermissionError`` when the operator may not read it."""
+        try:
+            found: Any = await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+                name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 403:
+                raise PermissionError(f"{plural} {namespace}/{name}: forbidden") from None
+            raise
+        return dict(found)
 
     async def list_custom(self, plural: str, namespace: str,
                           label_selector: str | None = None) -> list[dict[str, Any]]:

@@ -32,7 +32,8 @@ class OwnerStamp:
     def from_metadata(metadata: Mapping[str, Any]) -> OwnerStamp | None:
         kind, ref, uid = (metadata.get(OWNER_KIND), metadata.get(OWNER_REF),
                           metadata.get(OWNER_UID))
-        if not (isinstance(kind, str) and isinstance(ref, str) and isinstance(uid, str)):
+        if not (isinstance(kind, str) and isinstance(ref, str) and isinstance(uid, str)
+                and kind and uid):
             return None
         namespace, _, name = ref.partition("/")
         if not (namespace and name):

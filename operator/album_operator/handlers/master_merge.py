@@ -15,8 +15,10 @@ from album_operator.adapters.metrics import (
     RECONCILES,
     STATUS_PATCHES,
 )
+from album_operator.core.conditions import find
 from album_operator.core.timeutil import parse_rfc3339
 from album_operator.handlers.common import (
+    condition_reason,
     delete_resource,
     event,
     parse_spec,
@@ -49,6 +51,10 @@ async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: ko
         STATUS_PATCHES.labels(KIND).inc()
     build = changes.get("currentBuild") or {}
     new_phase = changes.get("phase")
+    ready = find(changes.get("conditions") or [], "Ready")
+    if ready and ready["reason"] == "SecretUnavailable" and ready["reason"] != \
+            condition_reason(previous, "Ready"):
+        event(body, True, ready["reason"], ready["message"])
     if new_phase and new_phase != previous.get("phase"):
         message = build.get("message") or f"{build.get('name')}: {new_phase}"
         event(body, new_phase == "Failed", new_phase, message)

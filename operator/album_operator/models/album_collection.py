@@ -16,6 +16,7 @@ from album_operator.models.collection_settings import (
     payload_indexes_field,
 )
 from album_operator.models.common import (
+    K8S_NAME_PATTERN,
     QDRANT_NAME_PATTERN,
     CamelModel,
     Condition,
@@ -24,11 +25,24 @@ from album_operator.models.common import (
     cel,
     conditions_field,
     immutable,
+    list_map,
     validations,
 )
 
 DriftPolicy = Literal["Repair", "Report"]
 QdrantHealth = Literal["green", "yellow", "grey", "red"]
+
+
+class ShareGrant(CamelModel):
+    """Lets resources in another namespace use this collection."""
+
+    namespace: str = Field(pattern=K8S_NAME_PATTERN, max_length=63,
+                           description="The namespace granted access.")
+    access: Literal["Read", "ReadWrite"] = Field(
+        default="Read",
+        description="Read: its MasterMerges may merge this collection and its "
+        "EdgeSnapshotPolicies may publish it. ReadWrite: its EdgeSnapshotPolicies may also "
+        "upload device points into it (upload.collection).")
 
 
 class AlbumCollectionSpec(CamelModel):
@@ -91,6 +105,12 @@ class AlbumCollectionSpec(CamelModel):
         description="Repair changes Qdrant back to the spec; Report only records the drift.")
     connection: ConnectionSpec | None = Field(
         default=None, description="Another Qdrant than the operator-wide default.")
+    shared_with: list[ShareGrant] = Field(
+        default_factory=list, max_length=64,
+        description="Other namespaces that may use this collection (a grant written by its "
+        "owner; without one, MasterMerges and EdgeSnapshotPolicies of other namespaces are "
+        "refused).",
+        json_schema_extra=list_map("namespace"))
 
     def resolved_collection_name(self) -> str:
         return self.collection_name or f"album_{self.year}"

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from album_operator.adapters.metrics import (
 from album_operator.adapters.qdrant import collections as qdrant_collections
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.adapters.qdrant.merge import alias_target
+from album_operator.adapters.tenancy import collection_access
 from album_operator.core.conditions import ConditionUpdate, merge_conditions
 from album_operator.core.edge import (
     SNAPSHOT_NOW_ANNOTATION,
@@ -38,6 +40,7 @@ from album_operator.core.edge import (
     snapshots_to_delete,
 )
 from album_operator.core.schedule import next_scheduled_time
+from album_operator.core.tenancy import OwnerStamp
 from album_operator.core.timeutil import parse_rfc3339, rfc3339
 from album_operator.models.edge_snapshot_policy import EdgeSnapshotPolicySpec
 from album_operator.reconcilers.resource import ResourceRef
@@ -57,6 +60,7 @@ class PolicyProblem(Exception):
 class Target:
     collection: str
     layout: dict[str, shardbuild.VectorLayout]
+    metadata: Mapping[str, Any]
 
 
 def policy_store(services: Services, ref: ResourceRef) -> PolicyStore:
@@ -69,7 +73,7 @@ async def _resolve(engine: QdrantEngine, name: str) -> Target:
     if observed is None:
         raise PolicyProblem("CollectionMissing", f"collection or alias {name} does not exist")
     return Target(concrete, {n: shardbuild.VectorLayout(v.size, v.distance)
-                             for n, v in observed.vectors.items()})
+                             for n, v in observed.vectors.items()}, observed.metadata)
 
 
 async def _device_tokens(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services
@@ -78,21 +82,49 @@ async def _device_tokens(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, service
     for device in spec.devices:
         try:
             data = await services.kube.read_secret(ref.namespace, device.token_secret_ref)
-        except SecretUnavailable:
-            missing.append(device.token_secret_ref)
+            token = data.get("token")
+        except SecretUnavailable as exc:
+            missing.append(f"device {device.name}: {exc}")
             continue
-        if data.get("token"):
-            digests.add(token_digest(data["token"]))
+        if token:
+            digests.add(token_digest(token))
         else:
-            missing.append(f"{device.token_secret_ref} (no key 'token')")
+            missing.append(f"device {device.name}: Secret {ref.namespace}/"
+                           f"{device.token_secret_ref} has no key 'token'")
     return frozenset(digests), missing
 
 
-async def _upload_targets(ref: ResourceRef, services: Services) -> frozenset[str]:
-    """Collections owned by AlbumCollections in the namespace; masters never qualify."""
-    items = await services.kube.list_custom("albumcollections", ref.namespace)
-    return frozenset(item["spec"].get("collectionName") or f"album_{item['spec']['year']}"
-                     for item in items)
+async def _routed_targets(ref: ResourceRef, services: Services, engine: QdrantEngine
+                         ) -> frozenset[str]:
+    """Collections that AlbumCollections of this namespace hold: the stamp in Qdrant names
+    the resource itself, so one that lost its claim to another namespace's is never a
+    target, and masters never qualify."""
+    held = set()
+    for item in await services.kube.list_custom("albumcollections", ref.namespace):
+        name = item["spec"].get("collectionName") or f"album_{item['spec']['year']}"
+        observed = await qdrant_collections.describe(engine, name)
+        stamp = OwnerStamp.from_metadata(observed.metadata) if observed else None
+        if stamp is not None and stamp.uid == item["metadata"]["uid"]:
+            held.add(name)
+    return frozenset(held)
+
+
+async def _upload_targets(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services,
+                          engine: QdrantEngine) -> frozenset[str]:
+    """Where device points may go; a fixed target of another tenant's is refused whole."""
+    if spec.upload is None:
+        return frozenset()
+    if spec.upload.collection is None:
+        return await _routed_targets(ref, services, engine)
+    name = spec.upload.collection
+    observed = await qdrant_collections.describe(engine, name)
+    if observed is None:
+        return frozenset()  # devices' points are refused, one by one, until it exists
+    decision = await collection_access(services.kube, ref.namespace, name, observed.metadata,
+                                       "Write")
+    if not decision.allowed:
+        raise PolicyProblem(decision.reason, f"upload.collection: {decision.message}")
+    return frozenset({name})
 
 
 def _publish_build(access: PolicyAccess, spec: EdgeSnapshotPolicySpec,
@@ -146,7 +178,8 @@ def _apply_retention(access: PolicyAccess, spec: EdgeSnapshotPolicySpec, now: dt
 
 @dataclass(frozen=True)
 class KubeFacts:
-    """What a policy needs from Kubernetes: device token digests and upload targets."""
+    """What a policy may do, from Kubernetes: device token digests, whether it may publish
+    its collection, and its upload targets."""
 
     token_digests: frozenset[str]
     missing_tokens: tuple[str, ...]
@@ -155,20 +188,26 @@ class KubeFacts:
     read_at: float
 
 
-async def _kube_facts(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services
-                      ) -> KubeFacts:
-    """Re-read at most once per resync interval (or when devices or upload change), so a
-    policy with many devices does not read every Secret at every tick."""
+async def _kube_facts(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services,
+                      engine: QdrantEngine, target: Target) -> KubeFacts:
+    """Re-read at most once per resync interval (or when devices, upload or the collection's
+    owner change), so a policy with many devices does not read every Secret at every tick.
+    A refusal raises ``PolicyProblem`` and is never cached."""
     digest = hashlib.sha256(json.dumps(
-        [spec.model_dump(mode="json", include={"devices", "upload"})], sort_keys=True
-    ).encode()).hexdigest()
+        [spec.model_dump(mode="json", include={"devices", "upload"}), target.collection,
+         dict(target.metadata)], sort_keys=True, default=str).encode()).hexdigest()
     cached = services.edge_facts.get(ref.uid)
     now = time.monotonic()
     if (isinstance(cached, KubeFacts) and cached.spec_digest == digest
             and now - cached.read_at < services.config.resync_seconds):
         return cached
+    services.edge_facts.pop(ref.uid, None)
+    decision = await collection_access(services.kube, ref.namespace, target.collection,
+                                       target.metadata, "Read")
+    if not decision.allowed:
+        raise PolicyProblem(decision.reason, decision.message)
     digests, missing = await _device_tokens(ref, spec, services)
-    targets = await _upload_targets(ref, services) if spec.upload else frozenset()
+    targets = await _upload_targets(ref, spec, services, engine)
     facts = KubeFacts(digests, tuple(missing), targets, digest, now)
     services.edge_facts[ref.uid] = facts
     return facts
@@ -213,7 +252,7 @@ async def _server(engine: QdrantEngine, spec: EdgeSnapshotPolicySpec, collection
 async def register(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services,
                    engine: QdrantEngine) -> tuple[PolicyAccess, list[str]]:
     target = await _resolve(engine, spec.collection)
-    facts = await _kube_facts(ref, spec, services)
+    facts = await _kube_facts(ref, spec, services, engine, target)
     previous = services.edge.get(ref.namespace, ref.name)
     access = PolicyAccess(
         namespace=ref.namespace, name=ref.name, token_digests=facts.token_digests,
@@ -284,7 +323,7 @@ def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: Policy
         f"{len(snapshots)} snapshots of {access.collection}" if snapshots
         else last_run.get("message") or "no run yet")
     ready = (ConditionUpdate("Ready", "False", "DeviceSecretMissing",
-                             f"device token Secrets unavailable: {', '.join(missing_tokens)}")
+                             f"device tokens unavailable: {'; '.join(missing_tokens)}")
              if missing_tokens else
              ConditionUpdate("Ready", "True" if snapshots else "False",
                              "Ready" if snapshots else published.reason, published.message))
@@ -309,6 +348,17 @@ def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: Policy
     }
 
 
+def _problem(exc: PolicyProblem | SecretUnavailable | QdrantError) -> PolicyProblem:
+    """Every way a step can fail, as a condition reason; shown, then tried again at the
+    next step (edge_step_seconds)."""
+    if isinstance(exc, PolicyProblem):
+        return exc
+    if isinstance(exc, SecretUnavailable):
+        return PolicyProblem("InvalidConnection", str(exc))
+    reason = "ShardsUnavailable" if isinstance(exc, ShardUnavailable) else "QdrantUnavailable"
+    return PolicyProblem(reason, str(exc))
+
+
 def _failed(status: dict[str, Any], problem: PolicyProblem, now: dt.datetime,
             generation: int) -> dict[str, Any]:
     return {"conditions": merge_conditions(status.get("conditions", []), [
@@ -325,16 +375,11 @@ async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: di
         engine = await services.engine_for(ref.namespace, spec.connection)
         access, missing = await register(ref, spec, services, engine)
         published = await asyncio.to_thread(_published, access)
-    except PolicyProblem as problem:
-        return _failed(status, problem, now, ref.generation)
-    except SecretUnavailable as exc:
-        return _failed(status, PolicyProblem("InvalidConnection", str(exc)), now,
-                       ref.generation)
-    except QdrantError as exc:
-        # shown, then tried again at the next step (edge_step_seconds)
-        reason = "ShardsUnavailable" if isinstance(exc, ShardUnavailable) else \
-            "QdrantUnavailable"
-        return _failed(status, PolicyProblem(reason, str(exc)), now, ref.generation)
+    except (PolicyProblem, SecretUnavailable, QdrantError) as exc:
+        # What the endpoint may serve is unknown now: it serves nothing until a step
+        # succeeds again, rather than what an older spec or Secret allowed.
+        services.edge.withdraw(ref.namespace, ref.name)
+        return _failed(status, _problem(exc), now, ref.generation)
     changes: dict[str, Any] = {}
     run = due_run(_trigger(ref, spec, status, published, now), now)
     if run is not None and not _backing_off(status, now, services.config.retry_backoff_seconds

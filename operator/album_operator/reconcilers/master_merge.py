@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+from album_operator.adapters.kube import SecretUnavailable
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant import collections as qdrant_collections
 from album_operator.adapters.qdrant.connection import QdrantEngine
@@ -23,6 +24,7 @@ from album_operator.adapters.qdrant.merge import (
     encode_offset,
     swap_alias,
 )
+from album_operator.adapters.tenancy import collection_access
 from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import (
     OWNER_KIND,
@@ -172,6 +174,7 @@ async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
         raise BuildFailed("NoSources", "no source collections matched")
     await _refuse_alias_clash(spec.alias, sources, engine)
     observed = await _describe_sources(sources, engine)
+    await _refuse_foreign_sources(ref, observed, services)
     layouts = {s: _vector_layout(o) for s, o in observed.items()}
     if len({tuple(sorted(layout.items())) for layout in layouts.values()}) > 1:
         detail = "; ".join(f"{s}: {layout}" for s, layout in layouts.items())
@@ -188,6 +191,17 @@ async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     return {**build, "sources": [{"name": s, "total": observed[s].points_count, "copied": 0,
                                   "done": False} for s in sources],
             "expectedPoints": scan.distinct, "copyStartedAt": now}
+
+
+async def _refuse_foreign_sources(ref: ResourceRef, observed: dict[str, ObservedCollection],
+                                  services: Services) -> None:
+    """Sources must belong to this namespace (or be shared with it by their owner): nothing
+    of another tenant's is read."""
+    for source, collection in observed.items():
+        decision = await collection_access(services.kube, ref.namespace, source,
+                                           collection.metadata, "Read")
+        if not decision.allowed:
+            raise BuildFailed(decision.reason, decision.message)
 
 
 async def _refuse_alias_clash(alias: str, sources: list[str], engine: QdrantEngine) -> None:
@@ -321,9 +335,13 @@ def _finish(status: dict[str, Any], build: dict[str, Any], result: str, now: str
 async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
                             services: Services) -> dict[str, Any]:
     """One step of the build state machine. Returns status fields that change (maybe none)."""
-    engine = await services.engine_for(ref.namespace, spec.connection)
     moment = services.clock()
     now = rfc3339(moment)
+    try:
+        engine = await services.engine_for(ref.namespace, spec.connection)
+    except SecretUnavailable as exc:  # the build waits where it is until the Secret is fixed
+        return {"conditions": _conditions(status, ref.generation, now, ConditionUpdate(
+            "Ready", "False", "SecretUnavailable", str(exc)))}
     build = status.get("currentBuild")
     if not build or build.get("phase") in TERMINAL:
         reason = rebuild_reason(_trigger_state(ref, spec, status, moment), moment)

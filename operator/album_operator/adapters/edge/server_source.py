@@ -11,6 +11,7 @@ peer and its HTTP address; every shard request goes there.
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from album_operator.core.peers import (
     plan_shards,
     replicas,
 )
+from album_operator.core.timeutil import rfc3339
 
 TIMEOUT_S = (10, 600)
 CHUNK = 1 << 20
@@ -42,6 +44,14 @@ class Download:
     headers: dict[str, str]
     chunks: Iterator[bytes]
     close: Callable[[], None]
+
+
+def qdrant_time(value: str | None) -> str | None:
+    """Qdrant's snapshot ``creation_time`` (UTC, written without a zone) as RFC 3339."""
+    if not value:
+        return None
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return rfc3339(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
 
 
 class ServerSnapshots:
@@ -141,7 +151,7 @@ class ServerSnapshots:
     def list_published(self) -> list[dict[str, Any]]:
         return [{"shard": shard, "name": s["name"], "collection": self._collection,
                  "sha256": s.get("checksum"), "sizeBytes": s.get("size"),
-                 "createdAt": s.get("creation_time")}
+                 "createdAt": qdrant_time(s.get("creation_time"))}
                 for shard in self.shards for s in self.snapshots(shard)]
 
     def _stream(self, response: requests.Response, extra: dict[str, str],
