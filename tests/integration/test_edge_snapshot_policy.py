@@ -367,6 +367,19 @@ def test_the_server_source_publishes_qdrant_shard_snapshots(
     assert response.headers["X-Snapshot-Name"] == published["name"]
     assert hashlib.sha256(full.read_bytes()).hexdigest() == published["sha256"]
     assert full.stat().st_size == published["sizeBytes"]
+    # A device on a flaky link resumes: the rest of the snapshot from where it stopped,
+    # asked of Qdrant with the same Range.
+    size = full.stat().st_size
+    rest = requests.get(f"{base}/shards/0/snapshot", timeout=60, headers={
+        "Authorization": f"Bearer {token}", "Range": f"bytes={size // 3}-",
+        "If-Range": f'"{published["sha256"]}"'})
+    assert rest.status_code == 206, rest.text[:300]
+    assert rest.headers["Content-Range"] == f"bytes {size // 3}-{size - 1}/{size}"
+    resumed = full.read_bytes()[:size // 3] + rest.content
+    assert hashlib.sha256(resumed).hexdigest() == published["sha256"]
+    beyond = requests.get(f"{base}/shards/0/snapshot", timeout=60, headers={
+        "Authorization": f"Bearer {token}", "Range": f"bytes={size}-"})
+    assert beyond.status_code == 416
     device_dir = tmp_path / "device"
     qe.EdgeShard.unpack_snapshot(str(full), str(device_dir))
     device = qe.EdgeShard.load(str(device_dir))

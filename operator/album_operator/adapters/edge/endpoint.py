@@ -15,13 +15,12 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from qdrant_client import models as qm
 
 from album_operator.adapters.edge.server_source import ServerSnapshots
-from album_operator.adapters.edge.store import PolicyStore, sha256_of, stream_file
+from album_operator.adapters.edge.store import PolicyStore, file_slice, sha256_of, stream_file
 from album_operator.adapters.metrics import (
     EDGE_BYTES_SAVED,
     EDGE_PARTIALS,
@@ -159,8 +158,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: Iterator[bytes] | bytes = b""
     cleanup: Callable[[], None] | None = None
-    file: Path | None = None
-    """The body is this whole file, unchanged: the HTTP layer may serve byte ranges of it."""
+    byte_range: Callable[[int, int], Iterator[bytes]] | None = None
+    """The body is a whole snapshot, unchanged, and this opens (first byte, length) of it:
+    the HTTP layer may serve byte ranges (a device resuming a download)."""
 
 
 def _json(status: int, value: Any) -> Reply:
@@ -184,7 +184,9 @@ def full_snapshot(access: PolicyAccess, shard: int) -> Reply:
         download = access.server.download_latest(shard)
         if download is None:
             raise HttpError(404, f"no snapshot of shard {shard} is published")
-        return Reply(200, download.headers, download.chunks, download.close)
+        server, name = access.server, download.headers["X-Snapshot-Name"]
+        return Reply(200, download.headers, download.chunks, download.close,
+                     lambda first, length: server.download_range(shard, name, first, length))
     latest = access.store.latest(shard)
     if latest is None:
         raise HttpError(404, f"no snapshot of shard {shard} is published")
@@ -192,7 +194,8 @@ def full_snapshot(access: PolicyAccess, shard: int) -> Reply:
                        "Content-Length": str(latest.size_bytes),
                        "X-Snapshot-Name": latest.name, "X-Snapshot-Sha256": latest.sha256},
                  stream_file(access.store.path(latest.name)),
-                 file=access.store.path(latest.name))
+                 byte_range=lambda first, length: file_slice(access.store.path(latest.name),
+                                                             first, length))
 
 
 def partial_snapshot(access: PolicyAccess, shard: int, device_manifest: Any) -> Reply:

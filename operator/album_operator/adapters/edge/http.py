@@ -17,7 +17,7 @@ Devices reach it from the internet, so every request is bounded before it costs 
 
 The domain functions of ``endpoint.py`` are blocking (Qdrant, disk): they run on a bounded
 thread pool, and answers stream chunk by chunk, a snapshot never held whole. Full snapshots
-that are files (``Reply.file``, the Build source) are served with byte ranges. Every answer
+that are whole snapshots (``Reply.byte_range``) are served with byte ranges. Every answer
 gets a JSON access log line (``album_operator.edge.access``; never a header, so never a
 token) and request metrics.
 """
@@ -34,7 +34,6 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -52,7 +51,6 @@ from album_operator.adapters.edge.endpoint import (
     partial_snapshot,
     upload_points,
 )
-from album_operator.adapters.edge.store import CHUNK
 from album_operator.adapters.metrics import (
     EDGE_HTTP_BYTES_RECEIVED,
     EDGE_HTTP_BYTES_SENT,
@@ -188,17 +186,6 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size or end < start:
         raise ValueError(header)
     return start, end
-
-
-def file_slice(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        handle.seek(start)
-        while length > 0:
-            block = handle.read(min(CHUNK, length))
-            if not block:
-                return
-            length -= len(block)
-            yield block
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -435,8 +422,8 @@ class _App:
                       ) -> web.StreamResponse:
         status, headers = reply.status, dict(reply.headers)
         try:
-            if reply.file is not None and status == 200:
-                status, chunks = self._ranged(request, reply.file, headers, chunks)
+            if reply.byte_range is not None and status == 200:
+                status, chunks = self._ranged(request, reply.byte_range, headers, chunks)
             length = headers.pop("Content-Length", None)
             response = web.StreamResponse(status=status, headers=headers)
             if length is not None:
@@ -471,10 +458,11 @@ class _App:
             if reply.cleanup is not None:
                 await self.run(reply.cleanup)
 
-    def _ranged(self, request: web.BaseRequest, path: Path, headers: dict[str, str],
+    def _ranged(self, request: web.BaseRequest,
+                open_range: Callable[[int, int], Iterator[bytes]], headers: dict[str, str],
                 chunks: Iterator[bytes]) -> tuple[int, Iterator[bytes]]:
-        """A Build full snapshot: Accept-Ranges and an ETag (its sha256); a Range (when
-        If-Range, if any, names this snapshot) gets 206 or 416."""
+        """A full snapshot: Accept-Ranges and an ETag (its sha256); a Range (when If-Range,
+        if any, names this snapshot) gets 206 or 416."""
         size = int(headers["Content-Length"])
         headers[hdrs.ACCEPT_RANGES] = "bytes"
         etag = f'"{headers[SNAPSHOT_SHA256]}"' if headers.get(SNAPSHOT_SHA256) else None
@@ -496,7 +484,7 @@ class _App:
         headers["Content-Length"] = str(end - start + 1)
         headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{end}/{size}"
         getattr(chunks, "close", lambda: None)()  # never started: nothing to read
-        return 206, file_slice(path, start, end - start + 1)
+        return 206, open_range(start, end - start + 1)
 
 
 def _token(request: web.BaseRequest) -> str | None:

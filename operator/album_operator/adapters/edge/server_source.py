@@ -184,6 +184,25 @@ class ServerSnapshots:
         return self._stream(response, {"X-Snapshot-Name": latest["name"],
                                        "X-Snapshot-Sha256": latest.get("checksum") or ""})
 
+    def download_range(self, shard: int, name: str, first: int, length: int
+                       ) -> Iterator[bytes]:
+        """``length`` bytes of snapshot ``name`` from byte ``first``, asked of the shard's
+        peer with a Range header (Qdrant answers 206); the request starts at the first
+        read."""
+        route = self._route(shard)
+        response = self._request("GET", self._url(route, f"snapshots/{quote(name)}"), route,
+                                 stream=True, headers={
+                                     "Accept-Encoding": "identity",
+                                     "Range": f"bytes={first}-{first + length - 1}"})
+        try:
+            if response.status_code != 206:
+                raise QdrantError(f"GET snapshot range ({route.describe()}): HTTP "
+                                  f"{response.status_code} instead of 206",
+                                  status_code=response.status_code)
+            yield from response.iter_content(CHUNK)
+        finally:
+            response.close()
+
     def partial(self, shard: int, manifest: dict[str, Any]) -> Download | None:
         """A partial snapshot for ``manifest``, built by the shard's peer and streamed; None
         when the device is current."""

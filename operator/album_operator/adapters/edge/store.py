@@ -47,6 +47,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_slice(path: Path, start: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of a file from ``start``, in chunks (opened at the first read)."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        while length > 0:
+            block = handle.read(min(CHUNK, length))
+            if not block:
+                return
+            length -= len(block)
+            yield block
+
+
 def stream_file(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while block := handle.read(CHUNK):
