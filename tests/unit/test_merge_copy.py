@@ -146,8 +146,9 @@ def test_the_alias_moves_in_one_request_and_can_move_back(engine: QdrantEngine) 
     swap_alias(engine, "album_master", "master_v2")
     assert alias_target(engine, "album_master") == "master_v2"
     aliases = engine.call(lambda c: c.get_aliases().aliases)
-    assert [(a.alias_name, a.collection_name) for a in aliases] == [
-        ("album_master", "master_v2")]
+    # one alias of that name, pointing at the new master (a shared server has others' too)
+    assert [a.collection_name for a in aliases if a.alias_name == "album_master"] == [
+        "master_v2"]
     swap_alias(engine, "album_master", "master_v1")
     assert alias_target(engine, "album_master") == "master_v1"
 
