@@ -127,12 +127,16 @@ def collection_rest(target: ServerTarget, name: str) -> dict[str, Any]:
     return found
 
 
-@pytest.fixture
-def server_client(qdrant_server: ServerTarget) -> Iterator[QdrantClient]:
-    client = QdrantClient(url=qdrant_server.url, api_key=qdrant_server.api_key,
-                          check_compatibility=False, timeout=60)
+def client_of(url: str, api_key: str | None) -> Iterator[QdrantClient]:
+    """A test's own client to a server or a cluster's first peer, closed afterwards."""
+    client = QdrantClient(url=url, api_key=api_key, check_compatibility=False, timeout=60)
     yield client
     client.close()
+
+
+@pytest.fixture
+def server_client(qdrant_server: ServerTarget) -> Iterator[QdrantClient]:
+    yield from client_of(qdrant_server.url, qdrant_server.api_key)
 
 
 def test_a_master_of_indexed_sources_is_loaded_unindexed_indexed_verified_then_swapped(
@@ -219,10 +223,7 @@ def test_an_operator_killed_mid_copy_resumes_and_the_alias_never_shows_an_unveri
 
 @pytest.fixture
 def cluster_client(qdrant_cluster: LocalQdrant) -> Iterator[QdrantClient]:
-    client = QdrantClient(url=qdrant_cluster.url, api_key=qdrant_cluster.api_key,
-                          check_compatibility=False, timeout=60)
-    yield client
-    client.close()
+    yield from client_of(qdrant_cluster.url, qdrant_cluster.api_key)
 
 
 def shard_placement(cluster: LocalQdrant, collection: str) -> dict[int, list[int]]:
