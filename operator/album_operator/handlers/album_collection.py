@@ -54,7 +54,11 @@ def index_claims(*, namespace: str | None, name: str, body: kopf.Body, **_: Any
 
 def _post_events(body: kopf.Body, result: AlbumReconcileResult,
                  previous: dict[str, Any]) -> None:
-    changed = condition_reason(previous, "Synced") != _synced_reason(result)
+    before = condition_reason(previous, "Synced")
+    # A collection first seen in sync (a second reconcile racing the first one's status
+    # write, or status lost) is no news; a warning is news even on first sight.
+    changed = before != _synced_reason(result) and (
+        before is not None or result.outcome in WARNING_OUTCOMES)
     if result.outcome in ACTION_OUTCOMES or changed:
         warning = result.outcome in WARNING_OUTCOMES
         message = result.message or f"collection {result.collection}: {result.outcome}"
