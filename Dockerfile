@@ -8,7 +8,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY operator/ operator/
+COPY operator/album_operator/ operator/album_operator/
 RUN pip install --upgrade pip && pip install .
 
 # --- runtime: the virtualenv only, run as an unprivileged user ----------------------------------

@@ -30,8 +30,8 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.crdinstall import install_crds
 from album_operator.adapters.kube import load_api_client
-from album_operator.adapters.localcluster import cluster
-from album_operator.adapters.localcluster.cluster import free_port
+from album_operator_dev.localcluster import cluster
+from album_operator_dev.localcluster.cluster import free_port
 from bench import server as bench_server
 
 NAMESPACE = "bench-collections"

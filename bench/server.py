@@ -25,9 +25,9 @@ from pathlib import Path
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.localcluster import qdrant_server
-from album_operator.adapters.localcluster.qdrant_server import LocalQdrant
 from album_operator.adapters.qdrant.connection import ConnectionSettings
+from album_operator_dev.localcluster import qdrant_server
+from album_operator_dev.localcluster.qdrant_server import LocalQdrant
 
 # qdrant-client warns on every client made with an API key over http; loopback is fine here.
 warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")

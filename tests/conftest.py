@@ -24,8 +24,6 @@ import requests
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.localcluster import qdrant_server as local_qdrant
-from album_operator.adapters.localcluster.qdrant_server import LocalQdrant
 from album_operator.adapters.qdrant.connection import (
     ConnectionSettings,
     QdrantEngine,
@@ -34,6 +32,8 @@ from album_operator.adapters.qdrant.connection import (
 )
 from album_operator.core.engine import EMBEDDED
 from album_operator.runner import OperatorThread
+from album_operator_dev.localcluster import qdrant_server as local_qdrant
+from album_operator_dev.localcluster.qdrant_server import LocalQdrant
 from tests.helpers import Kubectl
 
 TEST_NAMESPACE_PREFIX = "albumops-it-"
@@ -114,7 +114,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    from album_operator.adapters.localcluster import cluster
+    from album_operator_dev.localcluster import cluster
 
     cache = str(tmp_path_factory.mktemp("kubectl-cache"))
     if cluster.use_existing_cluster():
@@ -147,7 +147,7 @@ def kubectl(control_plane: Kubectl) -> Kubectl:
 @pytest.fixture(scope="session")
 def helm() -> Path:
     """The helm binary, built from Go modules into the cache on first use (about 4 minutes)."""
-    from album_operator.adapters.localcluster import build
+    from album_operator_dev.localcluster import build
 
     return build.build(build.HELM)
 

@@ -97,8 +97,24 @@ def _config_from(args: argparse.Namespace) -> OperatorConfig:
     )
 
 
+class DeveloperToolingMissing(Exception):
+    """A developer command ran where ``album_operator_dev`` (or a dev extra) is not installed."""
+
+
+def _missing(command: str, error: ModuleNotFoundError) -> DeveloperToolingMissing:
+    """The developer tooling (``album_operator_dev`` and the ``dev`` extra) is not installed:
+    the operator image carries only the operator."""
+    return DeveloperToolingMissing(
+        f"album-operator: '{command}' is a developer command and {error.name} is not "
+        "installed (the operator image leaves it out); from a source checkout: "
+        "pip install -e '.[dev]'")
+
+
 def _local_cluster(action: str, name: str) -> int:
-    from album_operator.adapters.localcluster import build, cluster
+    try:
+        from album_operator_dev.localcluster import build, cluster
+    except ModuleNotFoundError as error:
+        raise _missing("local-cluster", error) from None
 
     if action == "build":
         tools = {**build.ensure_control_plane_binaries(), "helm": build.build(build.HELM)}
@@ -124,18 +140,7 @@ def _local_cluster(action: str, name: str) -> int:
     return 0
 
 
-def _crds(action: str, repo: str) -> int:
-    from album_operator import crdfiles
-
-    if action == "generate":
-        for path in crdfiles.write(Path(repo)):
-            print(f"wrote {path}")
-        return 0
-    if action == "check":
-        problems = crdfiles.stale(Path(repo))
-        for problem in problems:
-            print(f"stale: {problem} (run: album-operator crds generate)", file=sys.stderr)
-        return 1 if problems else 0
+def _install_crds() -> int:
     from album_operator.adapters.crdinstall import install_crds
     from album_operator.adapters.kube import load_api_client
 
@@ -144,18 +149,41 @@ def _crds(action: str, repo: str) -> int:
     return 0
 
 
+def _crds(action: str, repo: str) -> int:
+    if action == "install":  # a runtime command: the image installs its own CRDs
+        return _install_crds()
+    try:
+        from album_operator_dev import crdfiles
+    except ModuleNotFoundError as error:
+        raise _missing(f"crds {action}", error) from None
+    if action == "generate":
+        for path in crdfiles.write(Path(repo)):
+            print(f"wrote {path}")
+        return 0
+    problems = crdfiles.stale(Path(repo))
+    for problem in problems:
+        print(f"stale: {problem} (run: album-operator crds generate)", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "local-cluster":
-        return _local_cluster(args.action, args.name)
-    if args.command == "crds":
-        return _crds(args.action, args.repo)
-    if args.command == "demo":
-        from album_operator.demo import DemoQdrant, run_demo
-
-        return run_demo(keep=args.keep, qdrant=DemoQdrant(
-            binary=args.qdrant_bin, url=args.qdrant_url,
-            api_key=os.environ.get("QDRANT_API_KEY") or None))
+    try:
+        if args.command == "local-cluster":
+            return _local_cluster(args.action, args.name)
+        if args.command == "crds":
+            return _crds(args.action, args.repo)
+        if args.command == "demo":
+            try:
+                from album_operator_dev.demo import DemoQdrant, run_demo
+            except ModuleNotFoundError as error:
+                raise _missing("demo", error) from None
+            return run_demo(keep=args.keep, qdrant=DemoQdrant(
+                binary=args.qdrant_bin, url=args.qdrant_url,
+                api_key=os.environ.get("QDRANT_API_KEY") or None))
+    except DeveloperToolingMissing as missing:
+        print(missing, file=sys.stderr)
+        return 2
     from album_operator.runner import run_forever
 
     return run_forever(_config_from(args), verbose=args.verbose)

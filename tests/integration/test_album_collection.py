@@ -15,9 +15,9 @@ from prometheus_client import REGISTRY
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.localcluster.cluster import free_port
-from album_operator.adapters.localcluster.qdrant_server import LocalQdrant
 from album_operator.runner import OperatorThread
+from album_operator_dev.localcluster.cluster import free_port
+from album_operator_dev.localcluster.qdrant_server import LocalQdrant
 from tests.conftest import ServerTarget
 from tests.helpers import Kubectl, condition, wait_for
 

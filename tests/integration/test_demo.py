@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from album_operator.adapters.localcluster import cluster
-from album_operator.adapters.localcluster.qdrant_server import ENABLE_HINT, find_binary
-from album_operator.demo import CLUSTER
+from album_operator_dev.demo import CLUSTER
+from album_operator_dev.localcluster import cluster
+from album_operator_dev.localcluster.qdrant_server import ENABLE_HINT, find_binary
 
 pytestmark = pytest.mark.cluster
 YEARS = range(2017, 2026)

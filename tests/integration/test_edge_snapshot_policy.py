@@ -18,9 +18,9 @@ import requests
 from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
-from album_operator.adapters.localcluster.qdrant_server import LocalQdrant, wait_joined
 from album_operator.edge.client import EndpointClient
 from album_operator.edge.device import EdgeDevice
+from album_operator_dev.localcluster.qdrant_server import LocalQdrant, wait_joined
 from tests.conftest import ServerTarget
 from tests.helpers import Kubectl, condition, wait_for
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from album_operator.adapters.localcluster.cluster import free_port
+from album_operator_dev.localcluster.cluster import free_port
 from tests.helpers import Kubectl, condition, wait_for
 
 pytestmark = pytest.mark.cluster

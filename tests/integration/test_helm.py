@@ -30,7 +30,7 @@ import pytest
 import requests
 import yaml
 
-from album_operator.adapters.localcluster.cluster import free_port
+from album_operator_dev.localcluster.cluster import free_port
 from tests.helpers import Kubectl, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -304,8 +304,8 @@ def scrape(url: str, metric: str, namespace: str) -> float:
 
 def test_metrics_move_during_a_merge(kubectl: Kubectl, namespace: str,
                                      qdrant: Callable[..., Any]) -> None:
-    from album_operator.adapters.localcluster.cluster import free_port
     from album_operator.adapters.metrics import serve
+    from album_operator_dev.localcluster.cluster import free_port
 
     port = free_port()
     serve(port)

@@ -19,8 +19,8 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from album_operator.adapters.localcluster.cluster import free_port
-from album_operator.adapters.localcluster.qdrant_server import LocalQdrant, wait_joined
+from album_operator_dev.localcluster.cluster import free_port
+from album_operator_dev.localcluster.qdrant_server import LocalQdrant, wait_joined
 from tests.conftest import ServerTarget
 from tests.helpers import Kubectl, condition, wait_for
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from album_operator import crdfiles
 from album_operator.core.crdgen import build_crd, missing_descriptions, structural_schema
 from album_operator.models.kinds import ALL_KINDS, KindInfo
+from album_operator_dev import crdfiles
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -99,13 +99,24 @@ def copied_sources() -> list[str]:
 
 def test_the_build_context_holds_what_the_copies_name() -> None:
     sources = copied_sources()
-    assert {"pyproject.toml", "README.md", "operator"} <= set(sources)
+    assert {"pyproject.toml", "README.md", "operator/album_operator"} <= set(sources)
     for source in sources:
         assert (REPO / source).exists(), source
         assert dockerignore_allows(source), f"{source} is excluded by .dockerignore"
     assert dockerignore_allows("operator/album_operator/cli.py")
     assert not dockerignore_allows("tests/conftest.py")
     assert not dockerignore_allows(".venv")
+
+
+def test_the_image_carries_only_the_operator_not_the_developer_tooling() -> None:
+    """album_operator_dev (local control plane, demo, CRD files) stays out of the image: no
+    COPY names it or a folder above it, and the build context leaves it out as well."""
+    assert (REPO / "operator/album_operator_dev/__init__.py").is_file()
+    for source in copied_sources():
+        assert source not in {".", "operator"}, f"COPY {source} would take the dev package"
+        assert not source.startswith("operator/album_operator_dev"), source
+    assert not dockerignore_allows("operator/album_operator_dev/demo.py")
+    assert not dockerignore_allows("operator/album_operator_dev/localcluster/pki.py")
 
 
 def test_the_copied_context_builds_a_wheel_with_both_console_scripts(tmp_path: Path) -> None:
@@ -128,5 +139,12 @@ def test_the_copied_context_builds_a_wheel_with_both_console_scripts(tmp_path: P
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()
+        metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "album-operator = album_operator.cli:main" in text
     assert "album_operator/runner.py" in names
+    assert not [n for n in names if n.startswith("album_operator_dev/")], "dev tooling left out"
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines()
+                if line.startswith("Requires-Dist:")]
+    runtime = [r for r in requires if "extra ==" not in r]
+    assert not [r for r in runtime if r.startswith("cryptography")], "only the dev extra"
+    assert [r for r in requires if r.startswith("cryptography") and "extra == \"dev\"" in r]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from album_operator.adapters.localcluster.cluster import free_port
+from album_operator_dev.localcluster.cluster import free_port
 
 BIN_ENV = "QDRANT_BIN"
 READY_TIMEOUT_S = 60.0

@@ -24,8 +24,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from album_operator.adapters.localcluster.build import cache_root, ensure_control_plane_binaries
-from album_operator.adapters.localcluster.pki import Pki, create_pki
+from album_operator_dev.localcluster.build import cache_root, ensure_control_plane_binaries
+from album_operator_dev.localcluster.pki import Pki, create_pki
 
 READY_TIMEOUT_S = 120.0
 USE_EXISTING_ENV = "ALBUMOPS_USE_EXISTING_CLUSTER"

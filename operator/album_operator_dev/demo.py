@@ -32,13 +32,13 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.crdinstall import install_crds
 from album_operator.adapters.kube import load_api_client
-from album_operator.adapters.localcluster import cluster
-from album_operator.adapters.localcluster.build import cache_root
-from album_operator.adapters.localcluster.qdrant_server import start_single
 from album_operator.adapters.logs import configure_logging
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantPool
 from album_operator.config import OperatorConfig
 from album_operator.runner import OperatorThread
+from album_operator_dev.localcluster import cluster
+from album_operator_dev.localcluster.build import cache_root
+from album_operator_dev.localcluster.qdrant_server import start_single
 
 NAMESPACE = "album-demo"
 CLUSTER = "demo"
