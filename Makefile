@@ -22,7 +22,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/album-operator demo $(DEMO_ARGS)
 
-## Every test: lint, types, CRD drift, unit tests, integration tests on a real API server.
+## Every test: lint, types, import layers, CRD drift, unit tests, integration tests on a real API server.
 test: setup
 	$(BIN)/album-operator local-cluster build
 	$(MAKE) --no-print-directory lint
@@ -31,6 +31,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/album-operator crds check
 
 unit: setup
