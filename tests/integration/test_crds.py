@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,41 @@ def test_immutable_field_change_is_rejected_naming_the_field(
         manifest(kind, spec_of({**initial, **update}))), namespace=crd_namespace, check=False)
     assert result.returncode != 0, f"accepted: {update}"
     assert f"{field}: " in result.stderr, result.stderr
+
+
+READY_COLUMN = '.status.conditions[?(@.type=="Ready")].status'
+
+
+@pytest.mark.parametrize("crd_file", [
+    *sorted(REPO.glob("crds/*.albumops.io.yaml")),
+    *sorted(REPO.glob("charts/album-operator/crds/*.albumops.io.yaml"))],
+    ids=lambda path: f"{path.parent.parent.name}/{path.name}")
+def test_generated_crds_show_ready_by_default_and_times_as_dates(crd_file: Path) -> None:
+    crd = yaml.safe_load(crd_file.read_text())
+    columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    ready = [c for c in columns if c["name"] == "Ready"]
+    assert len(ready) == 1
+    assert ready[0]["jsonPath"] == READY_COLUMN
+    assert ready[0].get("priority", 0) == 0
+    times = {c["name"]: c["type"] for c in columns
+             if c["name"] in {"Age", "Last Run", "Next Run", "Last Swap", "Next Build"}}
+    assert set(times.values()) == {"date"}, times
+    assert len([c for c in columns if not c.get("priority")]) <= 7
+
+
+@pytest.mark.parametrize(("kind", "headers"), [
+    ("AlbumCollection", ["NAME", "COLLECTION", "READY", "SYNCED", "POINTS", "AGE"]),
+    ("MasterMerge", ["NAME", "ALIAS", "TARGET", "READY", "PHASE", "LAST SWAP", "NEXT BUILD",
+                     "AGE"]),
+    ("EdgeSnapshotPolicy", ["NAME", "COLLECTION", "READY", "SNAPSHOTS", "LAST RUN",
+                            "NEXT RUN", "AGE"]),
+])
+def test_kubectl_get_shows_the_ready_column_by_default(
+        kubectl: Kubectl, crd_namespace: str, kind: str, headers: list[str]) -> None:
+    kubectl.apply(manifest(kind, KINDS[kind]), crd_namespace)
+    out = kubectl.run("get", kind.lower(), "subject", namespace=crd_namespace).stdout
+    header = out.splitlines()[0]
+    assert re.split(r"\s{2,}", header.strip()) == headers, header
+    wide = kubectl.run("get", kind.lower(), "subject", "-o", "wide",
+                       namespace=crd_namespace).stdout.splitlines()[0]
+    assert "READY" in wide.split()

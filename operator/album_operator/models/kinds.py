@@ -29,6 +29,9 @@ def _condition(type_: str) -> str:
 
 
 AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation.")
+# shown by default on every kind: the one column that says whether a resource is fine
+READY = PrinterColumn("Ready", "string", _condition("Ready"),
+                      "Ready condition; kubectl describe shows its reason and message.")
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,11 @@ ALBUM_COLLECTION = KindInfo(
     "its spec.",
     columns=(
         PrinterColumn("Collection", "string", ".status.collectionName", "Qdrant collection."),
-        PrinterColumn("Points", "integer", ".status.pointsCount", "Points in the collection."),
-        PrinterColumn("Status", "string", ".status.qdrantStatus", "Qdrant collection status."),
+        READY,
         PrinterColumn("Synced", "string", _condition("Synced"), "Qdrant matches the spec."),
-        PrinterColumn("Ready", "string", _condition("Ready"), "Ready condition.", priority=1),
+        PrinterColumn("Points", "integer", ".status.pointsCount", "Points in the collection."),
+        PrinterColumn("Status", "string", ".status.qdrantStatus", "Qdrant collection status.",
+                      priority=1),
         AGE,
     ),
 )
@@ -78,9 +82,14 @@ MASTER_MERGE = KindInfo(
     columns=(
         PrinterColumn("Alias", "string", ".spec.alias", "Alias served."),
         PrinterColumn("Target", "string", ".status.aliasTarget", "Collection behind the alias."),
+        READY,
         PrinterColumn("Phase", "string", ".status.phase", "Phase of the current build."),
-        PrinterColumn("Progress", "string", ".status.progress", "Points copied / total."),
-        PrinterColumn("Ready", "string", _condition("Ready"), "Ready condition.", priority=1),
+        PrinterColumn("Progress", "string", ".status.progress", "Points copied / total.",
+                      priority=1),
+        PrinterColumn("Last Swap", "date", ".status.lastSwapTime",
+                      "Time of the last alias swap."),
+        PrinterColumn("Next Build", "date", ".status.nextScheduledTime",
+                      "Next scheduled build (empty without a schedule)."),
         AGE,
     ),
 )
@@ -96,11 +105,12 @@ EDGE_SNAPSHOT_POLICY = KindInfo(
     "schedule, and accepts their uploads.",
     columns=(
         PrinterColumn("Collection", "string", ".spec.collection", "Collection published."),
-        PrinterColumn("Source", "string", ".spec.source", "Server or Build."),
-        PrinterColumn("Last Run", "string", ".status.lastRun.time", "Latest run."),
-        PrinterColumn("Next Run", "string", ".status.nextRun", "Next scheduled run."),
+        READY,
+        PrinterColumn("Source", "string", ".spec.source", "Server or Build.", priority=1),
         PrinterColumn("Snapshots", "integer", ".status.snapshotCount", "Published snapshots."),
-        PrinterColumn("Ready", "string", _condition("Ready"), "Ready condition.", priority=1),
+        PrinterColumn("Last Run", "date", ".status.lastRun.time", "Time of the latest run."),
+        PrinterColumn("Next Run", "date", ".status.nextRun",
+                      "Next scheduled run (empty while suspended)."),
         AGE,
     ),
 )
