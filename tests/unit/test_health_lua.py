@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from lupa.lua51 import LuaRuntime
+from lupa.lua51 import LuaRuntime  # type: ignore[import-untyped]
 
 from album_operator.core.health import (
     HEALTHS,
@@ -48,8 +48,9 @@ def resource(kind: str, conditions: list[dict[str, Any]] | None, generation: int
 
 def ready(status: str, reason: str, message: str = "what the operator said",
           observed: int | None = 3) -> dict[str, Any]:
-    condition = {"type": "Ready", "status": status, "reason": reason, "message": message,
-                 "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    condition: dict[str, Any] = {
+        "type": "Ready", "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}
     if observed is not None:
         condition["observedGeneration"] = observed
     return condition

@@ -1,8 +1,51 @@
-"""Prometheus metrics, served on ``/metrics`` when ``--metrics-port`` is given."""
+"""Prometheus metrics, served on ``/metrics`` when ``--metrics-port`` is given.
+
+Metrics about one resource carry its ``namespace`` and ``name`` (and maybe more labels, such as
+``result``); they are :class:`ResourceCounter` and :class:`ResourceGauge`, which remember every
+label tuple a series was created with, so that ``forget_resource`` can remove all of a deleted
+resource's series (an alert on "time since last swap" must not fire for a merge that is gone).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
+from typing import Self
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
+
+_SERIES_LOCK = threading.Lock()
+# per-resource metric -> the label tuples of its series
+_SERIES: dict[MetricWrapperBase, set[tuple[str, ...]]] = {}
+
+
+def _remember(metric: MetricWrapperBase, values: tuple[object, ...],
+              named: Mapping[str, object]) -> None:
+    if named:
+        raise TypeError(f"{metric!r}: give label values by position")
+    with _SERIES_LOCK:
+        _SERIES.setdefault(metric, set()).add(tuple(str(value) for value in values))
+
+
+class ResourceCounter(Counter):
+    """A Counter labelled by resource (``namespace``, ``name``, maybe more) whose series
+    ``forget_resource`` can find."""
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        child = super().labels(*labelvalues, **labelkwargs)
+        _remember(self, labelvalues, labelkwargs)
+        return child
+
+
+class ResourceGauge(Gauge):
+    """A Gauge labelled by resource (``namespace``, ``name``, maybe more) whose series
+    ``forget_resource`` can find."""
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        child = super().labels(*labelvalues, **labelkwargs)
+        _remember(self, labelvalues, labelkwargs)
+        return child
 
 RECONCILES = Counter(
     "albumops_reconciles_total", "Reconciles by kind and outcome.", ["kind", "outcome"])
@@ -19,36 +62,36 @@ STATUS_PATCHES = Counter(
 DRIFT_REPAIRS = Counter(
     "albumops_drift_repairs_total", "Collections repaired after drift, by kind.", ["kind"])
 
-MERGE_POINTS_COPIED = Counter(
+MERGE_POINTS_COPIED = ResourceCounter(
     "albumops_merge_points_copied_total", "Points copied into masters.", ["namespace", "name"])
-MERGE_POINTS_PER_SECOND = Gauge(
+MERGE_POINTS_PER_SECOND = ResourceGauge(
     "albumops_merge_points_per_second", "Copy rate of the current build.",
     ["namespace", "name"])
-MERGE_VERIFICATIONS = Counter(
+MERGE_VERIFICATIONS = ResourceCounter(
     "albumops_merge_verifications_total", "Master verifications by result.",
     ["namespace", "name", "result"])
-MERGE_LAST_SWAP = Gauge(
+MERGE_LAST_SWAP = ResourceGauge(
     "albumops_merge_last_swap_timestamp_seconds",
     "Unix time of the last successful alias swap (time since = now - this).",
     ["namespace", "name"])
-EDGE_SNAPSHOT_CREATED = Gauge(
+EDGE_SNAPSHOT_CREATED = ResourceGauge(
     "albumops_edge_snapshot_created_timestamp_seconds",
     "Unix time the newest snapshot was published (its age = now - this).",
     ["namespace", "name"])
-EDGE_BYTES_PUBLISHED = Gauge(
+EDGE_BYTES_PUBLISHED = ResourceGauge(
     "albumops_edge_bytes_published", "Bytes of the snapshots a policy keeps.",
     ["namespace", "name"])
-EDGE_PARTIALS = Counter(
+EDGE_PARTIALS = ResourceCounter(
     "albumops_edge_partial_requests_total", "Partial snapshots served.", ["namespace", "name"])
-EDGE_BYTES_SAVED = Counter(
+EDGE_BYTES_SAVED = ResourceCounter(
     "albumops_edge_partial_bytes_saved_total",
     "Bytes partial snapshots saved against full ones.", ["namespace", "name"])
-EDGE_UPLOAD_BATCHES = Counter(
+EDGE_UPLOAD_BATCHES = ResourceCounter(
     "albumops_edge_upload_batches_total",
     "Device upload requests: accepted (upserted, maybe with some points rejected) or refused "
     "whole (bad body, too large, no upload target, Qdrant unavailable).",
     ["namespace", "name", "result"])
-EDGE_UPLOADS = Counter(
+EDGE_UPLOADS = ResourceCounter(
     "albumops_edge_upload_points_total", "Points devices uploaded, by result.",
     ["namespace", "name", "result"])
 
@@ -70,6 +113,44 @@ EDGE_HTTP_IN_FLIGHT = Gauge(
     "albumops_edge_http_requests_in_flight", "Requests the snapshot endpoint is handling.")
 EDGE_HTTP_CONNECTIONS = Gauge(
     "albumops_edge_http_connections", "Open connections to the snapshot endpoint.")
+
+RESOURCE_READY = ResourceGauge(
+    "albumops_resource_ready",
+    "1 while the resource's Ready condition is True, else 0; by kind, namespace and name.",
+    ["kind", "namespace", "name"])
+
+# the metrics about one resource of each kind, labelled (namespace, name, ...)
+RESOURCE_METRICS: Mapping[str, tuple[ResourceCounter | ResourceGauge, ...]] = {
+    "AlbumCollection": (),
+    "MasterMerge": (MERGE_POINTS_COPIED, MERGE_POINTS_PER_SECOND, MERGE_VERIFICATIONS,
+                    MERGE_LAST_SWAP),
+    "EdgeSnapshotPolicy": (EDGE_SNAPSHOT_CREATED, EDGE_BYTES_PUBLISHED, EDGE_PARTIALS,
+                           EDGE_BYTES_SAVED, EDGE_UPLOAD_BATCHES, EDGE_UPLOADS),
+}
+
+
+def set_resource_ready(kind: str, namespace: str, name: str, ready: bool) -> None:
+    """Sets ``albumops_resource_ready`` of one resource (Ready True: 1, anything else: 0)."""
+    RESOURCE_READY.labels(kind, namespace, name).set(1 if ready else 0)
+
+
+def forget_resource(kind: str, namespace: str, name: str) -> None:
+    """Removes every series of one resource, of every metric about its kind (and its
+    ``albumops_resource_ready``), including series with more labels (``result``). Call it
+    once the resource is deleted; a series of another kind's resource of the same name is
+    left alone."""
+    _forget(RESOURCE_READY, (kind, namespace, name))
+    for metric in RESOURCE_METRICS.get(kind, ()):
+        _forget(metric, (namespace, name))
+
+
+def _forget(metric: ResourceCounter | ResourceGauge, prefix: tuple[str, ...]) -> None:
+    with _SERIES_LOCK:
+        series = _SERIES.get(metric, set())
+        gone = {labels for labels in series if labels[:len(prefix)] == prefix}
+        series -= gone
+    for labels in gone:
+        metric.remove(*labels)
 
 
 def serve(port: int) -> None:

@@ -1,0 +1,161 @@
+"""Per-resource metrics: the readiness gauge, and every series of a deleted resource removed."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+
+from album_operator.adapters import metrics
+from album_operator.adapters.metrics import (
+    EDGE_BYTES_PUBLISHED,
+    EDGE_BYTES_SAVED,
+    EDGE_PARTIALS,
+    EDGE_SNAPSHOT_CREATED,
+    EDGE_UPLOAD_BATCHES,
+    EDGE_UPLOADS,
+    MERGE_LAST_SWAP,
+    MERGE_POINTS_COPIED,
+    MERGE_POINTS_PER_SECOND,
+    MERGE_VERIFICATIONS,
+    RESOURCE_METRICS,
+    forget_resource,
+    set_resource_ready,
+)
+
+
+@pytest.fixture
+def ns() -> str:
+    """A namespace of this test's own: the registry is the process's, shared with others."""
+    return f"metrics-{uuid.uuid4().hex[:8]}"
+
+
+def value(metric: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(metric, labels)
+
+
+def series_of(namespace: str) -> list[tuple[str, dict[str, str]]]:
+    """Every sample in the registry labelled with this namespace."""
+    return [(sample.name, sample.labels) for family in REGISTRY.collect()
+            for sample in family.samples if sample.labels.get("namespace") == namespace]
+
+
+def fill_master_merge(namespace: str, name: str) -> None:
+    MERGE_POINTS_COPIED.labels(namespace, name).inc(10)
+    MERGE_POINTS_PER_SECOND.labels(namespace, name).set(5)
+    MERGE_VERIFICATIONS.labels(namespace, name, "passed").inc()
+    MERGE_VERIFICATIONS.labels(namespace, name, "failed").inc()
+    MERGE_LAST_SWAP.labels(namespace, name).set(1_700_000_000)
+
+
+def fill_edge_policy(namespace: str, name: str) -> None:
+    EDGE_SNAPSHOT_CREATED.labels(namespace, name).set(1_700_000_000)
+    EDGE_BYTES_PUBLISHED.labels(namespace, name).set(4096)
+    EDGE_PARTIALS.labels(namespace, name).inc()
+    EDGE_BYTES_SAVED.labels(namespace, name).inc(100)
+    EDGE_UPLOAD_BATCHES.labels(namespace, name, "accepted").inc()
+    EDGE_UPLOAD_BATCHES.labels(namespace, name, "refused").inc()
+    EDGE_UPLOADS.labels(namespace, name, "accepted").inc(3)
+    EDGE_UPLOADS.labels(namespace, name, "rejected").inc(1)
+
+
+def test_the_ready_gauge_is_one_or_zero_per_resource(ns: str) -> None:
+    set_resource_ready("AlbumCollection", ns, "a", True)
+    set_resource_ready("AlbumCollection", ns, "b", False)
+    set_resource_ready("MasterMerge", ns, "a", False)
+    ready = "albumops_resource_ready"
+    assert value(ready, kind="AlbumCollection", namespace=ns, name="a") == 1
+    assert value(ready, kind="AlbumCollection", namespace=ns, name="b") == 0
+    assert value(ready, kind="MasterMerge", namespace=ns, name="a") == 0
+    set_resource_ready("AlbumCollection", ns, "b", True)
+    assert value(ready, kind="AlbumCollection", namespace=ns, name="b") == 1
+
+
+def test_forgetting_a_master_merge_removes_all_its_series_and_only_its(ns: str) -> None:
+    fill_master_merge(ns, "gone")
+    fill_master_merge(ns, "kept")
+    fill_edge_policy(ns, "gone")  # another kind's resource of the same name
+    set_resource_ready("MasterMerge", ns, "gone", True)
+    set_resource_ready("MasterMerge", ns, "kept", True)
+    set_resource_ready("EdgeSnapshotPolicy", ns, "gone", True)
+
+    forget_resource("MasterMerge", ns, "gone")
+
+    left = series_of(ns)
+    assert not [(n, labels) for n, labels in left if labels["name"] == "gone"
+                and (n.startswith("albumops_merge_") or labels.get("kind") == "MasterMerge")]
+    assert value("albumops_merge_last_swap_timestamp_seconds", namespace=ns,
+                 name="kept") == 1_700_000_000
+    assert value("albumops_merge_verifications_total", namespace=ns, name="kept",
+                 result="failed") == 1
+    assert value("albumops_resource_ready", kind="MasterMerge", namespace=ns,
+                 name="kept") == 1
+    assert value("albumops_edge_bytes_published", namespace=ns, name="gone") == 4096
+    assert value("albumops_resource_ready", kind="EdgeSnapshotPolicy", namespace=ns,
+                 name="gone") == 1
+
+
+def test_forgetting_an_edge_policy_removes_series_with_a_result_label_too(ns: str) -> None:
+    fill_edge_policy(ns, "policy")
+    set_resource_ready("EdgeSnapshotPolicy", ns, "policy", False)
+    assert len(series_of(ns)) > 8
+
+    forget_resource("EdgeSnapshotPolicy", ns, "policy")
+
+    assert series_of(ns) == []
+
+
+def test_forgetting_an_album_collection_removes_its_ready_series(ns: str) -> None:
+    set_resource_ready("AlbumCollection", ns, "photos", True)
+    forget_resource("AlbumCollection", ns, "photos")
+    assert series_of(ns) == []
+
+
+def test_forgetting_twice_or_a_resource_never_seen_is_harmless(ns: str) -> None:
+    fill_master_merge(ns, "m")
+    forget_resource("MasterMerge", ns, "m")
+    forget_resource("MasterMerge", ns, "m")
+    forget_resource("EdgeSnapshotPolicy", ns, "never")
+    forget_resource("SomeOtherKind", ns, "never")
+    assert series_of(ns) == []
+
+
+def test_a_series_written_again_after_forgetting_can_be_forgotten_again(ns: str) -> None:
+    MERGE_VERIFICATIONS.labels(ns, "m", "passed").inc()
+    forget_resource("MasterMerge", ns, "m")
+    MERGE_VERIFICATIONS.labels(ns, "m", "passed").inc()
+    assert value("albumops_merge_verifications_total", namespace=ns, name="m",
+                 result="passed") == 1  # counted from zero again
+    forget_resource("MasterMerge", ns, "m")
+    assert series_of(ns) == []
+
+
+def test_a_name_that_is_a_prefix_of_another_is_not_confused(ns: str) -> None:
+    fill_master_merge(ns, "m")
+    fill_master_merge(ns, "m2")
+    forget_resource("MasterMerge", ns, "m")
+    assert {labels["name"] for _, labels in series_of(ns)} == {"m2"}
+
+
+def test_every_metric_labelled_by_namespace_and_name_is_forgotten_with_its_kind() -> None:
+    """A new per-resource metric must be listed under its kind, or it would outlive the
+    resource."""
+    listed = {metric for kind_metrics in RESOURCE_METRICS.values() for metric in kind_metrics}
+    labelled = {metric for metric in vars(metrics).values()
+                if isinstance(metric, metrics.ResourceCounter | metrics.ResourceGauge)
+                and metric is not metrics.RESOURCE_READY}
+    assert labelled == listed
+    forgotten = {family.name for metric in {*listed, metrics.RESOURCE_READY}
+                 for family in metric.describe()}
+    fill_master_merge("metrics-all", "m")
+    fill_edge_policy("metrics-all", "p")
+    set_resource_ready("AlbumCollection", "metrics-all", "c", True)
+    for family in REGISTRY.collect():
+        if any({"namespace", "name"} <= set(sample.labels) for sample in family.samples):
+            assert family.name in forgotten, family.name
+
+
+def test_label_values_by_name_are_refused(ns: str) -> None:
+    with pytest.raises(TypeError, match="by position"):
+        MERGE_LAST_SWAP.labels(namespace=ns, name="m")
