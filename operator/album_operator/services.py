@@ -61,7 +61,7 @@ class Services:
         if connection is not None:
             settings = await self.kube.connection_from_secret(namespace,
                                                               connection.secret_ref.name)
-        return await asyncio.to_thread(self.pool.engine, settings)
+        return await self.pool.engine_async(settings)
 
 
 async def default_connection(config: OperatorConfig, kube: KubeApi) -> ConnectionSettings:

@@ -1,14 +1,23 @@
-"""Collection-level Qdrant calls, translated to and from the core's plain values."""
+"""Collection-level Qdrant calls, translated to and from the core's plain values.
+
+Async callers go through one narrow interface, ``CollectionGateway`` (``gateway(engine)``):
+``ServerCollections`` awaits the server's async client, one round trip per call (a missing
+collection is the 404 of the one ``get_collection`` that also gives its config, count and
+status); ``EmbeddedCollections`` runs the same calls with the local-mode client on the
+engine's own thread. Both build their requests with the same functions, so they cannot
+disagree about what a spec means.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel, to_snake
-from qdrant_client import QdrantClient
+from qdrant_client import AsyncQdrantClient, QdrantClient
 from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from album_operator.adapters.metrics import QDRANT_COLLECTION_WRITES, QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import QdrantEngine
@@ -112,10 +121,6 @@ def describe_sync(client: QdrantClient, name: str) -> ObservedCollection | None:
     return observe(client.get_collection(name), name)
 
 
-async def describe(engine: QdrantEngine, name: str) -> ObservedCollection | None:
-    return await engine.run(lambda client: describe_sync(client, name))
-
-
 # --- core -> Qdrant ---------------------------------------------------------------------
 
 def quantization_config(values: Mapping[str, Any] | None) -> Any:
@@ -185,26 +190,26 @@ def payload_schema(index: PayloadIndex) -> Any:
     return params_model(type=index.type, **options)
 
 
-def create_sync(client: QdrantClient, desired: DesiredCollection) -> None:
+def _create_args(desired: DesiredCollection) -> dict[str, Any]:
     vectors = {name: vector_params(p) for name, p in desired.vectors.items()}
     quantization = quantization_config(settings_dict(desired.quantization))
-    client.create_collection(
-        desired.name,
-        vectors_config=vectors.get(UNNAMED) if UNNAMED in vectors else vectors,
-        sparse_vectors_config={n: _sparse_params(settings_dict(p))
-                               for n, p in desired.sparse_vectors.items()} or None,
-        shard_number=desired.shard_number,
-        replication_factor=desired.replication_factor,
-        write_consistency_factor=desired.write_consistency_factor,
-        on_disk_payload=desired.on_disk_payload,
-        hnsw_config=_hnsw(settings_dict(desired.hnsw)),
-        optimizers_config=_optimizers(settings_dict(desired.optimizers)),
-        quantization_config=None if quantization is qm.Disabled.DISABLED else quantization,
-        metadata=dict(desired.metadata) or None,
-    )
+    return {
+        "collection_name": desired.name,
+        "vectors_config": vectors.get(UNNAMED) if UNNAMED in vectors else vectors,
+        "sparse_vectors_config": {n: _sparse_params(settings_dict(p))
+                                  for n, p in desired.sparse_vectors.items()} or None,
+        "shard_number": desired.shard_number,
+        "replication_factor": desired.replication_factor,
+        "write_consistency_factor": desired.write_consistency_factor,
+        "on_disk_payload": desired.on_disk_payload,
+        "hnsw_config": _hnsw(settings_dict(desired.hnsw)),
+        "optimizers_config": _optimizers(settings_dict(desired.optimizers)),
+        "quantization_config": None if quantization is qm.Disabled.DISABLED else quantization,
+        "metadata": dict(desired.metadata) or None,
+    }
 
 
-def update_sync(client: QdrantClient, name: str, patch: CollectionPatch) -> None:
+def _update_args(name: str, patch: CollectionPatch) -> dict[str, Any]:
     vectors = {
         vector: qm.VectorParamsDiff(
             hnsw_config=_hnsw(changes.get("hnsw", {})),
@@ -213,18 +218,31 @@ def update_sync(client: QdrantClient, name: str, patch: CollectionPatch) -> None
         )
         for vector, changes in patch.vectors.items()
     }
-    client.update_collection(
-        name,
-        optimizers_config=_optimizers(patch.optimizers),
-        collection_params=qm.CollectionParamsDiff(**_snake(patch.params)) if patch.params
+    return {
+        "collection_name": name,
+        "optimizers_config": _optimizers(patch.optimizers),
+        "collection_params": qm.CollectionParamsDiff(**_snake(patch.params)) if patch.params
         else None,
-        vectors_config=vectors or None,
-        hnsw_config=_hnsw(patch.hnsw),
-        quantization_config=quantization_config(patch.quantization),
-        sparse_vectors_config={n: _sparse_params(v) for n, v in patch.sparse_vectors.items()}
+        "vectors_config": vectors or None,
+        "hnsw_config": _hnsw(patch.hnsw),
+        "quantization_config": quantization_config(patch.quantization),
+        "sparse_vectors_config": {n: _sparse_params(v) for n, v in patch.sparse_vectors.items()}
         or None,
-        metadata=dict(patch.metadata) or None,
-    )
+        "metadata": dict(patch.metadata) or None,
+    }
+
+
+def _index_args(action: CreatePayloadIndex) -> dict[str, Any]:
+    return {"collection_name": action.collection, "field_name": action.index.field,
+            "field_schema": payload_schema(action.index), "wait": True}
+
+
+def create_sync(client: QdrantClient, desired: DesiredCollection) -> None:
+    client.create_collection(**_create_args(desired))
+
+
+def update_sync(client: QdrantClient, name: str, patch: CollectionPatch) -> None:
+    client.update_collection(**_update_args(name, patch))
 
 
 def apply_sync(client: QdrantClient, action: Action) -> None:
@@ -233,10 +251,30 @@ def apply_sync(client: QdrantClient, action: Action) -> None:
     elif isinstance(action, UpdateCollection):
         update_sync(client, action.name, action.patch)
     elif isinstance(action, CreatePayloadIndex):
-        client.create_payload_index(action.collection, action.index.field,
-                                    field_schema=payload_schema(action.index), wait=True)
+        client.create_payload_index(**_index_args(action))
     else:
         client.delete_payload_index(action.collection, action.field, wait=True)
+
+
+async def _apply_async(client: AsyncQdrantClient, action: Action) -> None:
+    if isinstance(action, CreateCollection):
+        await client.create_collection(**_create_args(action.desired))
+    elif isinstance(action, UpdateCollection):
+        await client.update_collection(**_update_args(action.name, action.patch))
+    elif isinstance(action, CreatePayloadIndex):
+        await client.create_payload_index(**_index_args(action))
+    else:
+        await client.delete_payload_index(action.collection, action.field, wait=True)
+
+
+async def _describe_async(client: AsyncQdrantClient, name: str) -> ObservedCollection | None:
+    try:
+        info = await client.get_collection(name)
+    except UnexpectedResponse as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+    return observe(info, name)
 
 
 def _target(action: Action) -> str:
@@ -252,11 +290,66 @@ def _count_write(collection: str, action: str) -> None:
     QDRANT_COLLECTION_WRITES.labels(collection, action).inc()
 
 
+# --- the async interface ------------------------------------------------------------------
+
+class CollectionGateway(Protocol):
+    """What reconcilers ask of Qdrant about one collection, from async code."""
+
+    async def describe(self, name: str) -> ObservedCollection | None:
+        """The collection as the core sees it, or None when it does not exist."""
+
+    async def apply(self, action: Action) -> None:
+        """Executes one planned action (written, and waited for, before returning)."""
+
+    async def delete(self, name: str) -> bool:
+        """Deletes the collection; whether Qdrant says it deleted one."""
+
+
+class ServerCollections:
+    """A Qdrant server, through the engine's long-lived ``AsyncQdrantClient``."""
+
+    def __init__(self, engine: QdrantEngine) -> None:
+        self._engine = engine
+
+    async def describe(self, name: str) -> ObservedCollection | None:
+        return await self._engine.request(lambda client: _describe_async(client, name))
+
+    async def apply(self, action: Action) -> None:
+        await self._engine.request(lambda client: _apply_async(client, action))
+
+    async def delete(self, name: str) -> bool:
+        return await self._engine.request(lambda client: client.delete_collection(name))
+
+
+class EmbeddedCollections:
+    """The embedded engine: the local-mode client on the engine's own thread, locked."""
+
+    def __init__(self, engine: QdrantEngine) -> None:
+        self._engine = engine
+
+    async def describe(self, name: str) -> ObservedCollection | None:
+        return await self._engine.run(lambda client: describe_sync(client, name))
+
+    async def apply(self, action: Action) -> None:
+        await self._engine.run(lambda client: apply_sync(client, action))
+
+    async def delete(self, name: str) -> bool:
+        return await self._engine.run(lambda client: client.delete_collection(name))
+
+
+def gateway(engine: QdrantEngine) -> CollectionGateway:
+    return ServerCollections(engine) if engine.is_async else EmbeddedCollections(engine)
+
+
+async def describe(engine: QdrantEngine, name: str) -> ObservedCollection | None:
+    return await gateway(engine).describe(name)
+
+
 async def apply(engine: QdrantEngine, action: Action) -> None:
     _count_write(_target(action), type(action).__name__)
-    await engine.run(lambda client: apply_sync(client, action))
+    await gateway(engine).apply(action)
 
 
 async def delete(engine: QdrantEngine, name: str) -> bool:
     _count_write(name, "DeleteCollection")
-    return await engine.run(lambda client: client.delete_collection(name))
+    return await gateway(engine).delete(name)

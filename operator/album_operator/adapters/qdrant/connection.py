@@ -1,19 +1,28 @@
-"""Qdrant connections: settings, one long-lived engine per connection, serialised access."""
+"""Qdrant connections: settings, one long-lived engine per connection, serialised access.
+
+Async code reaches an engine without the event loop's default thread pool: a server is asked
+through qdrant-client's ``AsyncQdrantClient`` (one per connection and event loop, so many
+reconciles wait on the network at once), and the embedded engine, which is not thread-safe,
+runs on one thread of its own behind its lock.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qdrant_client import QdrantClient
+from qdrant_client import AsyncQdrantClient, QdrantClient
 
 from album_operator.adapters.redaction import redact, register_secret
 from album_operator.core.engine import EMBEDDED, SERVER, EngineCapabilities
@@ -71,18 +80,34 @@ class QdrantEngine:
     """One Qdrant client plus what its engine honours.
 
     The embedded engine (qdrant-client local mode) is not thread-safe, so every call on it
-    holds a lock; a server client runs calls concurrently.
+    holds a lock, and async callers queue on the engine's own thread instead of occupying the
+    event loop's shared pool. A server runs calls concurrently; async callers use ``request``
+    with the engine's ``AsyncQdrantClient``.
     """
 
     def __init__(self, client: QdrantClient, capabilities: EngineCapabilities,
-                 label: str, settings: ConnectionSettings) -> None:
+                 label: str, settings: ConnectionSettings,
+                 async_client: Callable[[], AsyncQdrantClient] | None = None) -> None:
         self._client = client
         self.capabilities = capabilities
         self.label = label
         self.settings = settings
         self._lock: threading.Lock | None = (
             None if capabilities.parallel_writes else threading.Lock())
+        self._thread: ThreadPoolExecutor | None = (
+            None if self._lock is None
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-embedded"))
+        self._new_async_client = async_client
+        # One async client per event loop: its connections belong to the loop that made them
+        # (the operator has one loop; tests may run several one after another).
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncQdrantClient] = weakref.WeakKeyDictionary()
         self.version_warning: str | None = None
+
+    @property
+    def is_async(self) -> bool:
+        """Whether ``request`` (the async client) is available: a server connection."""
+        return self._new_async_client is not None
 
     def call(self, fn: Callable[[QdrantClient], T]) -> T:
         """Runs ``fn`` with the client, serialised where needed, errors redacted."""
@@ -97,10 +122,55 @@ class QdrantEngine:
             raise _error_from(exc) from None
 
     async def run(self, fn: Callable[[QdrantClient], T]) -> T:
-        """``call`` from async code, off the event loop."""
-        return await asyncio.to_thread(self.call, fn)
+        """``call`` from async code, off the event loop: on the embedded engine's own thread,
+        else on the loop's default pool (blocking calls on a server; ``request`` is the
+        async path)."""
+        if self._thread is None:
+            return await asyncio.to_thread(self.call, fn)
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, context.run, self.call, fn)
+
+    def _async_client(self) -> AsyncQdrantClient:
+        if self._new_async_client is None:
+            raise TypeError(f"{self.label}: the embedded engine has no async client")
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            try:
+                client = self._new_async_client()
+            except Exception as exc:
+                raise _error_from(exc) from None
+            self._async_clients[loop] = client
+        return client
+
+    async def request(self, fn: Callable[[AsyncQdrantClient], Awaitable[T]]) -> T:
+        """Awaits ``fn`` with the server's async client (long-lived, one per event loop),
+        errors redacted. Only for server engines (``is_async``)."""
+        client = self._async_client()
+        try:
+            return await fn(client)
+        except QdrantError:
+            raise
+        except Exception as exc:
+            raise _error_from(exc) from None
+
+    async def aclose(self) -> None:
+        """``close`` from the event loop: this loop's async client is closed properly."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+        self.close()
 
     def close(self) -> None:
+        clients, self._async_clients = (list(self._async_clients.items()),
+                                        weakref.WeakKeyDictionary())
+        for loop, client in clients:
+            # A loop that ended took its connections with it; a running one closes its own.
+            if not loop.is_closed() and loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.close(), loop)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
         self.call(lambda client: client.close())
 
 
@@ -124,7 +194,12 @@ def open_engine(settings: ConnectionSettings) -> QdrantEngine:
                               timeout=REQUEST_TIMEOUT_S, check_compatibility=False, **extra)
     except Exception as exc:
         raise _error_from(exc) from None
-    engine = QdrantEngine(client, SERVER, settings.describe(), settings)
+
+    def async_client() -> AsyncQdrantClient:
+        return AsyncQdrantClient(url=settings.url, api_key=settings.api_key,
+                                 timeout=REQUEST_TIMEOUT_S, check_compatibility=False, **extra)
+
+    engine = QdrantEngine(client, SERVER, settings.describe(), settings, async_client)
     engine.version_warning = _check_server_version(engine)
     return engine
 
@@ -160,8 +235,24 @@ class QdrantPool:
                 self._engines[key] = engine
             return engine
 
+    async def engine_async(self, settings: ConnectionSettings | None = None) -> QdrantEngine:
+        """``engine`` from async code: an open engine is returned at once, a new one is
+        opened off the event loop (the server's version is asked then)."""
+        settings = settings or self.default
+        engine = self._engines.get(settings.identity())
+        if engine is not None:
+            return engine
+        return await asyncio.to_thread(self.engine, settings)
+
     def close(self) -> None:
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
             engine.close()
+
+    async def aclose(self) -> None:
+        """``close`` from the event loop the engines were used on."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            await engine.aclose()
