@@ -35,8 +35,13 @@ class OperatorConfig:
     embedded_path: str = field(default_factory=default_embedded_path)
     resync_seconds: float = 60.0
     merge_step_seconds: float = 1.0
+    merge_retry_seconds: float = 30.0
+    """First delay before a failed MasterMerge build is tried again; doubles per failure."""
     deletion_grace_seconds: float = 300.0
     retry_backoff_seconds: float = 5.0
+    """First delay before a failed reconcile is tried again; it doubles per failure."""
+    retry_cap_seconds: float = 300.0
+    """The longest delay between attempts of a failing resource."""
     health_port: int | None = 8080
     metrics_port: int | None = None
     snapshot_port: int | None = None

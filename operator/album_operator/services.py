@@ -18,6 +18,7 @@ from album_operator.adapters.qdrant.connection import (
 from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
 from album_operator.core.peers import parse_peer_urls
+from album_operator.core.retry import RetryBook
 from album_operator.models.common import ConnectionSpec
 
 
@@ -48,11 +49,16 @@ class Services:
     pool: QdrantPool
     kube: KubeApi
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    retries: RetryBook = field(init=False)
     edge: EdgeRegistry = field(default_factory=EdgeRegistry)
     edge_facts: dict[str, object] = field(default_factory=dict)
     """Per EdgeSnapshotPolicy uid: what was last read from Kubernetes for it."""
     clock: Callable[[], dt.datetime] = utc_now
     edge_port: int | None = None
+
+    def __post_init__(self) -> None:
+        self.retries = RetryBook(base=self.config.retry_backoff_seconds,
+                                 cap=self.config.retry_cap_seconds)
 
     async def engine_for(self, namespace: str, connection: ConnectionSpec | None
                          ) -> QdrantEngine:

@@ -12,15 +12,18 @@ from album_operator.core.engine import EMBEDDED, SERVER
 from album_operator.core.merge import (
     TRANSITIONS,
     CopyRate,
+    MergeFacts,
     Phase,
     StepOutcome,
     TriggerState,
     bulk_load_collection,
     copy_rate,
+    failed_build_retry_at,
     indexing_outcome,
     master_collection,
     masters_to_delete,
     may_swap,
+    merge_ready,
     merged_top_k,
     next_phase,
     next_version,
@@ -90,7 +93,7 @@ def test_names_are_deterministic_and_parse_back() -> None:
 CREATED = dt.datetime(2026, 1, 1, tzinfo=UTC)
 BASE = TriggerState(spec_digest="d3", last_built_digest="d3", rebuild_token=None,
                     last_rebuild_token=None, schedule=None, last_scheduled_time=None,
-                    created=CREATED, suspended=False, building=False)
+                    schedule_since=CREATED, suspended=False, building=False)
 NOW = dt.datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
 
 
@@ -108,6 +111,17 @@ NOW = dt.datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
      "scheduled for 2026-01-02T10:00:00Z"),
     (replace(BASE, spec_digest="d4", suspended=True), None),
     (replace(BASE, spec_digest="d4", building=True), None),
+    # a schedule added at 10:20 waits for 11:00; the 10:00 slot passed before it existed
+    (replace(BASE, schedule="0 * * * *",
+              schedule_since=dt.datetime(2026, 1, 2, 10, 20, tzinfo=UTC)), None),
+    (replace(BASE, schedule="0 * * * *",
+              schedule_since=dt.datetime(2026, 1, 2, 9, 20, tzinfo=UTC)),
+     "scheduled for 2026-01-02T10:00:00Z"),
+    (replace(BASE, retry_at=dt.datetime(2026, 1, 2, 10, 29, tzinfo=UTC)),
+     "retrying the failed build"),
+    (replace(BASE, retry_at=dt.datetime(2026, 1, 2, 10, 31, tzinfo=UTC)), None),
+    (replace(BASE, retry_at=dt.datetime(2026, 1, 2, 10, 29, tzinfo=UTC), suspended=True),
+     None),
 ])
 def test_rebuild_triggers(state: TriggerState, reason: str | None) -> None:
     assert rebuild_reason(state, NOW) == reason
@@ -244,3 +258,44 @@ def test_the_load_defers_hnsw_only_where_the_engine_builds_graphs() -> None:
     assert replace(loading, hnsw=final.hnsw) == final
     assert bulk_load_collection(final, EMBEDDED) == final
 
+
+
+@pytest.mark.parametrize(("failures", "seconds"), [
+    (1, 30), (2, 60), (3, 120), (7, 1920), (8, 3600), (40, 3600)])
+def test_a_failed_build_is_retried_with_doubling_delays_up_to_an_hour(
+        failures: int, seconds: int) -> None:
+    assert failed_build_retry_at(NOW, failures) == NOW + dt.timedelta(seconds=seconds)
+
+
+FACTS = MergeFacts(alias="album_master", alias_target=None, build_name="album_master_v2",
+                   build_phase=None)
+
+
+@pytest.mark.parametrize(("facts", "status", "reason", "message"), [
+    (FACTS, "False", "Pending", "no master has been built yet"),
+    (replace(FACTS, build_phase="Copying"), "False", "Building",
+     "no master behind album_master yet; building album_master_v2 (Copying)"),
+    (replace(FACTS, build_phase="Copying", alias_target="album_master_v1"), "True", "Ready",
+     "alias album_master -> album_master_v1; building album_master_v2 (Copying)"),
+    (replace(FACTS, build_phase="Succeeded", alias_target="album_master_v2"), "True",
+     "Ready", "alias album_master -> album_master_v2"),
+    (replace(FACTS, build_phase="Failed", failure_reason="SourceMissing",
+             build_message="source collection album_2019 does not exist",
+             alias_target="album_master_v1", next_retry="2026-01-02T10:31:00Z"), "False",
+     "SourceMissing", "build album_master_v2 failed: source collection album_2019 does not "
+     "exist; alias album_master -> album_master_v1 still; retrying at 2026-01-02T10:31:00Z"),
+    (replace(FACTS, suspended=True, alias_target="album_master_v1", build_phase="Failed"),
+     "False", "Suspended",
+     "rebuilds and alias changes are suspended; alias album_master -> album_master_v1"),
+    (replace(FACTS, rollback_problem=("RollbackTargetMissing", "gone"), suspended=True),
+     "False", "RollbackTargetMissing", "gone"),
+    (replace(FACTS, rolled_back_to="album_master_v1", alias_target="album_master_v1"),
+     "True", "RolledBack", "alias album_master -> album_master_v1 (rollback)"),
+    (replace(FACTS, schedule_problem="schedule '0 0 31 2 *' never matches a date",
+             alias_target="album_master_v1"),
+     "False", "InvalidSchedule", "schedule '0 0 31 2 *' never matches a date"),
+])
+def test_ready_is_computed_from_the_state_after_each_step_never_kept(
+        facts: MergeFacts, status: str, reason: str, message: str) -> None:
+    ready = merge_ready(facts)
+    assert (ready.status, ready.reason, ready.message) == (status, reason, message)

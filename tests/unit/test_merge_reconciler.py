@@ -97,12 +97,6 @@ def collections(engine: QdrantEngine) -> set[str]:
             if owned(c.name)}
 
 
-def merged(status: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """The status after kopf applied ``changes`` (a merge patch: None removes a field)."""
-    result = {**status, **changes}
-    return {k: v for k, v in result.items() if v is not None}
-
-
 def count_of(name: str) -> Callable[[QdrantClient], int]:
     """A call for ``engine.call``: the exact number of points in collection ``name``."""
     def count(client: QdrantClient) -> int:
@@ -116,13 +110,13 @@ def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any]
     crashed = False
     for _ in range(500):
         phase = (status.get("currentBuild") or {}).get("phase")
-        changes = asyncio.run(step_master_merge(REF, SPEC, status, services))
+        after = asyncio.run(step_master_merge(REF, SPEC, status, services))
         if phase == crash_in and not crashed:
             crashed = True  # the operator died before writing this step's status
             continue
-        if not changes:
+        if after == status:
             return status, phases
-        status = merged(status, changes)
+        status = after
         phases.append(status["phase"])
     raise AssertionError(f"the build did not settle: {phases[-5:]}")
 

@@ -32,11 +32,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TimerSuccessFilter(logging.Filter):
+    """Drops kopf's "Timer 'step' succeeded." lines: timers tick every few seconds and a
+    tick that changed nothing is not news (what a tick changes has its own log line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.name.startswith("kopf.")
+                    and isinstance(record.msg, str) and record.msg.startswith("Timer '")
+                    and record.msg.endswith("' succeeded."))
+
+
 def configure_logging(verbose: bool = False, stream: TextIO | None = None) -> logging.Handler:
     """Routes every logger (kopf's included) through one redacting JSON handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
+    handler.addFilter(TimerSuccessFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

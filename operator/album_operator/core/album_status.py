@@ -13,6 +13,7 @@ from album_operator.core.conditions import ConditionUpdate, merge_conditions
 Outcome = Literal[
     "InSync", "Created", "Recreated", "Repaired", "Adopted", "DriftReported",
     "ImmutableFieldMismatch", "Conflict", "Paused", "QdrantUnavailable", "InvalidConnection",
+    "CollectionNameChanged",
 ]
 
 

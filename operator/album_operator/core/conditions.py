@@ -54,6 +54,28 @@ def find(conditions: Sequence[dict[str, Any]], condition_type: str) -> dict[str,
     return next((c for c in conditions if c.get("type") == condition_type), None)
 
 
+def replacement_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns ``current`` into exactly ``desired`` (empty: write
+    nothing).
+
+    A merge patch merges nested objects, so a key that ``desired`` lacks is sent as null at
+    every depth; without that, a field of an earlier build (a failure reason, a message)
+    would survive into the next. Lists are replaced whole by a merge patch anyway.
+    """
+    patch: dict[str, Any] = {}
+    for key in current.keys() - desired.keys():
+        patch[key] = None
+    for key, value in desired.items():
+        before = current.get(key)
+        if before == value:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = replacement_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
+
+
 def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``desired`` that differs from ``current`` (empty: write nothing).
 

@@ -4,6 +4,7 @@ diffs for partial snapshots, and validation of points uploaded by devices."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,9 +29,19 @@ SEGMENT_MANIFEST_FILE = "segment_manifest.json"
 Manifest = Mapping[str, Mapping[str, Any]]
 
 
+SNAPSHOT_NAME_PREFIX_MAX = 64
+
+
 def snapshot_name(policy: str, shard: int, scheduled_for: dt.datetime) -> str:
-    """Deterministic per scheduled time, so a retried run adopts what it already made."""
-    return f"{policy}-shard{shard}-{scheduled_for.strftime('%Y%m%dT%H%M%SZ')}.tar"
+    """Deterministic per scheduled time, so a retried run adopts what it already made.
+
+    A policy name may be 253 characters and a file name only 255 bytes with its suffixes,
+    so a long name is cut and a digest of the whole keeps it unique."""
+    prefix = policy
+    if len(policy) > SNAPSHOT_NAME_PREFIX_MAX:
+        digest = hashlib.sha256(policy.encode()).hexdigest()[:12]
+        prefix = f"{policy[:SNAPSHOT_NAME_PREFIX_MAX - 13]}-{digest}"
+    return f"{prefix}-shard{shard}-{scheduled_for.strftime('%Y%m%dT%H%M%SZ')}.tar"
 
 
 _DURATION_PART = re.compile(r"([0-9]+)([smhd])")

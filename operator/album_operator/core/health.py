@@ -79,6 +79,9 @@ MASTER_MERGE: Mapping[str, Reason] = {
     "Succeeded": Reason("Healthy", "the latest build was swapped in"),
     "RolledBack": Reason("Healthy", "the alias points at the master spec.rollbackTo names"),
     "Building": Reason("Progressing", "the first build runs; no master is served yet"),
+    "Pending": Reason("Progressing", "no master is built yet, and no build runs (the schedule "
+                      "has not come round)"),
+    "Failed": _degraded("the latest build failed (its own reason unknown)"),
     "RetryScheduled": _degraded("the latest build failed; it is retried with backoff"),
     "RollbackTargetMissing": _degraded("spec.rollbackTo is not a kept master of this resource"),
     # a build that failed (status.currentBuild.failureReason says the same)

@@ -16,9 +16,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from album_operator.core.collections import DesiredCollection, ObservedCollection
+from album_operator.core.conditions import ConditionUpdate
 from album_operator.core.engine import EngineCapabilities
 from album_operator.core.idstreams import PointId
-from album_operator.core.schedule import due_scheduled_time
+from album_operator.core.retry import backoff_seconds
+from album_operator.core.schedule import first_slot_since
 from album_operator.models.collection_settings import (
     HnswConfig,
     OptimizersConfig,
@@ -89,10 +91,12 @@ class TriggerState:
     last_rebuild_token: str | None
     schedule: str | None
     last_scheduled_time: dt.datetime | None
-    created: dt.datetime
+    schedule_since: dt.datetime
     suspended: bool
     building: bool
     pinned: bool = False
+    retry_at: dt.datetime | None = None
+    """When the last build failed: the time it may be tried again."""
 
 
 def rebuild_reason(state: TriggerState, now: dt.datetime) -> str | None:
@@ -107,11 +111,82 @@ def rebuild_reason(state: TriggerState, now: dt.datetime) -> str | None:
     if state.rebuild_token and state.rebuild_token != state.last_rebuild_token:
         return f"rebuild requested (albumops.io/rebuild={state.rebuild_token})"
     if state.schedule:
-        since = state.last_scheduled_time or state.created
-        due = due_scheduled_time(state.schedule, since, now)
+        due = first_slot_since(state.schedule, state.last_scheduled_time,
+                               state.schedule_since, now)
         if due is not None:
             return f"scheduled for {due.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    if state.retry_at is not None and now >= state.retry_at:
+        return "retrying the failed build"
     return None
+
+
+RETRY_BASE_SECONDS = 30.0
+RETRY_CAP_SECONDS = 3600.0
+
+
+def failed_build_retry_at(finished: dt.datetime, failures_in_a_row: int,
+                          base: float = RETRY_BASE_SECONDS) -> dt.datetime:
+    """A failed build is tried again after ``base`` (30 s), doubling per failure in a row
+    up to an hour: the cause (a missing source, a server that was down) may be gone."""
+    delay = backoff_seconds(failures_in_a_row, base, RETRY_CAP_SECONDS)
+    return finished + dt.timedelta(seconds=delay)
+
+
+@dataclass(frozen=True)
+class MergeFacts:
+    """What the Ready and Building conditions are computed from, after a step."""
+
+    alias: str
+    alias_target: str | None
+    build_name: str | None
+    build_phase: str | None
+    build_message: str = ""
+    failure_reason: str | None = None
+    suspended: bool = False
+    rollback_problem: tuple[str, str] | None = None
+    rolled_back_to: str | None = None
+    schedule_problem: str | None = None
+    next_retry: str | None = None
+
+
+def merge_ready(facts: MergeFacts) -> ConditionUpdate:
+    """Ready says whether the alias serves the master the spec asks for, and if not, why."""
+    serving = f"alias {facts.alias} -> {facts.alias_target}"
+    if facts.schedule_problem:
+        return ConditionUpdate("Ready", "False", "InvalidSchedule", facts.schedule_problem)
+    if facts.rollback_problem:
+        return ConditionUpdate("Ready", "False", *facts.rollback_problem)
+    if facts.rolled_back_to:
+        return ConditionUpdate("Ready", "True", "RolledBack", f"{serving} (rollback)")
+    if facts.suspended:
+        where = serving if facts.alias_target else f"no master behind {facts.alias}"
+        return ConditionUpdate("Ready", "False", "Suspended",
+                               f"rebuilds and alias changes are suspended; {where}")
+    if facts.build_phase == "Failed":
+        message = f"build {facts.build_name} failed: {facts.build_message}"
+        if facts.alias_target:
+            message += f"; {serving} still"
+        if facts.next_retry:
+            message += f"; retrying at {facts.next_retry}"
+        return ConditionUpdate("Ready", "False", facts.failure_reason or "Failed", message)
+    if facts.build_phase is not None and facts.build_phase not in TERMINAL:
+        building = f"building {facts.build_name} ({facts.build_phase})"
+        if facts.alias_target:
+            return ConditionUpdate("Ready", "True", "Ready", f"{serving}; {building}")
+        return ConditionUpdate("Ready", "False", "Building",
+                               f"no master behind {facts.alias} yet; {building}")
+    if facts.alias_target:
+        return ConditionUpdate("Ready", "True", "Ready", serving)
+    return ConditionUpdate("Ready", "False", "Pending", "no master has been built yet")
+
+
+def merge_building(facts: MergeFacts) -> ConditionUpdate:
+    phase = facts.build_phase
+    if phase is not None and phase not in TERMINAL:
+        return ConditionUpdate("Building", "True", phase, f"{facts.build_name}: {phase}")
+    if phase is None:
+        return ConditionUpdate("Building", "False", "Idle", "no build yet")
+    return ConditionUpdate("Building", "False", phase, f"{facts.build_name}: {phase}")
 
 
 def may_swap(alias_target: str | None, last_left_target: str | None) -> bool:

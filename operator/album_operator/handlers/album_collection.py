@@ -7,12 +7,7 @@ from typing import Any
 
 import kopf
 
-from album_operator.adapters.metrics import (
-    DRIFT_REPAIRS,
-    RECONCILE_SECONDS,
-    RECONCILES,
-    STATUS_PATCHES,
-)
+from album_operator.adapters.metrics import DRIFT_REPAIRS, RECONCILES
 from album_operator.core.album_status import AlbumReconcileResult, album_status
 from album_operator.core.claims import Claimant
 from album_operator.core.timeutil import rfc3339
@@ -21,9 +16,9 @@ from album_operator.handlers.common import (
     delete_resource,
     event,
     parse_spec,
-    write_status,
+    run_step,
 )
-from album_operator.models.album_collection import AlbumCollectionSpec
+from album_operator.models.album_collection import AlbumCollectionSpec, AlbumCollectionStatus
 from album_operator.reconcilers.album_collection import (
     KIND,
     claim_key,
@@ -33,9 +28,8 @@ from album_operator.reconcilers.album_collection import (
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
-RETRYABLE = {"QdrantUnavailable"}
 WARNING_OUTCOMES = {"Recreated", "DriftReported", "ImmutableFieldMismatch", "Conflict",
-                    "QdrantUnavailable", "InvalidConnection"}
+                    "QdrantUnavailable", "InvalidConnection", "CollectionNameChanged"}
 ACTION_OUTCOMES = {"Created", "Recreated", "Repaired", "Adopted"}
 
 
@@ -71,26 +65,56 @@ def _synced_reason(result: AlbumReconcileResult) -> str:
     return "InSync" if result.outcome == "InSync" else result.outcome
 
 
-async def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
+async def on_change(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
                     logger: kopf.Logger, **kwargs: Any) -> None:
-    album_claims: kopf.Index[str, Claimant] = kwargs["album_claims"]
-    ref = ResourceRef.from_body(KIND, body)
-    spec = parse_spec(AlbumCollectionSpec, body)
-    previous = dict(body.get("status") or {})
-    claimants = list(album_claims.get(claim_key(ref.namespace, spec), []))
-    async with memo.locks.hold(ref.uid):
-        with RECONCILE_SECONDS.labels(KIND).time():
+    await _reconcile(body, patch, memo, logger, kwargs["album_claims"], timer=False)
+
+
+async def on_tick(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
+                  logger: kopf.Logger, **kwargs: Any) -> None:
+    await _reconcile(body, patch, memo, logger, kwargs["album_claims"], timer=True)
+
+
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf.Logger,
+                     album_claims: kopf.Index[str, Claimant], timer: bool) -> None:
+    results: list[AlbumReconcileResult] = []
+
+    async def reconcile(ref: ResourceRef, previous: dict[str, Any]) -> dict[str, Any]:
+        spec = parse_spec(AlbumCollectionSpec, body)
+        result = _renamed(spec, previous)
+        if result is None:
+            claimants = list(album_claims.get(claim_key(ref.namespace, spec), []))
             result = await reconcile_album_collection(ref, spec, previous, memo, claimants)
+        results.append(result)
+        return album_status(result, previous, ref.generation, rfc3339(memo.clock()))
+
+    report = await run_step(KIND, AlbumCollectionStatus, body, patch, memo, logger, reconcile,
+                            timer, rest_seconds=memo.config.resync_seconds)
+    if report is None or not results:
+        return
+    result = results[0]
     RECONCILES.labels(KIND, result.outcome).inc()
     if result.outcome == "Repaired":
         DRIFT_REPAIRS.labels(KIND).inc()
-    desired = album_status(result, previous, ref.generation, rfc3339(memo.clock()))
-    if write_status(patch, previous, desired):
-        STATUS_PATCHES.labels(KIND).inc()
-        logger.info("AlbumCollection %s/%s: %s", ref.namespace, ref.name, result.outcome)
-    _post_events(body, result, previous)
-    if result.outcome in RETRYABLE:
-        raise kopf.TemporaryError(result.message, delay=memo.config.retry_backoff_seconds)
+    if report.written:
+        logger.info("AlbumCollection %s/%s: %s", report.ref.namespace, report.ref.name,
+                    result.outcome)
+    _post_events(body, result, report.previous)
+
+
+def _renamed(spec: AlbumCollectionSpec, previous: dict[str, Any]) -> AlbumReconcileResult | None:
+    """A collectionName that differs from the collection this resource already manages
+    (set after creation past an older CRD) is refused: following it would orphan the old
+    collection and start an empty one."""
+    managed = previous.get("collectionName")
+    wanted = spec.resolved_collection_name()
+    if not managed or managed == wanted:
+        return None
+    return AlbumReconcileResult(
+        outcome="CollectionNameChanged", collection=managed, engine=previous.get("engine"),
+        message=f"spec asks for collection {wanted}, but this resource manages {managed}; "
+        f"set collectionName back to {managed} (to move the data, create a new "
+        "AlbumCollection and merge)")
 
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,

@@ -1,4 +1,4 @@
-"""kopf wiring for MasterMerge: one bounded build step per tick, status written once."""
+"""kopf wiring for MasterMerge: one bounded build step per tick, its whole status written."""
 
 from __future__ import annotations
 
@@ -13,19 +13,16 @@ from album_operator.adapters.metrics import (
     MERGE_POINTS_PER_SECOND,
     MERGE_VERIFICATIONS,
     RECONCILES,
-    STATUS_PATCHES,
 )
-from album_operator.core.conditions import find
 from album_operator.core.timeutil import parse_rfc3339
 from album_operator.handlers.common import (
-    condition_reason,
+    StepReport,
     delete_resource,
     event,
     parse_spec,
-    step_exclusively,
-    write_status,
+    run_step,
 )
-from album_operator.models.master_merge import MasterMergeSpec
+from album_operator.models.master_merge import MasterMergeSpec, MasterMergeStatus
 from album_operator.reconcilers.master_merge import (
     KIND,
     delete_master_merge,
@@ -35,40 +32,51 @@ from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
 
-async def step(*, body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf.Logger,
-               **_: Any) -> None:
-    ref = ResourceRef.from_body(KIND, body)
-    spec = parse_spec(MasterMergeSpec, body)
-    previous = dict(body.get("status") or {})
-    changes = await step_exclusively(memo, ref,
-                                     lambda: step_master_merge(ref, spec, previous, memo))
-    if not changes:
+async def on_change(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
+                    logger: kopf.Logger, **_: Any) -> None:
+    await _step(body, patch, memo, logger, timer=False)
+
+
+async def on_tick(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
+                  logger: kopf.Logger, **_: Any) -> None:
+    await _step(body, patch, memo, logger, timer=True)
+
+
+async def _step(body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf.Logger,
+                timer: bool) -> None:
+    async def reconcile(ref: ResourceRef, previous: dict[str, Any]) -> dict[str, Any]:
+        spec = parse_spec(MasterMergeSpec, body)
+        return await step_master_merge(ref, spec, previous, memo)
+
+    report = await run_step(KIND, MasterMergeStatus, body, patch, memo, logger, reconcile,
+                            timer)
+    if report is None or report.failure is not None:
         return
-    changes["observedGeneration"] = ref.generation
-    RECONCILES.labels(KIND, str(changes.get("phase", "Idle"))).inc()
-    _record_metrics(ref, previous, changes)
-    if write_status(patch, previous, changes):
-        STATUS_PATCHES.labels(KIND).inc()
-    build = changes.get("currentBuild") or {}
-    new_phase = changes.get("phase")
-    ready = find(changes.get("conditions") or [], "Ready")
-    if ready and ready["reason"] == "SecretUnavailable" and ready["reason"] != \
-            condition_reason(previous, "Ready"):
-        event(body, True, ready["reason"], ready["message"])
-    if new_phase and new_phase != previous.get("phase"):
+    RECONCILES.labels(KIND, str(report.status.get("phase", "Idle"))).inc()
+    _record_metrics(report.ref, report.previous, report.status)
+    _post_phase(body, report, logger)
+
+
+def _post_phase(body: kopf.Body, report: StepReport, logger: kopf.Logger) -> None:
+    """An event per phase a build enters; copy progress in the log at every tenth."""
+    ref, previous, status = report.ref, report.previous, report.status
+    build = status.get("currentBuild") or {}
+    before = previous.get("currentBuild") or {}
+    new_phase = build.get("phase")
+    if new_phase and (new_phase, build.get("name")) != (before.get("phase"), before.get("name")):
         message = build.get("message") or f"{build.get('name')}: {new_phase}"
         event(body, new_phase == "Failed", new_phase, message)
         logger.info("MasterMerge %s/%s: %s", ref.namespace, ref.name, message)
-    elif new_phase == "Copying" and _crossed_tenth(previous.get("currentBuild") or {}, build):
+    elif new_phase == "Copying" and _crossed_tenth(before, build):
         logger.info("MasterMerge %s/%s: copied %s/%s points (%s points/s, ETA %ss)",
                     ref.namespace, ref.name, build.get("copiedPoints"),
-                    build.get("expectedPoints"), build.get("pointsPerSecond"),
+                    build.get("pointsToCopy"), build.get("pointsPerSecond"),
                     build.get("etaSeconds"))
 
 
 def _crossed_tenth(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """Copy progress is logged at every tenth, not at every step."""
-    total = after.get("expectedPoints") or 0
+    total = after.get("pointsToCopy") or 0
     if not total:
         return False
     return (10 * (before.get("copiedPoints") or 0) // total
@@ -82,11 +90,11 @@ async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.tim
                           "masters and the alias")
 
 
-def _record_metrics(ref: ResourceRef, previous: dict[str, Any], changes: dict[str, Any]
+def _record_metrics(ref: ResourceRef, previous: dict[str, Any], status: dict[str, Any]
                     ) -> None:
     labels = (ref.namespace, ref.name)
     before = previous.get("currentBuild") or {}
-    after = changes.get("currentBuild") or {}
+    after = status.get("currentBuild") or {}
     if after.get("name") == before.get("name"):
         copied = (after.get("copiedPoints") or 0) - (before.get("copiedPoints") or 0)
     else:
@@ -95,10 +103,10 @@ def _record_metrics(ref: ResourceRef, previous: dict[str, Any], changes: dict[st
         MERGE_POINTS_COPIED.labels(*labels).inc(copied)
     if after.get("pointsPerSecond") is not None:
         MERGE_POINTS_PER_SECOND.labels(*labels).set(after["pointsPerSecond"])
-    verification = changes.get("verification")
+    verification = status.get("verification")
     if verification and verification != previous.get("verification"):
         MERGE_VERIFICATIONS.labels(*labels, "passed" if verification["passed"]
                                    else "failed").inc()
-    swapped = changes.get("lastSwapTime")
+    swapped = status.get("lastSwapTime")
     if swapped and swapped != previous.get("lastSwapTime"):
         MERGE_LAST_SWAP.labels(*labels).set(parse_rfc3339(swapped).timestamp())

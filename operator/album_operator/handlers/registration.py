@@ -22,31 +22,36 @@ PREFIX = "albumops.io"
 ALBUM_COLLECTIONS = (GROUP, VERSION, "albumcollections")
 MASTER_MERGES = (GROUP, VERSION, "mastermerges")
 EDGE_POLICIES = (GROUP, VERSION, "edgesnapshotpolicies")
+ALBUM_TICK_SECONDS = 10.0
 
 
 def _register_kind(registry: kopf.OperatorRegistry, resource: tuple[str, str, str],
-                   handle: Callable[..., Any], delete: Callable[..., Any], timer_id: str,
-                   interval: float, initial_delay: float | None = None) -> None:
-    """The same handler on every change and on a timer (so drift made outside Kubernetes
-    is seen and multi-step work advances), and deletion behind the finalizer."""
-    kopf.on.resume(*resource, id="resume", registry=registry)(handle)
-    kopf.on.create(*resource, id="create", registry=registry)(handle)
-    kopf.on.update(*resource, id="update", registry=registry)(handle)
+                   on_change: Callable[..., Any], on_tick: Callable[..., Any],
+                   delete: Callable[..., Any], timer_id: str, interval: float) -> None:
+    """The same reconcile on every change and on a timer (so drift made outside Kubernetes
+    is seen, multi-step work advances and failures are retried), and deletion behind the
+    finalizer. The timer's handler skips objects that are backing off or resting."""
+    kopf.on.resume(*resource, id="resume", registry=registry)(on_change)
+    kopf.on.create(*resource, id="create", registry=registry)(on_change)
+    kopf.on.update(*resource, id="update", registry=registry)(on_change)
     kopf.timer(*resource, id=timer_id, registry=registry, interval=interval,
-               initial_delay=initial_delay)(handle)
+               initial_delay=interval)(on_tick)
     kopf.on.delete(*resource, id="delete", registry=registry)(delete)
 
 
 def _register_handlers(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     kopf.index(*ALBUM_COLLECTIONS, id="album_claims", registry=registry)(
         album_collection.index_claims)
-    _register_kind(registry, ALBUM_COLLECTIONS, album_collection.reconcile,
-                   album_collection.delete, "resync", config.resync_seconds,
-                   initial_delay=config.resync_seconds)
-    _register_kind(registry, MASTER_MERGES, master_merge.step, master_merge.delete, "step",
-                   config.merge_step_seconds)
-    _register_kind(registry, EDGE_POLICIES, edge_snapshot_policy.step,
-                   edge_snapshot_policy.delete, "step", config.edge_step_seconds)
+    # A collection is compared with Qdrant every resync_seconds; the timer ticks more often
+    # so that a failing one is retried with its backoff, not only at the next resync.
+    _register_kind(registry, ALBUM_COLLECTIONS, album_collection.on_change,
+                   album_collection.on_tick, album_collection.delete, "resync",
+                   min(config.resync_seconds, ALBUM_TICK_SECONDS))
+    _register_kind(registry, MASTER_MERGES, master_merge.on_change, master_merge.on_tick,
+                   master_merge.delete, "step", config.merge_step_seconds)
+    _register_kind(registry, EDGE_POLICIES, edge_snapshot_policy.on_change,
+                   edge_snapshot_policy.on_tick, edge_snapshot_policy.delete, "step",
+                   config.edge_step_seconds)
 
 
 async def _probe_qdrant(*, memo: Services, **_: Any) -> str:

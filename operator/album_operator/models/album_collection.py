@@ -57,6 +57,12 @@ class AlbumCollectionSpec(CamelModel):
                 "cannot switch between vectors and namedVectors", field_path=".vectors"),
             cel("!has(oldSelf.collectionName) || has(self.collectionName)",
                 "collectionName cannot be removed once set", field_path=".collectionName"),
+            cel("has(oldSelf.collectionName) || !has(self.collectionName) || "
+                "(size(self.collectionName) == 10 && self.collectionName.startsWith('album_') "
+                "&& self.collectionName.substring(6) == string(self.year))",
+                "collectionName cannot be set after creation to anything but the name in use "
+                "(album_<year>): the collection would be orphaned",
+                field_path=".collectionName"),
             cel("self.writeConsistencyFactor <= self.replicationFactor",
                 "writeConsistencyFactor must not exceed replicationFactor",
                 field_path=".writeConsistencyFactor"),

@@ -16,9 +16,25 @@ CATEGORY = "albumops"
 QDRANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DURATION_PATTERN = r"^([0-9]+(s|m|h|d))+$"
+
+
+def _cron_field(value: str) -> str:
+    """One cron field: ``*`` or values and ranges in bounds, each with an optional step,
+    comma-separated. Month and weekday names are letters here; croniter checks them."""
+    element = rf"(\*|({value})(-({value}))?)(/[0-9]{{1,2}})?"
+    return rf"{element}(,{element})*"
+
+
+_CRON_FIELDS = (
+    r"[0-5]?[0-9]",                              # minute
+    r"[01]?[0-9]|2[0-3]",                        # hour
+    r"0?[1-9]|[12][0-9]|3[01]",                  # day of month
+    r"0?[1-9]|1[0-2]|[A-Za-z]{3}",               # month
+    r"[0-7]|[A-Za-z]{3}",                        # day of week
+)
 CRON_PATTERN = (
-    r"^(@(yearly|annually|monthly|weekly|daily|hourly)"
-    r"|([0-9A-Za-z*/,?\-]+\s+){4}[0-9A-Za-z*/,?\-]+)$"
+    r"^(@(yearly|annually|monthly|weekly|daily|hourly)|"
+    + r"\s+".join(f"({_cron_field(v)})" for v in _CRON_FIELDS) + r")$"
 )
 
 

@@ -175,7 +175,10 @@ class BuildStatus(CamelModel):
     trigger: str = Field(default="", max_length=256, description="What started it.")
     started_at: str | None = Field(default=None, description="Start time (RFC 3339).")
     finished_at: str | None = Field(default=None, description="End time (RFC 3339).")
-    expected_points: int = Field(default=0, description="Distinct points to copy.")
+    expected_points: int = Field(default=0, description="Distinct points the master will hold.")
+    points_to_copy: int = Field(
+        default=0, description="Points the sources held at planning (more than expectedPoints "
+        "when sources share IDs).")
     copied_points: int = Field(default=0, description="Points copied.")
     copy_started_at: str | None = Field(default=None,
                                         description="When the copy began (RFC 3339).")
@@ -214,6 +217,21 @@ class MasterMergeStatus(CamelModel):
         default=None, description="albumops.io/rebuild annotation value last acted on.")
     last_scheduled_time: str | None = Field(
         default=None, description="Scheduled time of the last cron-triggered build.")
+    observed_schedule: str | None = Field(
+        default=None, description="spec.schedule as last seen.")
+    schedule_since: str | None = Field(
+        default=None, description="When spec.schedule was first seen with its current value: "
+        "slots before it never run (RFC 3339).")
+    next_scheduled_time: str | None = Field(
+        default=None, description="Next scheduled rebuild (RFC 3339); absent while suspended.")
+    failed_builds_in_a_row: int = Field(
+        default=0, description="Builds that failed since the last success.")
+    next_retry_time: str | None = Field(
+        default=None, description="When the failed build is tried again (RFC 3339).")
+    masters: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="Masters of this resource that exist, oldest first (the values rollbackTo "
+        "accepts), as of the last build, swap or rollback.")
     last_built_generation: int | None = Field(
         default=None, description="Spec generation of the last started build.")
     last_built_digest: str | None = Field(

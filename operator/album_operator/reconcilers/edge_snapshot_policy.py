@@ -39,7 +39,7 @@ from album_operator.core.edge import (
     snapshot_name,
     snapshots_to_delete,
 )
-from album_operator.core.schedule import next_scheduled_time
+from album_operator.core.schedule import next_scheduled_time, schedule_problem
 from album_operator.core.tenancy import OwnerStamp
 from album_operator.core.timeutil import parse_rfc3339, rfc3339
 from album_operator.models.edge_snapshot_policy import EdgeSnapshotPolicySpec
@@ -312,7 +312,8 @@ async def _run(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, access: PolicyAcc
 
 def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: PolicyAccess,
             snapshots: list[SnapshotFile], now: dt.datetime, generation: int,
-            missing_tokens: list[str], changes: dict[str, Any]) -> dict[str, Any]:
+            missing_tokens: list[str], changes: dict[str, Any], next_run: bool = True
+            ) -> dict[str, Any]:
     served, saved = access.counters.take()
     total_bytes = sum(s.size_bytes for s in snapshots)
     last_run = changes.get("lastRun") or status.get("lastRun") or {}
@@ -342,7 +343,8 @@ def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: Policy
         # cumulative across operator restarts: the endpoint counts since the last step
         "partialRequestsServed": (status.get("partialRequestsServed") or 0) + served,
         "bytesSaved": (status.get("bytesSaved") or 0) + saved,
-        "nextRun": None if spec.suspend else rfc3339(next_scheduled_time(spec.schedule, now)),
+        "nextRun": rfc3339(next_scheduled_time(spec.schedule, now))
+        if next_run and not spec.suspend else None,
         "conditions": merge_conditions(status.get("conditions", []), [published, ready],
                                        rfc3339(now), generation),
     }
@@ -361,15 +363,14 @@ def _problem(exc: PolicyProblem | SecretUnavailable | QdrantError) -> PolicyProb
 
 def _failed(status: dict[str, Any], problem: PolicyProblem, now: dt.datetime,
             generation: int) -> dict[str, Any]:
-    return {"conditions": merge_conditions(status.get("conditions", []), [
+    return {**status, "conditions": merge_conditions(status.get("conditions", []), [
         ConditionUpdate("Ready", "False", problem.reason, str(problem))], rfc3339(now),
         generation)}
 
 
 async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, Any],
                       services: Services) -> dict[str, Any]:
-    """Status fields after one step (unchanged values included; the handler writes only
-    what differs)."""
+    """The whole status after one step."""
     now = services.clock()
     try:
         engine = await services.engine_for(ref.namespace, spec.connection)
@@ -380,14 +381,20 @@ async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: di
         # succeeds again, rather than what an older spec or Secret allowed.
         services.edge.withdraw(ref.namespace, ref.name)
         return _failed(status, _problem(exc), now, ref.generation)
+    problem = schedule_problem(spec.schedule, now)
+    if problem:  # what is published stays served; no run starts until the schedule is fixed
+        report = _report(spec, status, access, published, now, ref.generation, missing, {},
+                         next_run=False)
+        return _failed({**status, **report}, PolicyProblem("InvalidSchedule", problem), now,
+                       ref.generation)
     changes: dict[str, Any] = {}
     run = due_run(_trigger(ref, spec, status, published, now), now)
     if run is not None and not _backing_off(status, now, services.config.retry_backoff_seconds
                                             * 4):
         changes = await _run(ref, spec, access, run, now)
         published = await asyncio.to_thread(_published, access)
-    return {**changes, **_report(spec, status, access, published, now, ref.generation,
-                                 missing, changes)}
+    return {**status, **changes, **_report(spec, status, access, published, now,
+                                           ref.generation, missing, changes)}
 
 
 async def delete_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec,
@@ -398,6 +405,8 @@ async def delete_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec,
     if spec.deletion_policy == "Retain":
         return f"published snapshots retained in {store.root} (deletionPolicy Retain)"
     if spec.source == "Server":
+        if not status.get("snapshots"):  # nothing was published, so Qdrant is not asked
+            return "no shard snapshots were published"
         engine = await services.engine_for(ref.namespace, spec.connection)
         try:
             target = await _resolve(engine, spec.collection)

@@ -11,24 +11,23 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from album_operator.adapters.kube import SecretUnavailable
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant import collections as qdrant_collections
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
     alias_target,
+    collection_names,
     copy_step,
     decode_offset,
     delete_alias,
     encode_offset,
+    owned_versions,
     swap_alias,
 )
 from album_operator.adapters.tenancy import collection_access
 from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import (
-    OWNER_KIND,
-    OWNER_UID,
     DesiredCollection,
     ObservedCollection,
 )
@@ -36,21 +35,26 @@ from album_operator.core.conditions import ConditionUpdate, merge_conditions
 from album_operator.core.idstreams import OutOfOrder, collision_message, scan_collisions
 from album_operator.core.merge import (
     TERMINAL,
+    MergeFacts,
     StepOutcome,
     TriggerState,
     build_digest,
     bulk_load_collection,
     copy_rate,
+    failed_build_retry_at,
     indexing_outcome,
     master_collection,
     masters_to_delete,
     may_swap,
+    merge_building,
+    merge_ready,
     next_phase,
     next_version,
     parse_version,
     rebuild_reason,
     target_name,
 )
+from album_operator.core.schedule import next_scheduled_time, schedule_problem
 from album_operator.core.timeutil import parse_rfc3339, rfc3339
 from album_operator.core.vectors import cosine_names
 from album_operator.models.common import LabelSelector
@@ -99,6 +103,8 @@ def _trigger_state(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
                    now: dt.datetime) -> TriggerState:
     build = status.get("currentBuild") or {}
     last = status.get("lastScheduledTime")
+    since = status.get("scheduleSince")
+    retry = status.get("nextRetryTime") if build.get("phase") == "Failed" else None
     return TriggerState(
         spec_digest=build_digest(spec),
         last_built_digest=status.get("lastBuiltDigest"),
@@ -106,41 +112,74 @@ def _trigger_state(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
         last_rebuild_token=status.get("lastRebuildToken"),
         schedule=spec.schedule,
         last_scheduled_time=parse_rfc3339(last) if last else None,
-        created=parse_rfc3339(ref.created) if ref.created else now,
+        schedule_since=parse_rfc3339(since) if since else now,
         suspended=spec.suspend,
         building=bool(build) and build.get("phase") not in TERMINAL,
         pinned=spec.rollback_to is not None,
+        retry_at=parse_rfc3339(retry) if retry else None,
     )
 
 
-def _owned_masters(engine: QdrantEngine, uid: str) -> list[str]:
-    def list_owned(client: Any) -> list[str]:
-        names = []
-        for item in client.get_collections().collections:
-            metadata = client.get_collection(item.name).config.metadata or {}
-            if metadata.get(OWNER_UID) == uid and metadata.get(OWNER_KIND) == KIND:
-                names.append(item.name)
-        return names
-    return engine.call(list_owned)
+def _observe_schedule(spec: MasterMergeSpec, status: dict[str, Any], moment: dt.datetime
+                      ) -> dict[str, Any]:
+    """Remembers when the current schedule was first seen, and when it fires next."""
+    status = {k: v for k, v in status.items()
+              if k not in ("observedSchedule", "scheduleSince", "nextScheduledTime")}
+    if not spec.schedule or schedule_problem(spec.schedule, moment):
+        return status
+    previous_since = status.get("scheduleSince") if spec.schedule == _seen_schedule(status) \
+        else None
+    since = previous_since or rfc3339(moment)
+    status.update(observedSchedule=spec.schedule, scheduleSince=since)
+    if not spec.suspend:
+        last = status.get("lastScheduledTime")
+        after = max(parse_rfc3339(since), parse_rfc3339(last) if last else moment, moment)
+        status["nextScheduledTime"] = rfc3339(next_scheduled_time(spec.schedule, after))
+    return status
 
 
-def _start_build(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
-                 engine: QdrantEngine, reason: str, now: str) -> dict[str, Any]:
+def _seen_schedule(status: dict[str, Any]) -> str | None:
+    value = status.get("observedSchedule")
+    return value if isinstance(value, str) else None
+
+
+def _owned_masters(engine: QdrantEngine, ref: ResourceRef, spec: MasterMergeSpec
+                   ) -> list[str]:
+    return owned_versions(engine, spec.target_prefix or spec.alias, ref.uid, KIND)
+
+
+async def _start_build(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                       engine: QdrantEngine, reason: str, now: str) -> dict[str, Any]:
+    """A new build, named one version past every master this resource ever had. A master
+    of an earlier failed attempt (kept for inspection) goes now, so retries never pile up."""
     prefix = spec.target_prefix or spec.alias
-    known = _owned_masters(engine, ref.uid) + [h["name"] for h in status.get("history", [])]
-    version = next_version(prefix, known)
+    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
+    for name in _failed_masters(status, owned):
+        QDRANT_WRITES.labels("DeleteCollection").inc()
+        await qdrant_collections.delete(engine, name)
+        owned.remove(name)
+    version = next_version(prefix, owned + [h["name"] for h in status.get("history", [])])
     changes: dict[str, Any] = {
         "currentBuild": {"name": target_name(prefix, version), "version": version,
                          "phase": "Planning", "trigger": reason, "startedAt": now,
                          "sources": []},
+        "phase": "Planning", "progress": "0/0", "masters": owned,
         "lastBuiltGeneration": ref.generation,
         "lastBuiltDigest": build_digest(spec),
         "lastRebuildToken": ref.annotations.get(REBUILD_ANNOTATION),
-        "verification": None,
+        "verification": None, "nextRetryTime": None,
     }
     if reason.startswith("scheduled for "):
         changes["lastScheduledTime"] = reason.removeprefix("scheduled for ")
-    return changes
+    conditions = _conditions(status, ref.generation, now, ConditionUpdate(
+        "Verified", "Unknown", "NotVerifiedYet", f"{changes['currentBuild']['name']} is "
+        "not verified yet"))
+    return {**status, **changes, "conditions": conditions}
+
+
+def _failed_masters(status: dict[str, Any], owned: list[str]) -> list[str]:
+    failed = {h["name"] for h in status.get("history", []) if h.get("result") == "Failed"}
+    return [name for name in owned if name in failed and name != status.get("aliasTarget")]
 
 
 def _vector_layout(observed: ObservedCollection) -> dict[str, tuple[int, str]]:
@@ -190,7 +229,9 @@ async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     await _create_target(ref, final, engine)
     return {**build, "sources": [{"name": s, "total": observed[s].points_count, "copied": 0,
                                   "done": False} for s in sources],
-            "expectedPoints": scan.distinct, "copyStartedAt": now}
+            "expectedPoints": scan.distinct,
+            "pointsToCopy": sum(observed[s].points_count for s in sources),
+            "copyStartedAt": now}
 
 
 async def _refuse_foreign_sources(ref: ResourceRef, observed: dict[str, ObservedCollection],
@@ -211,9 +252,7 @@ async def _refuse_alias_clash(alias: str, sources: list[str], engine: QdrantEngi
     if alias in sources:
         raise BuildFailed("AliasIsSource", f"the alias {alias} names one of the sources; "
                           "choose another alias")
-    collections = await engine.run(lambda c: {item.name for item in
-                                              c.get_collections().collections})
-    if alias in collections:
+    if alias in await asyncio.to_thread(collection_names, engine):
         raise BuildFailed("AliasIsCollection", f"{alias} is a collection, and an alias cannot "
                           "replace a collection; choose another alias or rename the collection")
 
@@ -251,7 +290,7 @@ async def _copy(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngi
             source["nextOffset"] = encode_offset(progress.next_offset)
     copied = sum(s["copied"] for s in sources)
     started = build.get("copyStartedAt")
-    rate = copy_rate(copied, build.get("expectedPoints", 0),
+    rate = copy_rate(copied, build.get("pointsToCopy", 0),
                      parse_rfc3339(started) if started else None, moment)
     measured = {"pointsPerSecond": rate.points_per_second, "etaSeconds": rate.eta_seconds}
     return {**build, "sources": sources, "copiedPoints": copied,
@@ -303,12 +342,13 @@ async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
     if confirmed != target:
         raise BuildFailed("SwapNotConfirmed", f"alias {spec.alias} points at {confirmed}")
     prefix = spec.target_prefix or spec.alias
-    owned = await asyncio.to_thread(_owned_masters, engine, ref.uid)
+    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
     for name in masters_to_delete(owned, prefix, target, target,
                                   spec.retention.keep_previous):
         QDRANT_WRITES.labels("DeleteCollection").inc()
         await qdrant_collections.delete(engine, name)
-    return {"aliasTarget": target, "lastSwapTime": now}
+        owned.remove(name)
+    return {"aliasTarget": target, "lastSwapTime": now, "masters": owned}
 
 
 def _conditions(status: dict[str, Any], generation: int, now: str,
@@ -317,51 +357,67 @@ def _conditions(status: dict[str, Any], generation: int, now: str,
 
 
 def _finish(status: dict[str, Any], build: dict[str, Any], result: str, now: str,
-            ref: ResourceRef, message: str, reason: str) -> dict[str, Any]:
+            message: str, reason: str, retry_base: float) -> dict[str, Any]:
     build = {**build, "phase": result, "finishedAt": now, "message": message}
     if result == "Failed":
         build["failureReason"] = reason
     record = {"name": build["name"], "startedAt": build.get("startedAt"), "finishedAt": now,
               "points": build.get("copiedPoints", 0), "result": result}
-    history = [record, *status.get("history", [])][:64]
-    alias_ok = bool(status.get("aliasTarget")) or result == "Succeeded"
-    ready = (ConditionUpdate("Ready", "True", "Ready", message) if result == "Succeeded"
-             else ConditionUpdate("Ready", "True" if alias_ok else "False", reason, message))
-    return {"currentBuild": build, "phase": result, "history": history,
-            "conditions": _conditions(status, ref.generation, now, ready,
-                                      ConditionUpdate("Building", "False", result, message))}
+    failures = (status.get("failedBuildsInARow") or 0) + 1 if result == "Failed" else 0
+    retry = (rfc3339(failed_build_retry_at(parse_rfc3339(now), failures, retry_base))
+             if result == "Failed" else None)
+    return {**status, "currentBuild": build, "phase": result,
+            "history": [record, *status.get("history", [])][:64],
+            "failedBuildsInARow": failures, "nextRetryTime": retry}
+
+
+def _progress(build: dict[str, Any]) -> str:
+    copied = build.get("copiedPoints", 0)
+    # Points written into a source during the copy are copied too: the total grows to match.
+    return f"{copied}/{max(build.get('pointsToCopy', 0), copied)}"
 
 
 async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
                             services: Services) -> dict[str, Any]:
-    """One step of the build state machine. Returns status fields that change (maybe none)."""
+    """One step of the build state machine. Returns the whole status after it."""
     moment = services.clock()
     now = rfc3339(moment)
-    try:
-        engine = await services.engine_for(ref.namespace, spec.connection)
-    except SecretUnavailable as exc:  # the build waits where it is until the Secret is fixed
-        return {"conditions": _conditions(status, ref.generation, now, ConditionUpdate(
-            "Ready", "False", "SecretUnavailable", str(exc)))}
+    status = _observe_schedule(spec, status, moment)
+    problem = schedule_problem(spec.schedule, moment) if spec.schedule else None
+    if problem:
+        return _settle(ref, spec, status, now, schedule_problem=problem)
+    engine = await services.engine_for(ref.namespace, spec.connection)
     build = status.get("currentBuild")
     if not build or build.get("phase") in TERMINAL:
         reason = rebuild_reason(_trigger_state(ref, spec, status, moment), moment)
         if reason is None:
-            return await _maybe_rollback(ref, spec, status, engine, now)
-        changes = await asyncio.to_thread(_start_build, ref, spec, status, engine, reason,
-                                          now)
-        updates = [ConditionUpdate("Building", "True", "Planning", f"building because {reason}")]
-        if not status.get("aliasTarget"):
-            updates.append(ConditionUpdate("Ready", "False", "Building",
-                                           f"no master behind {spec.alias} yet"))
-        changes.update(phase="Planning", progress="0/0",
-                       conditions=_conditions(status, ref.generation, now, *updates))
-        return changes
+            return await _settle_idle(ref, spec, status, engine, now)
+        status = await _start_build(ref, spec, status, engine, reason, now)
+        return _settle(ref, spec, status, now)
     try:
-        return await _advance(ref, spec, status, dict(build), services, engine, moment)
+        status = await _advance(ref, spec, status, dict(build), services, engine, moment)
     except OutOfOrder as exc:
-        return _finish(status, build, "Failed", now, ref, str(exc), "UnorderedScroll")
+        status = _finish(status, build, "Failed", now, str(exc), "UnorderedScroll",
+                         services.config.merge_retry_seconds)
     except BuildFailed as failure:
-        return _finish(status, build, "Failed", now, ref, str(failure), failure.reason)
+        status = _finish(status, build, "Failed", now, str(failure), failure.reason,
+                         services.config.merge_retry_seconds)
+    return _settle(ref, spec, status, now)
+
+
+def _settle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], now: str,
+            **facts: Any) -> dict[str, Any]:
+    """Ready and Building, computed from the status as it now is (never kept from before)."""
+    build = status.get("currentBuild") or {}
+    current = MergeFacts(
+        alias=spec.alias, alias_target=status.get("aliasTarget"),
+        build_name=build.get("name"), build_phase=build.get("phase"),
+        build_message=build.get("message", ""), failure_reason=build.get("failureReason"),
+        suspended=spec.suspend, next_retry=status.get("nextRetryTime"), **facts)
+    conditions = _conditions(status, ref.generation, now, merge_ready(current),
+                             merge_building(current))
+    return {**status, "conditions": conditions, "phase": build.get("phase"),
+            "progress": _progress(build) if build else None}
 
 
 async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
@@ -369,7 +425,6 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
                    moment: dt.datetime) -> dict[str, Any]:
     now = rfc3339(moment)
     phase = build["phase"]
-    extra: dict[str, Any] = {}
     outcome: StepOutcome
     if phase == "Planning":
         build = await _plan(ref, spec, build, services, engine, now)
@@ -380,52 +435,54 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
     elif phase == "Indexing":
         outcome = await _index(ref, spec, build, engine)
     elif phase == "Verifying":
-        verification = await _verify(ref, spec, build, engine)
-        extra["verification"] = verification
-        verified = ConditionUpdate("Verified", "True" if verification["passed"] else "False",
-                                   "Passed" if verification["passed"] else "Failed",
-                                   verification["message"] or "all checks passed")
-        extra["conditions"] = _conditions(status, ref.generation, now, verified)
-        if not verification["passed"]:
-            if spec.verify.on_failure == "Delete":
-                await qdrant_collections.delete(engine, build["name"])
-            raise BuildFailed("VerificationFailed", verification["message"])
-        outcome = "done"
+        return await _verified(ref, spec, status, build, engine, now,
+                               services.config.merge_retry_seconds)
     else:  # Swapping
-        extra.update(await _swap(ref, spec, status, build["name"], engine, now))
-        summary = _finish({**status, **extra}, build, "Succeeded", now, ref,
-                          f"alias {spec.alias} -> {build['name']}", "Succeeded")
-        return {**extra, **summary}
+        swapped = {**status, **await _swap(ref, spec, status, build["name"], engine, now)}
+        return _finish(swapped, build, "Succeeded", now,
+                       f"alias {spec.alias} -> {build['name']}", "Succeeded", 0.0)
     build["phase"] = next_phase(phase, outcome)
-    total = build.get("expectedPoints", 0)
-    progress = f"{build.get('copiedPoints', 0)}/{total}"
-    if build["phase"] != phase:
-        extra["conditions"] = _conditions(
-            {**status, "conditions": extra.get("conditions", status.get("conditions", []))},
-            ref.generation, now, ConditionUpdate("Building", "True", build["phase"],
-                                                 f"{build['name']}: {progress} points copied"))
-    return {**extra, "currentBuild": build, "phase": build["phase"], "progress": progress}
+    return {**status, "currentBuild": build}
 
 
-async def _maybe_rollback(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
-                          engine: QdrantEngine, now: str) -> dict[str, Any]:
+async def _verified(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                    build: dict[str, Any], engine: QdrantEngine, now: str,
+                    retry_base: float) -> dict[str, Any]:
+    """Verifies the master; the result and the Verified condition are written either way."""
+    verification = await _verify(ref, spec, build, engine)
+    passed = bool(verification["passed"])
+    status = {**status, "verification": verification, "conditions": _conditions(
+        status, ref.generation, now, ConditionUpdate(
+            "Verified", "True" if passed else "False", "Passed" if passed else "Failed",
+            verification["message"] or "all checks passed"))}
+    if passed:
+        return {**status, "currentBuild": {**build, "phase": next_phase("Verifying", "done")}}
+    if spec.verify.on_failure == "Delete":
+        await qdrant_collections.delete(engine, build["name"])
+    return _finish(status, build, "Failed", now, verification["message"], "VerificationFailed",
+                   retry_base)
+
+
+async def _settle_idle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                       engine: QdrantEngine, now: str) -> dict[str, Any]:
+    """No build to run: hold the alias where rollbackTo pins it, or leave it be."""
     wanted = spec.rollback_to
-    if not wanted or wanted == status.get("aliasTarget") or spec.suspend:
-        return {}
+    if not wanted or spec.suspend:
+        return _settle(ref, spec, status, now)
+    if wanted == status.get("aliasTarget"):
+        return _settle(ref, spec, status, now, rolled_back_to=wanted)
     prefix = spec.target_prefix or spec.alias
-    owned = await asyncio.to_thread(_owned_masters, engine, ref.uid)
+    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
+    status = {**status, "masters": owned}
     if parse_version(prefix, wanted) is None or wanted not in owned:
-        return {"conditions": _conditions(status, ref.generation, now, ConditionUpdate(
-            "Ready", "False", "RollbackTargetMissing",
-            f"rollbackTo {wanted} is not a kept master of this resource"))}
+        return _settle(ref, spec, status, now, rollback_problem=(
+            "RollbackTargetMissing", f"rollbackTo {wanted} is not a kept master of this "
+            f"resource (kept: {', '.join(owned) or 'none'})"))
     try:
-        changes = await _swap(ref, spec, status, wanted, engine, now)
+        swapped = await _swap(ref, spec, status, wanted, engine, now)
     except BuildFailed as failure:
-        return {"conditions": _conditions(status, ref.generation, now, ConditionUpdate(
-            "Ready", "False", failure.reason, str(failure)))}
-    return {**changes, "conditions": _conditions(status, ref.generation, now, ConditionUpdate(
-        "Ready", "True", "RolledBack", f"alias {spec.alias} -> {wanted} (rollback)"))}
-
+        return _settle(ref, spec, status, now, rollback_problem=(failure.reason, str(failure)))
+    return _settle(ref, spec, {**status, **swapped}, now, rolled_back_to=wanted)
 
 
 async def delete_master_merge(ref: ResourceRef, spec: MasterMergeSpec, services: Services
@@ -435,7 +492,7 @@ async def delete_master_merge(ref: ResourceRef, spec: MasterMergeSpec, services:
     if spec.deletion_policy == "Retain":
         return "alias and masters retained (deletionPolicy Retain)"
     engine = await services.engine_for(ref.namespace, spec.connection)
-    owned = await asyncio.to_thread(_owned_masters, engine, ref.uid)
+    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
     current = await asyncio.to_thread(alias_target, engine, spec.alias)
     if current in owned:
         QDRANT_WRITES.labels("DeleteAlias").inc()

@@ -19,7 +19,9 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import QdrantEngine
+from album_operator.core.collections import OWNER_KIND, OWNER_UID
 from album_operator.core.idstreams import PointId
+from album_operator.core.merge import parse_version
 
 Offset = PointId | None
 EXACT_SEARCH = qm.SearchParams(exact=True, quantization=qm.QuantizationSearchParams(ignore=True))
@@ -171,3 +173,22 @@ def swap_alias(engine: QdrantEngine, alias: str, target: str) -> None:
 def delete_alias(engine: QdrantEngine, alias: str) -> None:
     action = qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
     engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=[action]))
+
+
+def collection_names(engine: QdrantEngine) -> set[str]:
+    return engine.call(lambda c: {item.name for item in c.get_collections().collections})
+
+
+def owned_versions(engine: QdrantEngine, prefix: str, uid: str, kind: str) -> list[str]:
+    """Collections named ``<prefix>_v<N>`` whose owner stamp is this resource's, by version;
+    only names of that shape are opened, so a server with many collections costs one list."""
+    def list_owned(client: Any) -> list[str]:
+        names = []
+        for item in client.get_collections().collections:
+            if parse_version(prefix, item.name) is None:
+                continue
+            metadata = client.get_collection(item.name).config.metadata or {}
+            if metadata.get(OWNER_UID) == uid and metadata.get(OWNER_KIND) == kind:
+                names.append(item.name)
+        return sorted(names, key=lambda name: parse_version(prefix, name) or 0)
+    return engine.call(list_owned)
