@@ -185,3 +185,38 @@ def test_the_readme_shows_the_shipped_configmap_verbatim() -> None:
     readme = (REPO / "README.md").read_text()
     assert f"```yaml\n{CONFIGMAP.read_text()}```\n" in readme
     assert "gitops/argocd/health.lua" in readme
+
+
+PACKAGE = REPO / "operator" / "album_operator"
+# where each kind's Ready reasons are written, and the calls that carry them
+REASON_SOURCES: list[tuple[str, tuple[str, ...], str]] = [
+    ("handlers/common.py", KINDS, r'Failure\("(\w+)"'),
+    ("core/album_status.py", ("AlbumCollection",),
+     r'ConditionUpdate\(\s*"Ready",\s*"\w+",\s*"(\w+)"'),
+    ("core/merge.py", ("MasterMerge",), r'ConditionUpdate\(\s*"Ready",\s*"\w+",\s*"(\w+)"'),
+    ("reconcilers/master_merge.py", ("MasterMerge",), r'BuildFailed\(\s*"(\w+)"'),
+    ("reconcilers/edge_snapshot_policy.py", ("EdgeSnapshotPolicy",),
+     r'ConditionUpdate\(\s*"Ready",\s*"\w+",\s*"(\w+)"'),
+    ("reconcilers/edge_snapshot_policy.py", ("EdgeSnapshotPolicy",),
+     r'PolicyProblem\(\s*"(\w+)"'),
+    ("core/tenancy.py", ("MasterMerge", "EdgeSnapshotPolicy"),
+     r'AccessDecision\(\s*False,\s*"(\w+)"'),
+]
+
+
+@pytest.mark.parametrize(("path", "kinds", "pattern"), REASON_SOURCES,
+                         ids=[f"{p}:{pat.split(chr(92))[0]}" for p, _, pat in REASON_SOURCES])
+def test_every_reason_the_code_writes_is_in_the_catalogue(
+        path: str, kinds: tuple[str, ...], pattern: str) -> None:
+    found = set(re.findall(pattern, (PACKAGE / path).read_text()))
+    assert found, f"{pattern} finds nothing in {path}: follow the code"
+    for kind in kinds:
+        assert found - set(READY_REASONS[kind]) == set(), f"{kind}: {path}"
+
+
+def test_every_album_collection_outcome_that_is_not_ready_is_in_the_catalogue() -> None:
+    from typing import get_args
+
+    from album_operator.core.album_status import Outcome
+    ready = {"InSync", "Created", "Recreated", "Repaired", "Adopted", "DriftReported"}
+    assert set(get_args(Outcome)) - ready <= set(READY_REASONS["AlbumCollection"])

@@ -50,6 +50,8 @@ COMMON: Mapping[str, Reason] = {
     "InvalidSchedule": _degraded("spec.schedule is not a cron expression that ever fires"),
     "QdrantUnavailable": _degraded("Qdrant could not be reached; retried with backoff"),
     "SecretUnavailable": _degraded("the connection Secret is missing or incomplete"),
+    "KubernetesUnavailable": _degraded("the API server could not be reached or refused a call; "
+                                       "retried with backoff"),
     "InternalError": _degraded("an unexpected error; retried with backoff"),
     "Suspended": Reason("Suspended", "spec.suspend is true"),
     "Paused": Reason("Suspended", "reconciling is paused"),
