@@ -142,11 +142,32 @@ def _local_cluster(action: str, name: str) -> int:
 
 def _install_crds() -> int:
     from album_operator.adapters.crdinstall import install_crds
-    from album_operator.adapters.kube import load_api_client
+    from album_operator.adapters.kube import NoKubeConfiguration, load_api_client
 
-    for name in install_crds(load_api_client()):
+    try:
+        api_client = load_api_client()
+    except NoKubeConfiguration as exc:
+        print(f"album-operator: {exc}", file=sys.stderr)
+        return 2
+    for name in install_crds(api_client):
         print(f"established: {name}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``run``: problems found before the operator starts end it with one line, no traceback."""
+    from album_operator.adapters.kube import NoKubeConfiguration
+    from album_operator.runner import EmbeddedPathInUse, run_forever
+
+    config = _config_from(args)
+    try:
+        return run_forever(config, verbose=args.verbose)
+    except NoKubeConfiguration as exc:
+        print(f"album-operator: {exc}", file=sys.stderr)
+        return 2
+    except EmbeddedPathInUse as exc:
+        print(f"album-operator: {exc}", file=sys.stderr)
+        return 1
 
 
 def _crds(action: str, repo: str) -> int:
@@ -184,9 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeveloperToolingMissing as missing:
         print(missing, file=sys.stderr)
         return 2
-    from album_operator.runner import run_forever
-
-    return run_forever(_config_from(args), verbose=args.verbose)
+    return _run(args)
 
 
 if __name__ == "__main__":

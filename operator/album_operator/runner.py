@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import ssl
 import tempfile
 import threading
@@ -22,6 +24,38 @@ from album_operator.handlers.registration import build_registry, build_settings
 from album_operator.services import Services, build_services
 
 STOP_TIMEOUT_S = 30.0
+
+
+class EmbeddedPathInUse(Exception):
+    """Another process (a second operator) holds the embedded engine's data directory."""
+
+
+def _held_elsewhere(path: str) -> bool:
+    """Whether another process holds the lock qdrant-client's local mode takes on
+    ``<path>/.lock`` (an exclusive ``flock``)."""
+    try:
+        with open(Path(path) / ".lock", "rb") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EACCES)
+    return False
+
+
+async def open_default_engine(services: Services) -> None:
+    """Opens the default engine before kopf starts. The embedded engine allows one process
+    per data path: a second operator on the same path stops here with one line, instead of
+    retrying every handler on the lock error."""
+    settings = services.pool.default
+    try:
+        await asyncio.to_thread(services.pool.engine)
+    except RuntimeError:
+        path = settings.embedded_path
+        if settings.is_embedded and path and path != ":memory:" and _held_elsewhere(path):
+            raise EmbeddedPathInUse(
+                f"the embedded Qdrant data at {path} is in use by another process (another "
+                "operator?); stop it, or give this one its own --embedded-path") from None
+        raise
 
 
 async def run_operator(
@@ -99,6 +133,8 @@ def run_forever(config: OperatorConfig, verbose: bool = False) -> int:
     async def main() -> None:
         services = await build_services(config)
         try:
+            if services.pool.default.is_embedded:
+                await open_default_engine(services)
             await run_operator(config, services)
         finally:
             services.pool.close()

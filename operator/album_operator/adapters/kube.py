@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,6 +25,9 @@ class SecretUnavailable(RuntimeError):
     (a user error, reported in status)."""
 
 
+PUBLIC_KEYS = frozenset({"url", "peerUrls", "ca.crt", "tls.crt"})
+
+
 class SecretData(Mapping[str, str]):
     """A Secret's keys; each value is decoded (base64, then UTF-8) when read and registered
     for redaction. An undecodable value raises ``SecretUnavailable`` naming only its key."""
@@ -38,7 +42,12 @@ class SecretData(Mapping[str, str]):
             value = base64.b64decode(raw, validate=True).decode("utf-8")
         except (ValueError, UnicodeDecodeError):
             raise SecretUnavailable(f"{self._where} key '{key}' is not UTF-8 text") from None
-        register_secret(value)
+        if key in PUBLIC_KEYS:
+            # where Qdrant is, and certificates, are not secret: errors keep naming them;
+            # a password inside the URL is
+            register_secret(urllib.parse.urlsplit(value).password if key == "url" else None)
+        else:
+            register_secret(value)
         return value
 
     def __iter__(self) -> Iterator[str]:
@@ -48,20 +57,42 @@ class SecretData(Mapping[str, str]):
         return len(self._encoded)
 
 
+class NoKubeConfiguration(Exception):
+    """Neither in-cluster credentials nor a usable kubeconfig: the commands that talk to the
+    API server say so in one line instead of the kubernetes library's chained tracebacks."""
+
+
+NO_CONFIGURATION = "no Kubernetes configuration: set KUBECONFIG or run inside a cluster"
+
+
 def load_configuration() -> kubernetes.client.Configuration:
     """In-cluster credentials when running in a Pod, otherwise $KUBECONFIG as it is now.
 
     The kubernetes library reads $KUBECONFIG once at import; passing the path explicitly lets
     tests and the demo point the operator at a cluster they started afterwards.
+    Raises ``NoKubeConfiguration`` when there is neither.
     """
     configuration = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration)
+        return configuration
     except kubernetes.config.ConfigException:
-        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        pass
+    named = os.environ.get("KUBECONFIG")
+    path = (named or os.path.expanduser("~/.kube/config")).split(os.pathsep)[0]
+    if not os.path.isfile(path):
+        raise NoKubeConfiguration(
+            f"no Kubernetes configuration: KUBECONFIG={path} is not a file; set KUBECONFIG "
+            "or run inside a cluster" if named else NO_CONFIGURATION)
+    try:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path.split(os.pathsep)[0], client_configuration=configuration)
+            config_file=path, client_configuration=configuration)
+    except Exception as exc:  # ConfigException, a YAML or file error: all a bad kubeconfig
+        reason = " ".join(str(exc).split())  # one line, even for a YAML parser's message
+        raise NoKubeConfiguration(
+            f"no usable Kubernetes configuration in {path} ({type(exc).__name__}: {reason}); "
+            "set KUBECONFIG or run inside a cluster") from None
     return configuration
 
 
@@ -73,8 +104,8 @@ def kopf_login(*, logger: kopf.Logger, **_: Any) -> kopf.ConnectionInfo:
     """kopf login handler using the same credentials as ``load_api_client``."""
     try:
         config = load_configuration()
-    except (kubernetes.config.ConfigException, OSError) as exc:
-        raise kopf.LoginError(f"no Kubernetes credentials: {exc}") from None
+    except NoKubeConfiguration as exc:
+        raise kopf.LoginError(str(exc)) from None
     header = (config.get_api_key_with_prefix("BearerToken")
               or config.get_api_key_with_prefix("authorization"))
     parts = header.split(" ", 1) if header else []
