@@ -222,9 +222,12 @@ def test_generated_crds_show_ready_by_default_and_times_as_dates(crd_file: Path)
     assert len(ready) == 1
     assert ready[0]["jsonPath"] == READY_COLUMN
     assert ready[0].get("priority", 0) == 0
-    times = {c["name"]: c["type"] for c in columns
-             if c["name"] in {"Age", "Last Run", "Next Run", "Last Swap", "Next Build"}}
-    assert set(times.values()) == {"date"}, times
+    past = {c["name"]: c["type"] for c in columns
+            if c["name"] in {"Age", "Last Run", "Last Swap"}}
+    assert set(past.values()) == {"date"}, past
+    # kubectl prints a future "date" as <invalid>, so times to come are RFC 3339 text
+    future = {c["name"]: c["type"] for c in columns if c["name"] in {"Next Run", "Next Build"}}
+    assert set(future.values()) <= {"string"}, future
     assert len([c for c in columns if not c.get("priority")]) <= 7
 
 

@@ -19,8 +19,9 @@ from album_operator_dev.localcluster.qdrant_server import ENABLE_HINT, find_bina
 
 pytestmark = pytest.mark.cluster
 YEARS = range(2017, 2026)
-POLICY_ROW = re.compile(r"edgesnapshotpolicy\.albumops\.io/album-2025-edge\s+album_2025\s+Build"
-                        r"\s+(?P<last_run>\S+Z)\s+(?P<next_run>\S+Z)\s+(?P<snapshots>\d+)\s")
+POLICY_ROW = re.compile(r"edgesnapshotpolicy\.albumops\.io/album-2025-edge\s+album_2025\s+True"
+                        r"\s+(?P<snapshots>\d+)\s+(?P<last_run>\d+[smhd]\S*)"
+                        r"\s+(?P<next_run>\S+Z)\s")
 RESTORED = re.compile(r"/shards/0/snapshot -> album-2025-edge-shard0-(?P<made>\d{8}T\d{6}Z)\.tar")
 
 

@@ -94,4 +94,4 @@ def test_unions_are_refused() -> None:
 def test_printer_columns_of_album_collection() -> None:
     columns = build_crd(ALL_KINDS[0])["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == [
-        "Collection", "Points", "Status", "Synced", "Age"]
+        "Collection", "Ready", "Synced", "Points", "Age"]

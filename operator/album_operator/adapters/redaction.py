@@ -10,7 +10,7 @@ import logging
 import threading
 
 REDACTED = "***"
-_MIN_SECRET_LENGTH = 4
+_MIN_SECRET_LENGTH = 8  # shorter values are refused where read (device tokens >= 16)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()

@@ -80,9 +80,22 @@ def parse_spec(model: type[M], body: Mapping[str, Any]) -> M:
 
 
 def typed_status(model: type[BaseModel], status: Mapping[str, Any]) -> dict[str, Any]:
-    """The status as the kind's model has it: unknown keys dropped, nulls absent."""
+    """The status as the kind's model has it: unknown keys dropped, nulls absent, and no
+    registered secret in any text (a last guard: messages are redacted where made)."""
     parsed = model.model_validate(dict(status))
-    return parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    dumped: dict[str, Any] = _redacted(parsed.model_dump(mode="json", by_alias=True,
+                                                         exclude_none=True))
+    return dumped
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def condition_reason(status: Mapping[str, Any], condition_type: str) -> str | None:

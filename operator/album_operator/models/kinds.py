@@ -88,8 +88,9 @@ MASTER_MERGE = KindInfo(
                       priority=1),
         PrinterColumn("Last Swap", "date", ".status.lastSwapTime",
                       "Time of the last alias swap."),
-        PrinterColumn("Next Build", "date", ".status.nextScheduledTime",
-                      "Next scheduled build (empty without a schedule)."),
+        # Future times as RFC 3339 text: kubectl prints a future "date" as <invalid>.
+        PrinterColumn("Next Build", "string", ".status.nextScheduledTime",
+                      "Next scheduled build, UTC (empty without a schedule)."),
         AGE,
     ),
 )
@@ -109,8 +110,8 @@ EDGE_SNAPSHOT_POLICY = KindInfo(
         PrinterColumn("Source", "string", ".spec.source", "Server or Build.", priority=1),
         PrinterColumn("Snapshots", "integer", ".status.snapshotCount", "Published snapshots."),
         PrinterColumn("Last Run", "date", ".status.lastRun.time", "Time of the latest run."),
-        PrinterColumn("Next Run", "date", ".status.nextRun",
-                      "Next scheduled run (empty while suspended)."),
+        PrinterColumn("Next Run", "string", ".status.nextRun",
+                      "Next scheduled run, UTC (empty while suspended)."),
         AGE,
     ),
 )

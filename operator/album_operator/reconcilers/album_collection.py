@@ -141,7 +141,8 @@ async def _reconcile_with_engine(
     for action in plan.actions:
         await qdrant_collections.apply(engine, action)
     after = await qdrant_collections.describe(engine, desired.name) if plan.actions else observed
-    outcome = _outcome(plan, observed, status.get("qdrantStatus") is not None, repair)
+    # lastSyncTime survives a status written while the collection was gone; counts do not
+    outcome = _outcome(plan, observed, status.get("lastSyncTime") is not None, repair)
     return AlbumReconcileResult(
         outcome, observed=after, plan=plan, recreated=outcome == "Recreated",
         owned_indexes=_owned_indexes(spec, previous_owned, after, caps.applies_payload_indexes),

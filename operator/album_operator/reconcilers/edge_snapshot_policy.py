@@ -47,6 +47,9 @@ from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
 KIND = "EdgeSnapshotPolicy"
+# A token is a password: a short one is guessable, and redacting its characters from every
+# error text would mangle them; such a device is refused.
+MIN_DEVICE_TOKEN_LENGTH = 16
 BUILD_SHARD = 0  # a Build source publishes the whole (filtered) collection as one shard
 
 
@@ -86,8 +89,12 @@ async def _device_tokens(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, service
         except SecretUnavailable as exc:
             missing.append(f"device {device.name}: {exc}")
             continue
-        if token:
+        if token and len(token) >= MIN_DEVICE_TOKEN_LENGTH:
             digests.add(token_digest(token))
+        elif token:
+            missing.append(f"device {device.name}: the token in Secret {ref.namespace}/"
+                           f"{device.token_secret_ref} is shorter than "
+                           f"{MIN_DEVICE_TOKEN_LENGTH} characters")
         else:
             missing.append(f"device {device.name}: Secret {ref.namespace}/"
                            f"{device.token_secret_ref} has no key 'token'")

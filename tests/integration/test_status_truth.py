@@ -1,0 +1,285 @@
+"""Status that never lies: each kind walked through failure, fix and recovery on the real API
+server, the whole status checked after every step (issue #14's defects, one behaviour each).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from croniter import croniter
+from qdrant_client import models as qm
+
+from album_operator_dev.localcluster.cluster import free_port
+from tests.helpers import Kubectl, condition, wait_for
+from tests.integration.test_edge_snapshot_policy import (
+    TOKEN,
+    policy,
+    seed_collection,
+    token_secret,
+)
+
+pytestmark = pytest.mark.cluster
+DIM = 8
+PER_SOURCE = 30
+
+
+def prefix(namespace: str) -> str:
+    return namespace.replace("-", "_")
+
+
+def album(name: str, year: int, collection: str) -> dict[str, Any]:
+    return {"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+            "metadata": {"name": name},
+            "spec": {"year": year, "collectionName": collection,
+                     "vectors": {"size": DIM, "distance": "Cosine"}}}
+
+
+def seed(qdrant: Callable[..., Any], collection: str, base: int) -> None:
+    vectors = np.random.default_rng(base).normal(size=(PER_SOURCE, DIM))
+    points = [qm.PointStruct(id=base + i, vector=vectors[i].tolist(), payload={"i": i})
+              for i in range(PER_SOURCE)]
+    qdrant(lambda c: c.upsert(collection, points, wait=True))
+
+
+def assert_truthful(obj: dict[str, Any]) -> None:
+    """What holds after every step of every walk."""
+    status = obj.get("status") or {}
+    generation = obj["metadata"]["generation"]
+    assert status.get("observedGeneration") == generation, status
+    for cond in status.get("conditions", []):
+        assert cond["observedGeneration"] == generation, cond
+    build = status.get("currentBuild") or {}
+    if build.get("phase") != "Failed":
+        assert "failureReason" not in build, build
+    if "progress" in status:
+        copied, total = (int(n) for n in status["progress"].split("/"))
+        assert copied <= total, status["progress"]
+
+
+def lookup(obj: dict[str, Any], path: str) -> Any:
+    """``status.history.0.points`` or ``Ready.reason`` (a condition by type)."""
+    head, _, rest = path.partition(".")
+    node: Any = condition(obj, head) if head[:1].isupper() else obj[head]
+    for part in rest.split(".") if rest else []:
+        if node is None:
+            return None
+        node = node[int(part)] if isinstance(node, list) else node.get(part)
+    return node
+
+
+@dataclass
+class Step:
+    what: str
+    act: Callable[[], None]
+    until: dict[str, Any]
+    expect: dict[str, Any] = field(default_factory=dict)
+    absent: tuple[str, ...] = ()
+
+
+def walk(kubectl: Kubectl, kind: str, name: str, namespace: str, steps: list[Step]) -> None:
+    for step in steps:
+        step.act()
+
+        def reached(step: Step = step) -> dict[str, Any] | None:
+            obj = kubectl.get(kind, name, namespace)
+            if (obj.get("status") or {}).get("observedGeneration") != \
+                    obj["metadata"]["generation"]:
+                return None
+            ok = all(lookup(obj, p) == v for p, v in step.until.items())
+            return obj if ok else None
+        obj = wait_for(reached, 90, interval=0.3, what=f"{step.what}: {step.until}")
+        assert_truthful(obj)
+        for path, value in step.expect.items():
+            actual = value(lookup(obj, path)) if callable(value) else lookup(obj, path)
+            assert actual is True if callable(value) else actual == value, \
+                f"{step.what}: {path} = {lookup(obj, path)!r}"
+        for path in step.absent:
+            assert lookup(obj, path) is None, f"{step.what}: {path} should be gone"
+
+
+def patch_spec(kubectl: Kubectl, kind: str, name: str, namespace: str,
+               spec: dict[str, Any]) -> Callable[[], None]:
+    def act() -> None:
+        kubectl.run("patch", f"{kind}/{name}", "--type=merge", "-p",
+                    json.dumps({"spec": spec}), namespace=namespace)
+    return act
+
+
+def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_the_truth(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    base = prefix(namespace)
+    alias, late = f"{base}_master", f"{base}_2019"
+    for year in (2017, 2018):
+        kubectl.apply(album(f"album-{year}", year, f"{base}_{year}"), namespace)
+    kubectl.run("wait", "--for=condition=Ready", "albumcollections", "--all",
+                "--timeout=60s", namespace=namespace)
+    for i, year in enumerate((2017, 2018)):
+        seed(qdrant, f"{base}_{year}", (i + 1) * 1000)
+    total = 3 * PER_SOURCE
+
+    def create_late_source() -> None:
+        kubectl.apply(album("album-2019", 2019, late), namespace)
+        kubectl.run("wait", "--for=condition=Ready", "albumcollection/album-2019",
+                    "--timeout=60s", namespace=namespace)
+        seed(qdrant, late, 3000)
+
+    merge = {"apiVersion": "albumops.io/v1alpha1", "kind": "MasterMerge",
+             "metadata": {"name": "master"},
+             "spec": {"alias": alias, "sources": [f"{base}_2017", f"{base}_2018", late],
+                      "verify": {"sampleQueries": 4}, "retention": {"keepPrevious": 1}}}
+
+    def patch(spec: dict[str, Any]) -> Callable[[], None]:
+        return patch_spec(kubectl, "mastermerge", "master", namespace, spec)
+
+    next_three = croniter("0 3 * * *", dt.datetime.now(dt.UTC)).get_next(dt.datetime)
+    walk(kubectl, "mastermerge", "master", namespace, [
+        Step("a source is missing", lambda: kubectl.apply(merge, namespace),
+             until={"status.phase": "Failed"},
+             expect={"Ready.status": "False", "Ready.reason": "SourceMissing",
+                     "status.currentBuild.failureReason": "SourceMissing",
+                     "status.history.0.points": 0, "status.history.0.result": "Failed",
+                     "status.failedBuildsInARow": 1, "Building.status": "False",
+                     "status.nextRetryTime": lambda v: isinstance(v, str)},
+             absent=("status.verification", "status.aliasTarget")),
+        Step("the source appears: the failed build is retried without a spec change",
+             create_late_source, until={"status.phase": "Succeeded"},
+             expect={"Ready.status": "True", "Ready.reason": "Ready",
+                     "status.aliasTarget": f"{alias}_v2",
+                     "status.currentBuild.message": f"alias {alias} -> {alias}_v2",
+                     "status.progress": f"{total}/{total}",
+                     "status.history.0.points": total, "status.history.1.points": 0,
+                     "status.history.1.result": "Failed", "status.failedBuildsInARow": 0,
+                     "status.verification.passed": True, "Verified.status": "True",
+                     "status.masters": [f"{alias}_v2"]},
+             absent=("status.currentBuild.failureReason", "status.nextRetryTime")),
+        Step("suspended", patch({"suspend": True}), until={"Ready.reason": "Suspended"},
+             expect={"Ready.status": "False", "status.aliasTarget": f"{alias}_v2"},
+             absent=("status.nextScheduledTime",)),
+        Step("a rollback target that does not exist", patch(
+            {"suspend": False, "rollbackTo": f"{alias}_v9"}),
+             until={"Ready.reason": "RollbackTargetMissing"},
+             expect={"Ready.status": "False", "status.aliasTarget": f"{alias}_v2"}),
+        Step("rollbackTo cleared: nothing stale stays", patch({"rollbackTo": None}),
+             until={"Ready.reason": "Ready"}, expect={"Ready.status": "True"}),
+        Step("a schedule that never matches a date", patch({"schedule": "0 0 31 2 *"}),
+             until={"Ready.reason": "InvalidSchedule"},
+             expect={"Ready.status": "False", "status.history.0.name": f"{alias}_v2"},
+             absent=("status.nextScheduledTime",)),
+        Step("a valid schedule: no build for a slot before it existed",
+             patch({"schedule": "0 3 * * *"}), until={"Ready.reason": "Ready"},
+             expect={"status.nextScheduledTime": next_three.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "status.history.0.name": f"{alias}_v2", "status.phase": "Succeeded"}),
+    ])
+    warnings = [e["reason"] for e in kubectl.events("master", namespace)
+                if e["type"] == "Warning"]
+    assert warnings.count("SourceMissing") == 1, warnings
+    assert "RollbackTargetMissing" in warnings
+    assert "InvalidSchedule" in warnings
+
+
+def test_a_cron_expression_out_of_range_is_refused_by_the_api_server(
+        kubectl: Kubectl, namespace: str, operator: Any) -> None:
+    refused = kubectl.run("apply", "-f", "-", check=False, namespace=namespace, stdin=json.dumps(
+        {"apiVersion": "albumops.io/v1alpha1", "kind": "MasterMerge",
+         "metadata": {"name": "bad-cron"},
+         "spec": {"sources": ["a_2017"], "schedule": "99 99 * * *"}}))
+    assert refused.returncode != 0
+    assert "spec.schedule" in refused.stderr
+    assert "should match" in refused.stderr
+
+
+def test_collection_name_cannot_be_set_after_creation(
+        kubectl: Kubectl, namespace: str, operator: Any) -> None:
+    base = prefix(namespace)
+    manifest = album("album-2020", 2020, f"{base}_2020")
+    del manifest["spec"]["collectionName"]
+    manifest["spec"]["year"] = 2020
+    kubectl.apply(manifest, namespace)
+    refused = kubectl.run("patch", "albumcollection/album-2020", "--type=merge", "-p",
+                          json.dumps({"spec": {"collectionName": f"{base}_other"}}),
+                          namespace=namespace, check=False)
+    assert refused.returncode != 0
+    assert "collectionName cannot be set after creation" in refused.stderr
+    # the name already in use may be written down explicitly
+    kubectl.run("patch", "albumcollection/album-2020", "--type=merge", "-p",
+                json.dumps({"spec": {"collectionName": "album_2020"}}), namespace=namespace)
+
+
+def test_edge_policy_with_an_impossible_schedule_says_so_and_recovers(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    collection = seed_collection(kubectl, namespace, qdrant)
+    kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
+    name = "edge-" + "x" * 235  # the longest name a file name can still be made from
+
+    def patch(spec: dict[str, Any]) -> Callable[[], None]:
+        return patch_spec(kubectl, "edgesnapshotpolicy", name, namespace, spec)
+
+    manifest = policy(name, collection, "kiosk-token", schedule="0 0 31 2 *")
+    walk(kubectl, "edgesnapshotpolicy", name, namespace, [
+        Step("a schedule that never matches a date", lambda: kubectl.apply(manifest, namespace),
+             until={"Ready.reason": "InvalidSchedule"},
+             expect={"Ready.status": "False"}, absent=("status.nextRun",)),
+        Step("fixed, and a 240-character name publishes", patch({"schedule": "* * * * *"}),
+             until={"Ready.reason": "Ready"},
+             expect={"status.snapshotCount": 1, "status.lastRun.result": "Succeeded",
+                     "status.nextRun": lambda v: isinstance(v, str)}),
+    ])
+    warnings = [e["reason"] for e in kubectl.events(name, namespace) if e["type"] == "Warning"]
+    assert warnings == ["InvalidSchedule"], warnings
+
+
+def unreachable_qdrant_secret(kubectl: Kubectl, namespace: str) -> None:
+    kubectl.run("create", "secret", "generic", "nowhere",
+                f"--from-literal=url=http://127.0.0.1:{free_port()}",
+                "--from-literal=apiKey=an-api-key-nobody-may-see", namespace=namespace)
+
+
+def test_a_master_merge_whose_qdrant_is_unreachable_says_so_without_the_api_key(
+        kubectl: Kubectl, namespace: str, operator: Any) -> None:
+    unreachable_qdrant_secret(kubectl, namespace)
+    kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "MasterMerge",
+                   "metadata": {"name": "master"},
+                   "spec": {"alias": f"{prefix(namespace)}_master", "sources": ["a_2017"],
+                            "connection": {"secretRef": {"name": "nowhere"}}}}, namespace)
+
+    def reported() -> dict[str, Any] | None:
+        obj = kubectl.get("mastermerge", "master", namespace)
+        ready = condition(obj, "Ready")
+        return obj if ready and ready["reason"] == "QdrantUnavailable" else None
+    obj = wait_for(reported, 60, what="Ready=False QdrantUnavailable")
+    assert_truthful(obj)
+    message = condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert "127.0.0.1" in message, "where Qdrant is may be named"
+    assert "an-api-key-nobody-may-see" not in json.dumps(obj)
+    resource_version = obj["metadata"]["resourceVersion"]
+    time.sleep(4)  # several failing attempts: the status is not rewritten while unchanged
+    assert kubectl.get("mastermerge", "master", namespace)["metadata"][
+        "resourceVersion"] == resource_version
+    annotations = kubectl.get("mastermerge", "master", namespace)["metadata"].get(
+        "annotations", {})
+    assert not [a for a in annotations if a.startswith("albumops.io/") and
+                a.endswith(("step", "update", "create", "resume"))], annotations
+
+
+def test_a_server_policy_that_published_nothing_is_deleted_at_once_without_qdrant(
+        kubectl: Kubectl, namespace: str, operator: Any) -> None:
+    unreachable_qdrant_secret(kubectl, namespace)
+    kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
+    kubectl.apply(policy("edge", "album_2025", "kiosk-token", source="Server",
+                         connection={"secretRef": {"name": "nowhere"}}), namespace)
+
+    def reported() -> dict[str, Any] | None:
+        obj = kubectl.get("edgesnapshotpolicy", "edge", namespace)
+        ready = condition(obj, "Ready")
+        return obj if ready and ready["reason"] == "QdrantUnavailable" else None
+    assert_truthful(wait_for(reported, 60, what="Ready=False QdrantUnavailable"))
+    kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=30s", namespace=namespace)
+    reasons = [e["reason"] for e in kubectl.events("edge", namespace)]
+    assert "FinalizerReleased" not in reasons, "nothing to wait for: nothing was published"
