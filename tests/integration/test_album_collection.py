@@ -650,8 +650,9 @@ def test_server_settings_changed_by_hand_are_repaired_or_reported(
                  timeout=RESYNC_S + 3, interval=0.1, what=f"{what} repaired in Qdrant")
         obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync",
                              timeout=RESYNC_S * 3 + 5)
-        repairs = [e["message"] for e in kubectl.events("photos", namespace)
-                   if e["reason"] == "Repaired"]
+        # kopf posts events from a queue of its own: the event may follow the status write
+        repairs = wait_for(lambda: [e["message"] for e in kubectl.events("photos", namespace)
+                                    if e["reason"] == "Repaired"], 15, what="Repaired event")
         assert repairs == [f"collection {name} repaired: {', '.join(paths)}"], repairs
         assert obj["status"]["drift"] == []
         written = collection_writes(name)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from croniter import croniter
+from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
 from album_operator_dev.localcluster.cluster import free_port
@@ -280,6 +281,56 @@ def test_a_server_policy_that_published_nothing_is_deleted_at_once_without_qdran
         ready = condition(obj, "Ready")
         return obj if ready and ready["reason"] == "QdrantUnavailable" else None
     assert_truthful(wait_for(reported, 60, what="Ready=False QdrantUnavailable"))
+    assert series_of("edge", namespace), "albumops_resource_ready is set while it exists"
     kubectl.run("delete", "edgesnapshotpolicy/edge", "--timeout=30s", namespace=namespace)
     reasons = [e["reason"] for e in kubectl.events("edge", namespace)]
     assert "FinalizerReleased" not in reasons, "nothing to wait for: nothing was published"
+    assert not series_of("edge", namespace), "a deleted resource's metric series are removed"
+
+
+def series_of(name: str, namespace: str) -> list[str]:
+    """The operator's metric samples labelled with this resource (it runs in this process)."""
+    return [f"{metric.name}{sample.labels}" for metric in REGISTRY.collect()
+            for sample in metric.samples
+            if sample.labels.get("name") == name and sample.labels.get("namespace") == namespace]
+
+
+def test_album_collection_walk_pause_a_hand_deletion_and_a_forged_owner_stamp(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    collection = f"{prefix(namespace)}_2021"
+
+    def annotate(value: str) -> Callable[[], None]:
+        def act() -> None:
+            kubectl.run("annotate", "--overwrite", "albumcollection/photos", value,
+                        namespace=namespace)
+        return act
+
+    def delete_by_hand() -> None:
+        qdrant(lambda c: c.delete_collection(collection))
+
+    def forge_stamp() -> None:
+        qdrant(lambda c: c.update_collection(collection, metadata={
+            "albumops.io/owner-uid": "edited-by-hand"}))
+
+    walk(kubectl, "albumcollection", "photos", namespace, [
+        Step("created", lambda: kubectl.apply(album("photos", 2021, collection), namespace),
+             until={"Ready.status": "True"}, expect={"status.pointsCount": 0},
+             absent=("status.paused",)),
+        Step("paused with nothing to do: it shows", annotate("albumops.io/paused=true"),
+             until={"status.paused": True},
+             expect={"Ready.status": "True",
+                     "Synced.message": lambda m: "Paused by albumops.io/paused" in m}),
+        Step("deleted by hand while paused: no stale count",
+             delete_by_hand,
+             until={"Synced.reason": "Paused"},
+             expect={"status.paused": True},
+             absent=("status.pointsCount", "status.qdrantStatus")),
+        Step("unpaused: recreated", annotate("albumops.io/paused-"),
+             until={"Synced.reason": "Recreated"},
+             expect={"status.pointsCount": 0, "status.recreations": 1},
+             absent=("status.paused",)),
+        Step("an owner stamp edited by hand is named", forge_stamp,
+             until={"Synced.reason": "Adopted"},
+             expect={"Synced.message": lambda m: "owner stamp" in m and "edited-by-hand" in m
+                     and "without an owner" not in m}),
+    ])

@@ -31,6 +31,9 @@ class AlbumReconcileResult:
     owned_indexes: Sequence[str] = ()
     recreated: bool = False
     synced_now: bool = False
+    stamp_before: str | None = None
+    """An adopted collection's owner stamp as found (uid, and reference when it had one)."""
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,12 @@ def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
             "Created": "was created from the spec",
             "Recreated": "was missing and has been recreated from the spec",
             "Repaired": f"was repaired ({drift})",
-            "Adopted": "existed without an owner and was adopted",
+            "Adopted": (f"carried the owner stamp {result.stamp_before}, which no live "
+                        "AlbumCollection claims, and was adopted" if result.stamp_before
+                        else "existed without an owner and was adopted"),
         }[outcome]
+        if result.paused:
+            note += " Paused by albumops.io/paused: nothing would be changed."
         return _ConditionPair(
             ConditionUpdate("Ready", "True", "Ready", f"Collection {name} is ready."),
             ConditionUpdate("Synced", "True", "InSync" if outcome == "InSync" else outcome,
@@ -110,6 +117,7 @@ def album_status(result: AlbumReconcileResult, previous: dict[str, Any], generat
         "drift": list(result.plan.drift) if result.plan else [],
         "unmanagedPayloadIndexes": list(result.plan.unowned_indexes) if result.plan else [],
         "lastSyncTime": now if result.synced_now else previous.get("lastSyncTime"),
+        "paused": (result.paused or result.outcome == "Paused") or None,
     }
     if result.plan and result.plan.immutable_mismatches:
         status["drift"] = list(result.plan.immutable_mismatches)

@@ -98,6 +98,13 @@ def _redacted(value: Any) -> Any:
     return value
 
 
+def _at_generation(status: dict[str, Any], generation: int) -> dict[str, Any]:
+    """The whole status was computed from this generation's spec, every condition too."""
+    conditions = [{**c, "observedGeneration": generation}
+                  for c in status.get("conditions") or []]
+    return {**status, "conditions": conditions, "observedGeneration": generation}
+
+
 def condition_reason(status: Mapping[str, Any], condition_type: str) -> str | None:
     condition = find(list(status.get("conditions") or []), condition_type)
     return condition.get("reason") if condition else None
@@ -145,7 +152,7 @@ async def run_step(kind: str, status_model: type[BaseModel], body: kopf.Body,
         try:
             with metrics.RECONCILE_SECONDS.labels(kind).time():
                 status = await reconcile(ref, previous)
-            status = typed_status(status_model, {**status, "observedGeneration": ref.generation})
+            status = typed_status(status_model, _at_generation(status, ref.generation))
         except Exception as exc:
             failure = classify(exc)
             if failure.reason == "InternalError":

@@ -150,6 +150,9 @@ class AlbumCollectionStatus(CamelModel):
     owned_payload_indexes: list[str] = Field(
         default_factory=list, max_length=64,
         description="Payload index fields this resource created (and so may remove).")
+    paused: bool | None = Field(
+        default=None, description="True while the albumops.io/paused annotation holds all "
+        "writes to the collection.")
     unmanaged_payload_indexes: list[str] = Field(
         default_factory=list, max_length=64,
         description="Payload indexes present in Qdrant that this resource never declared "

@@ -143,8 +143,11 @@ async def _reconcile_with_engine(
     after = await qdrant_collections.describe(engine, desired.name) if plan.actions else observed
     # lastSyncTime survives a status written while the collection was gone; counts do not
     outcome = _outcome(plan, observed, status.get("lastSyncTime") is not None, repair)
+    stamp = (f"{observed.owner_ref() or 'unknown'} (uid {incumbent})"
+             if outcome == "Adopted" and observed and incumbent else None)
     return AlbumReconcileResult(
         outcome, observed=after, plan=plan, recreated=outcome == "Recreated",
+        stamp_before=stamp, paused=ref.annotation_is_true(PAUSED_ANNOTATION),
         owned_indexes=_owned_indexes(spec, previous_owned, after, caps.applies_payload_indexes),
         synced_now=bool(plan.actions) or not status.get("lastSyncTime"), **common)
 
