@@ -72,8 +72,13 @@ class ConnectionSettings:
 
 def _error_from(exc: Exception) -> QdrantError:
     status = getattr(exc, "status_code", None)
-    return QdrantError(redact(f"{type(exc).__name__}: {exc}"),
-                       status_code=status if isinstance(status, int) else None)
+    text = f"{type(exc).__name__}: {exc}"
+    # qdrant-client wraps transport failures (a timeout, a refused connection) in an
+    # exception whose own message is often empty; name the cause instead.
+    cause = getattr(exc, "source", None) or exc.__cause__ or exc.__context__
+    if not str(exc).strip() and cause is not None:
+        text = f"{type(exc).__name__}: {type(cause).__name__} {cause}".rstrip()
+    return QdrantError(redact(text), status_code=status if isinstance(status, int) else None)
 
 
 class QdrantEngine:
