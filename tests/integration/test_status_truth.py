@@ -256,8 +256,7 @@ def test_a_master_merge_whose_qdrant_is_unreachable_says_so_without_the_api_key(
         return obj if ready and ready["reason"] == "QdrantUnavailable" else None
     obj = wait_for(reported, 60, what="Ready=False QdrantUnavailable")
     assert_truthful(obj)
-    message = condition(obj, "Ready")["message"]  # type: ignore[index]
-    assert "127.0.0.1" in message, "where Qdrant is may be named"
+    assert "Connection refused" in condition(obj, "Ready")["message"]  # type: ignore[index]
     assert "an-api-key-nobody-may-see" not in json.dumps(obj)
     resource_version = obj["metadata"]["resourceVersion"]
     time.sleep(4)  # several failing attempts: the status is not rewritten while unchanged

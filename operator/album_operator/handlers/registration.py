@@ -77,6 +77,10 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
+    # A timer tick running when its object is deleted must end before the finalizer goes;
+    # kopf re-checks that every cancellation_polling seconds (60 by default), which made
+    # deletion during a tick wait a minute.
+    settings.background.cancellation_polling = 0.5
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "album-operator"
     settings.peering.standalone = config.peering is None
