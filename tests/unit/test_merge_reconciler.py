@@ -170,3 +170,40 @@ def test_a_source_that_is_not_this_namespaces_is_never_read(
     assert status["currentBuild"]["failureReason"] == reason
     assert status["currentBuild"]["message"] == message
     assert collections(engine) == set(SOURCES), "nothing was created, so nothing was copied"
+
+
+def test_a_failed_verification_is_written_with_its_condition_and_retried_later(
+        engine: QdrantEngine) -> None:
+    services = MergeServices(engine)
+    status: dict[str, Any] = {}
+    for _ in range(2000):
+        if status.get("phase") == "Verifying":  # a point lands in a source after the copy
+            engine.call(lambda c: c.upsert("album_2018", [qm.PointStruct(
+                id=1999, vector=[0.5] * 8, payload={"source": "album_2018", "i": 999})]))
+        status = asyncio.run(step_master_merge(REF, SPEC, status, services))
+        if status["phase"] == "Failed":
+            break
+    assert status["phase"] == "Failed"
+    assert status["currentBuild"]["failureReason"] == "VerificationFailed"
+    verification = status["verification"]
+    assert not verification["passed"]
+    assert verification["expectedCount"] == verification["actualCount"] + 1
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Verified"]["status"], conditions["Verified"]["reason"]) == (
+        "False", "Failed")
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False", "VerificationFailed")
+    assert "retrying at" in conditions["Ready"]["message"]
+    assert status["failedBuildsInARow"] == 1
+    assert alias_target(engine, "album_master") is None, "an unverified master is never served"
+    # the retry comes after its backoff, removes the failed master and verifies the next one
+    services.now = dt.datetime.fromisoformat(status["nextRetryTime"].replace("Z", "+00:00"))
+    for _ in range(500):
+        status = asyncio.run(step_master_merge(REF, SPEC, status, services))
+        if status["phase"] == "Succeeded":
+            break
+    assert status["phase"] == "Succeeded"
+    assert status["aliasTarget"] == "album_master_v2"
+    assert "failureReason" not in status["currentBuild"]
+    assert status["verification"]["passed"]
+    assert collections(engine) == {*SOURCES, "album_master_v2"}, "v1 went with the retry"

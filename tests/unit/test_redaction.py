@@ -64,3 +64,24 @@ def test_engine_errors_never_carry_the_key() -> None:
 def test_connection_settings_repr_hides_the_key() -> None:
     settings = ConnectionSettings(url="http://q", api_key="repr-secret-1")
     assert "repr-secret-1" not in repr(settings)
+
+
+def test_values_under_eight_characters_are_never_redacted_from_text() -> None:
+    register_secret("a1b2c3")  # a short value would mangle every text holding its characters
+    assert redact("error a1b2c3 at a1b2c3d") == "error a1b2c3 at a1b2c3d"
+
+
+def test_a_qdrant_url_stays_readable_and_a_password_inside_it_does_not() -> None:
+    import base64
+
+    from album_operator.adapters.kube import SecretData
+
+    def encoded(value: str) -> str:
+        return base64.b64encode(value.encode()).decode()
+
+    data = SecretData("ns/qdrant", {
+        "url": encoded("https://operator:pa55-in-the-url@qdrant.example:6333"),
+        "apiKey": encoded("an-api-key-of-some-length")})
+    url, key = data["url"], data["apiKey"]
+    assert redact(f"cannot reach {url} with {key}") == (
+        "cannot reach https://operator:***@qdrant.example:6333 with ***")

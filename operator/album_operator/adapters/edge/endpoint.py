@@ -27,7 +27,7 @@ from album_operator.adapters.metrics import (
     EDGE_UPLOAD_BATCHES,
     EDGE_UPLOADS,
 )
-from album_operator.adapters.qdrant.collections import describe_sync
+from album_operator.adapters.qdrant import points as qdrant_points
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.core.edge import (
     Rejection,
@@ -288,7 +288,7 @@ def _target_layout(access: PolicyAccess, collection: str) -> Layout | None:
         if collection == access.collection:
             layout: Layout | None = layout_of(access.vectors)
         else:
-            observed = access.engine.call(lambda client: describe_sync(client, collection))
+            observed = qdrant_points.describe(access.engine, collection)
             layout = None if observed is None else {
                 name: v.size for name, v in observed.vectors.items() if not v.multivector}
         access.target_layouts[collection] = layout
@@ -334,4 +334,4 @@ def _qdrant_unavailable(engine: QdrantEngine, exc: QdrantError) -> bool:
 
 
 def _upsert(engine: QdrantEngine, collection: str, points: list[Any]) -> None:
-    engine.call(lambda client: client.upsert(collection, points, wait=True))
+    qdrant_points.upsert(engine, collection, points)

@@ -19,6 +19,7 @@ from typing import Any
 import qdrant_edge as qe
 from qdrant_client import models as qm
 
+from album_operator.adapters.qdrant import points as qdrant_points
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.merge import point_id
 from album_operator.core.edge import publishing_shard_needs_indexing
@@ -88,17 +89,7 @@ def qdrant_filter(spec: PointFilter | None) -> qm.Filter | None:
 
 def _collection_points(engine: QdrantEngine, collection: str, flt: qm.Filter | None
                        ) -> Iterator[qm.Record]:
-    offset: Any = None
-    while True:
-        def scroll(client: Any, start: Any = offset) -> tuple[list[qm.Record], Any]:
-            result: tuple[list[qm.Record], Any] = client.scroll(
-                collection, scroll_filter=flt, limit=PAGE, offset=start,
-                with_payload=True, with_vectors=True)
-            return result
-        records, offset = engine.call(scroll)
-        yield from records
-        if offset is None:
-            return
+    return qdrant_points.scroll_all(engine, collection, flt, PAGE)
 
 
 def _shard_points(shard: qe.EdgeShard) -> Iterator[Any]:
