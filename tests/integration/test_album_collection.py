@@ -70,7 +70,9 @@ def test_apply_creates_the_collection_with_its_spec_and_owner(
     assert status["pointsCount"] == 0
     assert status["observedGeneration"] == obj["metadata"]["generation"]
     assert condition(obj, "Synced")["reason"] == "Created"  # type: ignore[index]
-    assert [e["reason"] for e in kubectl.events("photos", namespace)] == ["Created"]
+    # kopf posts events from its own queue: the event may follow the status write
+    assert wait_for(lambda: [e["reason"] for e in kubectl.events("photos", namespace)], 15,
+                    what="an event") == ["Created"]
 
 
 def test_points_written_to_the_collection_show_in_status(
