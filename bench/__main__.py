@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench import collections, edge, edge_load, edge_queue, merge
+from bench import collections, edge, edge_load, edge_queue, idle, merge
 from bench import server as bench_server
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    kinds = ["collections", "merge", "edge", "edge_queue", "edge_load"]
+    kinds = ["collections", "merge", "edge", "edge_queue", "edge_load", "idle"]
     # no choices=: Python 3.11's argparse checks an empty ``*`` positional against them and
     # refuses a bare `python -m bench`
     parser.add_argument("which", nargs="*", metavar="{" + ",".join(kinds) + "}",
@@ -22,9 +22,10 @@ def main() -> int:
                         choices=bench_server.ENGINES,
                         help="halves to run: embedded, server (default: both; the server "
                         "half needs QDRANT_BIN, qdrant on the PATH, or QDRANT_URL)")
-    parser.add_argument("--count", type=int, default=200, help="AlbumCollections to apply")
+    parser.add_argument("--count", type=int, default=200,
+                        help="AlbumCollections to apply; for idle, resources of all kinds")
     parser.add_argument("--idle-seconds", type=float, default=300.0,
-                        help="how long to watch the idle operator")
+                        help="how long to watch the idle operator (collections and idle)")
     parser.add_argument("--resync-seconds", type=float, default=10.0,
                         help="operator resync interval during the benchmark")
     parser.add_argument("--merge-sizes", type=int, nargs="+", default=[600, 2400],
@@ -66,6 +67,9 @@ def main() -> int:
         results["edge_queue"] = edge_queue.run(args.queue_points, args.queue_batch)
     if "edge_load" in args.which and "embedded" in engines:  # the endpoint's own process
         results["edge_load"] = edge_load.run(args.load_clients, args.load_seconds)
+    if "idle" in args.which and "embedded" in engines:  # the criterion is on the default engine
+        results["idle"] = idle.run(idle.Settings(count=args.count,
+                                                 idle_seconds=args.idle_seconds))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
