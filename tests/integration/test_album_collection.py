@@ -69,7 +69,7 @@ def test_apply_creates_the_collection_with_its_spec_and_owner(
     assert status["collectionName"] == name
     assert status["pointsCount"] == 0
     assert status["observedGeneration"] == obj["metadata"]["generation"]
-    assert condition(obj, "Synced")["reason"] == "Created"  # type: ignore[index]
+    assert condition(obj, "Synced")["reason"] == "InSync"  # type: ignore[index]
     # kopf posts events from its own queue: the event may follow the status write
     assert wait_for(lambda: [e["reason"] for e in kubectl.events("photos", namespace)], 15,
                     what="an event") == ["Created"]
@@ -92,12 +92,13 @@ def test_a_collection_deleted_by_hand_is_recreated_within_one_interval(
     kubectl.apply(album("photos", name), namespace)
     wait_condition(kubectl, "photos", namespace, "Ready", "True")
     qdrant(lambda c: c.delete_collection(name))
-    obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "Recreated",
-                         timeout=RESYNC_S * 2 + 5)
+    obj = resource_when(kubectl, "photos", namespace,
+                        lambda o: o["status"].get("recreations") == 1, RESYNC_S * 2 + 5,
+                        what="recreated")
     assert qdrant(lambda c: c.collection_exists(name))
-    assert obj["status"]["recreations"] == 1
-    warnings = [e for e in kubectl.events("photos", namespace) if e["reason"] == "Recreated"]
-    assert warnings
+    assert condition(obj, "Synced")["reason"] == "InSync"  # type: ignore[index]
+    warnings = wait_for(lambda: [e for e in kubectl.events("photos", namespace)
+                                 if e["reason"] == "Recreated"], 15, what="Recreated event")
     assert warnings[0]["type"] == "Warning"
 
 
@@ -145,10 +146,11 @@ def test_an_unowned_compatible_collection_is_adopted(
     qdrant(lambda c: c.create_collection(
         name, vectors_config=qm.VectorParams(size=8, distance=qm.Distance.COSINE)))
     kubectl.apply(album("photos", name), namespace)
-    wait_condition(kubectl, "photos", namespace, "Synced", "True", "Adopted")
+    wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync")
     metadata = qdrant(lambda c: c.get_collection(name)).config.metadata
     assert metadata["albumops.io/owner"] == f"{namespace}/photos"
-    assert "Adopted" in [e["reason"] for e in kubectl.events("photos", namespace)]
+    assert wait_for(lambda: [e for e in kubectl.events("photos", namespace)
+                             if e["reason"] == "Adopted"], 15, what="Adopted event")
 
 
 @pytest.mark.parametrize(("policy", "remains"), [("Retain", True), ("Delete", False)])
@@ -177,7 +179,8 @@ def test_pause_stops_all_writes_until_it_is_lifted(
     assert not qdrant(lambda c: c.collection_exists(name))
     kubectl.run("annotate", "albumcollection/photos", "albumops.io/paused-",
                 namespace=namespace)
-    wait_condition(kubectl, "photos", namespace, "Synced", "True", "Recreated")
+    resource_when(kubectl, "photos", namespace,
+                  lambda o: o["status"].get("recreations") == 1, 30, what="recreated")
     assert qdrant(lambda c: c.collection_exists(name))
 
 

@@ -17,6 +17,23 @@ Outcome = Literal[
 ]
 
 
+IN_SYNC_OUTCOMES = frozenset({"InSync", "Created", "Recreated", "Repaired", "Adopted"})
+
+
+def action_message(result: AlbumReconcileResult) -> str:
+    """What a reconcile that changed something did, for its event."""
+    name = result.collection
+    drift = ", ".join(result.plan.drift) if result.plan else ""
+    return {
+        "Created": f"collection {name} was created from the spec",
+        "Recreated": f"collection {name} was missing and has been recreated from the spec",
+        "Repaired": f"collection {name} repaired: {drift}",
+        "Adopted": (f"collection {name} carried the owner stamp {result.stamp_before}, which no "
+                    "live AlbumCollection claims, and was adopted" if result.stamp_before
+                    else f"collection {name} existed without an owner and was adopted"),
+    }.get(result.outcome, result.message or f"collection {name}: {result.outcome}")
+
+
 @dataclass(frozen=True)
 class AlbumReconcileResult:
     """What happened in one reconcile; the status is derived from it alone."""
@@ -58,22 +75,15 @@ def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
     note = _ignored_note(result)
     drift = ", ".join(result.plan.drift) if result.plan else ""
     outcome = result.outcome
-    if outcome in {"InSync", "Created", "Recreated", "Repaired", "Adopted"}:
-        detail = {
-            "InSync": "matches the spec",
-            "Created": "was created from the spec",
-            "Recreated": "was missing and has been recreated from the spec",
-            "Repaired": f"was repaired ({drift})",
-            "Adopted": (f"carried the owner stamp {result.stamp_before}, which no live "
-                        "AlbumCollection claims, and was adopted" if result.stamp_before
-                        else "existed without an owner and was adopted"),
-        }[outcome]
+    if outcome in IN_SYNC_OUTCOMES:
+        # Synced names the state, not the last action (events and status.recreations tell
+        # those): a resync that finds nothing to do after a creation or repair writes nothing.
         if result.paused:
             note += " Paused by albumops.io/paused: nothing would be changed."
         return _ConditionPair(
             ConditionUpdate("Ready", "True", "Ready", f"Collection {name} is ready."),
-            ConditionUpdate("Synced", "True", "InSync" if outcome == "InSync" else outcome,
-                            f"Collection {name} {detail}.{note}"))
+            ConditionUpdate("Synced", "True", "InSync", f"Collection {name} matches the spec."
+                            f"{note}"))
     if outcome == "DriftReported":
         return _ConditionPair(
             ConditionUpdate("Ready", "True", "Ready", f"Collection {name} is ready."),

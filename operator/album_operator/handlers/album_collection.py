@@ -8,7 +8,12 @@ from typing import Any
 import kopf
 
 from album_operator.adapters.metrics import DRIFT_REPAIRS, RECONCILES
-from album_operator.core.album_status import AlbumReconcileResult, album_status
+from album_operator.core.album_status import (
+    IN_SYNC_OUTCOMES,
+    AlbumReconcileResult,
+    action_message,
+    album_status,
+)
 from album_operator.core.claims import Claimant
 from album_operator.core.timeutil import rfc3339
 from album_operator.handlers.common import (
@@ -48,21 +53,15 @@ def index_claims(*, namespace: str | None, name: str, body: kopf.Body, **_: Any
 
 def _post_events(body: kopf.Body, result: AlbumReconcileResult,
                  previous: dict[str, Any]) -> None:
+    """An event for every action taken, and for a change of the Synced state; a collection
+    first seen in sync (status lost, or a reconcile racing the first one's write) is no
+    news, a warning is news even on first sight."""
     before = condition_reason(previous, "Synced")
-    # A collection first seen in sync (a second reconcile racing the first one's status
-    # write, or status lost) is no news; a warning is news even on first sight.
-    changed = before != _synced_reason(result) and (
-        before is not None or result.outcome in WARNING_OUTCOMES)
+    after = "InSync" if result.outcome in IN_SYNC_OUTCOMES else result.outcome
+    changed = before != after and (before is not None or result.outcome in WARNING_OUTCOMES)
     if result.outcome in ACTION_OUTCOMES or changed:
-        warning = result.outcome in WARNING_OUTCOMES
-        message = result.message or f"collection {result.collection}: {result.outcome}"
-        if result.outcome == "Repaired" and result.plan:
-            message = f"collection {result.collection} repaired: {', '.join(result.plan.drift)}"
-        event(body, warning, result.outcome, message)
-
-
-def _synced_reason(result: AlbumReconcileResult) -> str:
-    return "InSync" if result.outcome == "InSync" else result.outcome
+        event(body, result.outcome in WARNING_OUTCOMES, result.outcome,
+              action_message(result))
 
 
 async def on_change(*, body: kopf.Body, patch: kopf.Patch, memo: Services,
