@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -114,8 +115,12 @@ def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any]
         if phase == crash_in and not crashed:
             crashed = True  # the operator died before writing this step's status
             continue
+        # settled: a finished build that a step leaves as it is (Indexing may also repeat
+        # unchanged while the server turns the master green)
         if after == status:
-            return status, phases
+            if after.get("phase") in ("Succeeded", "Failed"):
+                return status, phases
+            time.sleep(0.05)  # the server is still indexing; ask again shortly
         status = after
         phases.append(status["phase"])
     raise AssertionError(f"the build did not settle: {phases[-5:]}")
