@@ -50,7 +50,7 @@ async def _step(body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf
 
     report = await run_step(KIND, MasterMergeStatus, body, patch, memo, logger, reconcile,
                             timer)
-    if report is None or report.failure is not None:
+    if report is None:
         return
     RECONCILES.labels(KIND, str(report.status.get("phase", "Idle"))).inc()
     _record_metrics(report.ref, report.previous, report.status)
