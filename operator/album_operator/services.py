@@ -19,6 +19,7 @@ from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
 from album_operator.core.peers import parse_peer_urls
 from album_operator.core.retry import RetryBook
+from album_operator.core.writes import WriteLedger
 from album_operator.models.common import ConnectionSpec
 
 
@@ -50,6 +51,7 @@ class Services:
     kube: KubeApi
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     retries: RetryBook = field(init=False)
+    writes: WriteLedger = field(default_factory=WriteLedger)
     edge: EdgeRegistry = field(default_factory=EdgeRegistry)
     edge_facts: dict[str, object] = field(default_factory=dict)
     """Per EdgeSnapshotPolicy uid: what was last read from Kubernetes for it."""

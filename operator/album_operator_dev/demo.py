@@ -101,8 +101,19 @@ def _synthetic_points(year: int, rng: np.random.Generator) -> list[qm.PointStruc
     ]
 
 
-def _wait_ready(kubectl: Kubectl, kind: str, timeout_s: int = 120) -> None:
-    kubectl("wait", "--for=condition=Ready", kind, "--all", f"--timeout={timeout_s}s")
+def _wait_ready(kubectl: Kubectl, kind: str, operator_log: Path, timeout_s: int = 120) -> None:
+    """Waits for every ``kind`` to be Ready; on a timeout shows why before failing."""
+    try:
+        kubectl("wait", "--for=condition=Ready", kind, "--all", f"--timeout={timeout_s}s")
+    except RuntimeError:
+        kubectl("get", kind, "-o", "custom-columns=NAME:.metadata.name,"
+                "READY:.status.conditions[?(@.type=='Ready')].status,"
+                "REASON:.status.conditions[?(@.type=='Ready')].reason,"
+                "MESSAGE:.status.conditions[?(@.type=='Ready')].message", check=False)
+        tail = operator_log.read_text(errors="replace").splitlines()[-40:]
+        print(f"the last {len(tail)} lines of the operator log ({operator_log}):")
+        print("\n".join(tail))
+        raise
 
 
 def _wait_for_counts(kubectl: Kubectl, timeout_s: float = 30.0) -> None:
@@ -238,7 +249,7 @@ def run_demo(keep: bool = False, qdrant: DemoQdrant | None = None) -> int:
         with OperatorThread(config, pool):
             print(f"running on {settings.describe()}; JSON logs in {log_path}; edge snapshot "
                   f"endpoint on port {config.snapshot_port}")
-            _apply_and_show(kubectl, pool, total)
+            _apply_and_show(kubectl, pool, total, log_path)
             _edge_device(kubectl, config, demo_dir, pool, total)
         pool.close()
     print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
@@ -252,12 +263,13 @@ def run_demo(keep: bool = False, qdrant: DemoQdrant | None = None) -> int:
     return 0
 
 
-def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
+def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int,
+                    operator_log: Path) -> None:
     examples = _repo_examples()
     _step(4, total, f"kubectl apply -f examples/album-collections.yaml (namespace {NAMESPACE})")
     kubectl("create", "namespace", NAMESPACE, show=False, check=False)
     kubectl("apply", "-f", str(examples / "album-collections.yaml"))
-    _wait_ready(kubectl, "albumcollections")
+    _wait_ready(kubectl, "albumcollections", operator_log)
     engine = pool.engine()
     rng = np.random.default_rng(7)
     for year in YEARS:
@@ -274,8 +286,8 @@ def _apply_and_show(kubectl: Kubectl, pool: QdrantPool, total: int) -> None:
     _step(5, total, "kubectl apply -f examples/ (adds the MasterMerge and the "
           "EdgeSnapshotPolicy); wait for the master")
     kubectl("apply", "-f", str(examples))
-    _wait_ready(kubectl, "mastermerges", timeout_s=300)
-    _wait_ready(kubectl, "edgesnapshotpolicies", timeout_s=120)
+    _wait_ready(kubectl, "mastermerges", operator_log, timeout_s=300)
+    _wait_ready(kubectl, "edgesnapshotpolicies", operator_log, timeout_s=120)
     kubectl("get", "albumops")
 
     _step(6, total, "what Qdrant holds: the year collections, the master, its alias")

@@ -89,3 +89,18 @@ def test_unmanaged_indexes_are_reported_in_status_and_message() -> None:
     assert status["unmanagedPayloadIndexes"] == ["manual"]
     synced = next(c for c in status["conditions"] if c["type"] == "Synced")
     assert "left in place: manual" in synced["message"]
+
+
+@pytest.mark.parametrize(("outcome", "repairs", "drift", "synced"), [
+    ("Repaired", True, [], ("True", "InSync")),
+    ("DriftReported", False, ["hnsw.m"], ("False", "DriftReported")),
+    ("Adopted", True, [], ("True", "InSync")),
+    ("Adopted", False, ["hnsw.m"], ("False", "DriftReported")),
+    ("Paused", True, ["hnsw.m"], ("Unknown", "Paused")),
+])
+def test_drift_names_what_still_differs_after_the_reconcile(
+        outcome: Outcome, repairs: bool, drift: list[str], synced: tuple[str, str]) -> None:
+    plan = CollectionPlan(drift=("hnsw.m",), repairs=repairs, adopting=outcome == "Adopted")
+    status = album_status(result(outcome, plan=plan), {}, 1, NOW)
+    assert status["drift"] == drift
+    assert conditions(status)["Synced"] == synced

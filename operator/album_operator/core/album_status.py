@@ -75,6 +75,10 @@ def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
     note = _ignored_note(result)
     drift = ", ".join(result.plan.drift) if result.plan else ""
     outcome = result.outcome
+    remaining = result.plan.remaining_drift if result.plan else ()
+    if outcome in IN_SYNC_OUTCOMES and remaining:
+        outcome = "DriftReported"  # adopted under driftPolicy Report: the drift stays
+        drift = ", ".join(remaining)
     if outcome in IN_SYNC_OUTCOMES:
         # Synced names the state, not the last action (events and status.recreations tell
         # those): a resync that finds nothing to do after a creation or repair writes nothing.
@@ -110,6 +114,15 @@ def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
         ConditionUpdate("Synced", "Unknown", outcome, result.message))
 
 
+def _differences(result: AlbumReconcileResult) -> tuple[str, ...]:
+    """What differs from the spec after this reconcile (a paused one applied nothing)."""
+    if result.plan is None:
+        return ()
+    if result.plan.immutable_mismatches:
+        return result.plan.immutable_mismatches
+    return result.plan.drift if result.outcome == "Paused" else result.plan.remaining_drift
+
+
 def album_status(result: AlbumReconcileResult, previous: dict[str, Any], generation: int,
                  now: str) -> dict[str, Any]:
     """The whole status the resource should have after this reconcile."""
@@ -124,13 +137,11 @@ def album_status(result: AlbumReconcileResult, previous: dict[str, Any], generat
         "ignoredSettings": list(result.ignored_settings),
         "ownedPayloadIndexes": sorted(result.owned_indexes),
         "recreations": int(previous.get("recreations", 0)) + (1 if result.recreated else 0),
-        "drift": list(result.plan.drift) if result.plan else [],
+        "drift": list(_differences(result)),
         "unmanagedPayloadIndexes": list(result.plan.unowned_indexes) if result.plan else [],
         "lastSyncTime": now if result.synced_now else previous.get("lastSyncTime"),
         "paused": (result.paused or result.outcome == "Paused") or None,
     }
-    if result.plan and result.plan.immutable_mismatches:
-        status["drift"] = list(result.plan.immutable_mismatches)
     observed = result.observed
     if observed is not None:
         status.update(

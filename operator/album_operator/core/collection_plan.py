@@ -74,6 +74,13 @@ class CollectionPlan:
     immutable_mismatches: tuple[str, ...] = ()
     unowned_indexes: tuple[str, ...] = ()
     adopting: bool = False
+    repairs: bool = True
+    """Whether the actions repair the drift (driftPolicy Repair) or only report it."""
+
+    @property
+    def remaining_drift(self) -> tuple[str, ...]:
+        """What still differs from the spec once the actions are applied."""
+        return () if self.repairs else self.drift
 
     @property
     def creates(self) -> bool:
@@ -324,4 +331,4 @@ def plan_collection(
     patch = replace(patch, metadata=ownership)
     actions = [UpdateCollection(desired.name, patch)] if not patch.is_empty() else []
     return CollectionPlan(actions=tuple(actions + index_actions), drift=tuple(drift),
-                          unowned_indexes=tuple(unowned), adopting=adopting)
+                          unowned_indexes=tuple(unowned), adopting=adopting, repairs=repair)

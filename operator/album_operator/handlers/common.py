@@ -140,15 +140,19 @@ async def run_step(kind: str, status_model: type[BaseModel], body: kopf.Body,
                                        Awaitable[dict[str, Any]]],
                    timer: bool, rest_seconds: float | None = None) -> StepReport | None:
     """Runs one reconcile and writes its whole status. A timer tick of an object that is
-    backing off (or resting ``rest_seconds`` after a success) returns None at once: nothing
-    is read, written or logged. Change handlers always run: the change may be the fix."""
+    backing off (or resting ``rest_seconds`` after a success), or whose body predates this
+    operator's last status write, returns None: nothing is read, written or logged. Change
+    handlers always run: the change may be the fix."""
     ref = ResourceRef.from_body(kind, body)
     previous = dict(body.get("status") or {})
-    now = memo.clock()
-    if timer and not memo.retries.due(ref.uid, ref.generation, now):
-        return None
+    version = body.get("metadata", {}).get("resourceVersion")
     failure: Failure | None = None
     async with memo.locks.hold(ref.uid):
+        # checked under the lock: a change handler may have just run on this object
+        now = memo.clock()
+        if timer and (not memo.retries.due(ref.uid, ref.generation, now)
+                      or memo.writes.is_stale(ref.uid, version, now)):
+            return None
         try:
             with metrics.RECONCILE_SECONDS.labels(kind).time():
                 status = await reconcile(ref, previous)
@@ -167,6 +171,8 @@ async def run_step(kind: str, status_model: type[BaseModel], body: kopf.Body,
         failure = Failure(ready["reason"], ready.get("message", ""))
     _schedule_retry(memo, ref, failure, now, rest_seconds)
     written = _write(patch, kind, previous, status)
+    if written:
+        memo.writes.wrote(ref.uid, version, now)
     _report_ready(body, kind, ref, previous, status, logger)
     return StepReport(ref, previous, status, failure, written)
 
@@ -241,6 +247,7 @@ async def delete_resource(body: kopf.Body, memo: Services, retry: int, runtime: 
     ref = ResourceRef.from_body(kind, body)
     memo.locks.forget(ref.uid)
     memo.retries.forget(ref.uid)
+    memo.writes.forget(ref.uid)
     metrics.forget_resource(kind, ref.namespace, ref.name)
     try:
         spec = parse_spec(model, body)
