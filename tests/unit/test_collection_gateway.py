@@ -11,7 +11,12 @@ from typing import Any, TypeVar
 import pytest
 
 from album_operator.adapters.qdrant import collections as qdrant_collections
-from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError, open_engine
+from album_operator.adapters.qdrant.connection import (
+    REQUESTS_IN_FLIGHT,
+    QdrantEngine,
+    QdrantError,
+    open_engine,
+)
 from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import Owner, desired_from_spec
 from album_operator.models.album_collection import AlbumCollectionSpec
@@ -102,3 +107,30 @@ def test_a_server_engine_keeps_one_async_client_per_event_loop(
         assert run(clients())[0] is not first  # a new loop gets its own connections
     finally:
         engine.close()
+
+
+def test_a_server_engine_has_a_bounded_number_of_requests_in_flight(
+        qdrant_server: ServerTarget) -> None:
+    """A fleet reconciled at once queues in order behind a few requests, on a real server."""
+    engine = open_engine(qdrant_server.settings())
+    in_flight, peak = 0, 0
+
+    async def one(_: int) -> None:
+        async def observe(client: Any) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await client.get_collections()
+            finally:
+                in_flight -= 1
+        await engine.request(observe)
+
+    async def fleet() -> None:
+        await asyncio.gather(*(one(i) for i in range(50)))
+
+    try:
+        run(fleet())
+    finally:
+        engine.close()
+    assert peak == REQUESTS_IN_FLIGHT

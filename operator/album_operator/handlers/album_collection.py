@@ -38,9 +38,10 @@ WARNING_OUTCOMES = {"Recreated", "DriftReported", "ImmutableFieldMismatch", "Con
 ACTION_OUTCOMES = {"Created", "Recreated", "Repaired", "Adopted"}
 
 
-def index_claims(*, namespace: str | None, name: str, body: kopf.Body, **_: Any
-                 ) -> dict[str, Claimant]:
-    """kopf index: which AlbumCollections claim which collection (per connection)."""
+async def index_claims(*, namespace: str | None, name: str, body: kopf.Body, **_: Any
+                       ) -> dict[str, Claimant]:
+    """kopf index: which AlbumCollections claim which collection (per connection). Async,
+    so kopf calls it on the event loop instead of a thread per event."""
     try:
         spec = AlbumCollectionSpec.model_validate(dict(body.get("spec") or {}))
     except ValueError:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from qdrant_client import AsyncQdrantClient, QdrantClient
 
 from album_operator.adapters.redaction import redact, register_secret
@@ -31,6 +32,13 @@ from album_operator.core.versions import version_warning
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 30
+# Collection requests one server connection has in flight at once. Measured on the shared
+# server binary (2 cores): creating collections with a payload index, 4 at a time is 1.4x
+# faster than 1 and than 16.
+REQUESTS_IN_FLIGHT = 4
+# Idle connections kept per client: the async requests above plus the copy threads of merges
+# and snapshot work on the blocking client.
+KEEPALIVE_CONNECTIONS = 16
 log = logging.getLogger(__name__)
 
 
@@ -107,6 +115,8 @@ class QdrantEngine:
         # (the operator has one loop; tests may run several one after another).
         self._async_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncQdrantClient] = weakref.WeakKeyDictionary()
+        self._in_flight: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self.version_warning: str | None = None
 
     @property
@@ -154,11 +164,23 @@ class QdrantEngine:
         errors redacted. Only for server engines (``is_async``)."""
         client = self._async_client()
         try:
-            return await fn(client)
+            async with self._request_slot():
+                return await fn(client)
         except QdrantError:
             raise
         except Exception as exc:
             raise _error_from(exc) from None
+
+    def _request_slot(self) -> asyncio.Semaphore:
+        """At most REQUESTS_IN_FLIGHT requests at once; the rest wait in order. A fleet
+        reconciled at once otherwise queues a thousand requests inside the HTTP pool, whose
+        bookkeeping grows with the square of its queue, opens and drops connections beyond
+        its keep-alive set, and slows the server's collection writes."""
+        loop = asyncio.get_running_loop()
+        slot = self._in_flight.get(loop)
+        if slot is None:
+            slot = self._in_flight[loop] = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
+        return slot
 
     async def aclose(self) -> None:
         """``close`` from the event loop: this loop's async client is closed properly."""
@@ -194,6 +216,11 @@ def open_engine(settings: ConnectionSettings) -> QdrantEngine:
         return QdrantEngine(client, EMBEDDED, settings.describe(), settings)
     register_secret(settings.api_key)
     extra: dict[str, Any] = {"verify": _ssl_context(settings.ca_pem)} if settings.ca_pem else {}
+    # qdrant-client turns keep-alive off for a server on localhost or 127.0.0.1 (a sidecar,
+    # a port-forward, the tests): every request would open a new connection. The operator's
+    # clients are long-lived and bounded, so they keep their connections.
+    extra["limits"] = httpx.Limits(max_connections=None,
+                                   max_keepalive_connections=KEEPALIVE_CONNECTIONS)
     try:
         client = QdrantClient(url=settings.url, api_key=settings.api_key,
                               timeout=REQUEST_TIMEOUT_S, check_compatibility=False, **extra)
