@@ -22,6 +22,10 @@ from album_operator.core.retry import RetryBook
 from album_operator.core.writes import WriteLedger
 from album_operator.models.common import ConnectionSpec
 
+# Reconciles of one kind running at once: twice the Qdrant requests a connection has in
+# flight, so that Qdrant always has the next request waiting.
+RECONCILES_IN_FLIGHT = 8
+
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -44,12 +48,34 @@ class KeyedLocks:
         self._locks.pop(key, None)
 
 
+class ReconcileSlots:
+    """At most ``size`` reconciles of one kind at once; the others wait their turn in order.
+
+    A fleet applied at once would otherwise start every reconcile together: each waits for
+    its share of every Qdrant request, none finishes until all do, and their status patches
+    then open as many connections to the API server at the same moment (kopf's client has
+    no connection limit), each with its own TLS buffers. Taken in turns, resources become
+    Ready one after another and memory stays bounded.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def hold(self, kind: str) -> AsyncIterator[None]:
+        slot = self._slots.setdefault(kind, asyncio.Semaphore(self.size))
+        async with slot:
+            yield
+
+
 @dataclass
 class Services:
     config: OperatorConfig
     pool: QdrantPool
     kube: KubeApi
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    slots: ReconcileSlots = field(default_factory=lambda: ReconcileSlots(RECONCILES_IN_FLIGHT))
     retries: RetryBook = field(init=False)
     writes: WriteLedger = field(default_factory=WriteLedger)
     edge: EdgeRegistry = field(default_factory=EdgeRegistry)

@@ -17,7 +17,7 @@ from album_operator.core.writes import WriteLedger
 from album_operator.handlers import common
 from album_operator.models.edge_snapshot_policy import EdgeSnapshotPolicyStatus
 from album_operator.reconcilers.resource import ResourceRef
-from album_operator.services import KeyedLocks, Services
+from album_operator.services import KeyedLocks, ReconcileSlots, Services
 
 NOW = dt.datetime(2026, 12, 3, 10, 0, tzinfo=dt.UTC)
 
@@ -30,8 +30,8 @@ def ready(status: str, reason: str) -> dict[str, Any]:
 BROKEN = ready("False", "InvalidSchedule")
 
 
-def body(version: str, status: dict[str, Any] | None = None) -> kopf.Body:
-    raw = {"metadata": {"namespace": "ns", "name": "p", "uid": "uid-1", "generation": 1,
+def body(version: str, status: dict[str, Any] | None = None, uid: str = "uid-1") -> kopf.Body:
+    raw = {"metadata": {"namespace": "ns", "name": "p", "uid": uid, "generation": 1,
                         "resourceVersion": version}, "status": status or {}}
     return kopf.Body(cast(kopf.RawBody, raw))
 
@@ -39,7 +39,7 @@ def body(version: str, status: dict[str, Any] | None = None) -> kopf.Body:
 def memo(clock: list[dt.datetime]) -> Services:
     return cast(Services, SimpleNamespace(
         locks=KeyedLocks(), retries=RetryBook(base=5.0, cap=300.0), writes=WriteLedger(),
-        clock=lambda: clock[0]))
+        slots=ReconcileSlots(2), clock=lambda: clock[0]))
 
 
 @pytest.fixture
@@ -73,30 +73,65 @@ def test_a_timer_meeting_a_change_handler_on_the_same_body_neither_repeats_nor_r
     assert events == ["InvalidSchedule"]
 
 
-@pytest.mark.parametrize(("version", "seconds_later", "runs"), [
-    ("100", 1, False),   # the body the last write was computed from: stale
-    ("101", 1, True),    # the watch delivered the write
-    ("100", 31, True),   # the write never arrived (a failed patch): trusted again
+@pytest.mark.parametrize(("shows_write", "seconds_later", "runs"), [
+    (False, 1, False),  # the body from before the write: stale
+    (True, 1, True),    # the watch delivered the write
+    (False, 31, True),  # the write never arrived (a failed patch): trusted again
 ])
-def test_a_timer_skips_a_body_that_predates_the_last_write(
-        events: list[str], version: str, seconds_later: int, runs: bool) -> None:
+def test_a_timer_skips_a_body_that_does_not_show_the_last_write(
+        events: list[str], shows_write: bool, seconds_later: int, runs: bool) -> None:
     clock, calls = [NOW], list[str]()
     services = memo(clock)
     fine = ready("True", "Ready")
-    assert asyncio.run(step(services, body("100"), calls, False, fine)).written
+    first = asyncio.run(step(services, body("100"), calls, False, fine))
+    assert first is not None
+    assert first.written
     clock[0] = NOW + dt.timedelta(seconds=seconds_later)
-    report = asyncio.run(step(services, body(version), calls, True, fine))
+    seen = body("101", first.status if shows_write else None)
+    report = asyncio.run(step(services, seen, calls, True, fine))
     assert (report is not None) == runs
     assert calls == (["change", "timer"] if runs else ["change"])
 
 
-@pytest.mark.parametrize(("version", "seconds_later", "stale"), [
-    ("7", 0, True), ("7", 29, True), ("7", 30, False), ("8", 0, False), (None, 0, False)])
-def test_the_write_ledger_knows_a_body_from_before_the_last_write(
-        version: str | None, seconds_later: int, stale: bool) -> None:
+WRITTEN = {"observedGeneration": 3, "phase": "Copying"}
+
+
+@pytest.mark.parametrize(("seen", "seconds_later", "stale"), [
+    ({}, 0, True), ({"observedGeneration": 3, "phase": "Planning"}, 29, True),
+    ({}, 30, False), (WRITTEN, 0, False), (dict(WRITTEN), 1, False)])
+def test_the_write_ledger_knows_a_status_from_before_the_last_write(
+        seen: dict[str, Any], seconds_later: int, stale: bool) -> None:
     ledger = WriteLedger(window_seconds=30.0)
-    ledger.wrote("uid", "7", NOW)
-    assert ledger.is_stale("uid", version, NOW + dt.timedelta(seconds=seconds_later)) == stale
-    assert not ledger.is_stale("other", "7", NOW)
+    ledger.wrote("uid", WRITTEN, NOW)
+    assert ledger.is_stale("uid", seen, NOW + dt.timedelta(seconds=seconds_later)) == stale
+    assert not ledger.is_stale("other", {}, NOW)
     ledger.forget("uid")
-    assert not ledger.is_stale("uid", "7", NOW)
+    assert not ledger.is_stale("uid", {}, NOW)
+
+
+def test_a_fleet_is_reconciled_a_few_at_a_time_and_finishes_in_turn(events: list[str]) -> None:
+    """Ten objects changed at once, two reconcile slots: never more than two run together,
+    and the first ones finish before the last ones start."""
+    services = memo([NOW])
+    running, peak, order = 0, 0, list[str]()
+
+    async def one(uid: str) -> None:
+        async def reconcile(ref: ResourceRef, previous: dict[str, Any]) -> dict[str, Any]:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            order.append(f"start {ref.uid}")
+            await asyncio.sleep(0.01)
+            running -= 1
+            order.append(f"end {ref.uid}")
+            return ready("True", "Ready")
+        await common.run_step("EdgeSnapshotPolicy", EdgeSnapshotPolicyStatus,
+                              body("1", uid=uid), kopf.Patch(), services,
+                              cast(kopf.Logger, logging.getLogger("test")), reconcile,
+                              timer=False)
+
+    async def fleet() -> None:
+        await asyncio.gather(*(one(f"u{i}") for i in range(10)))
+    asyncio.run(fleet())
+    assert peak == 2
+    assert order.index("end u0") < order.index("start u9")

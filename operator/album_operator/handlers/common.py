@@ -140,22 +140,23 @@ async def run_step(kind: str, status_model: type[BaseModel], body: kopf.Body,
                                        Awaitable[dict[str, Any]]],
                    timer: bool, rest_seconds: float | None = None) -> StepReport | None:
     """Runs one reconcile and writes its whole status. A timer tick of an object that is
-    backing off (or resting ``rest_seconds`` after a success), or whose body predates this
-    operator's last status write, returns None: nothing is read, written or logged. Change
+    backing off (or resting ``rest_seconds`` after a success), or whose body does not yet
+    show this operator's last status write, returns None: nothing is read, written or logged. Change
     handlers always run: the change may be the fix."""
     ref = ResourceRef.from_body(kind, body)
     previous = dict(body.get("status") or {})
-    version = body.get("metadata", {}).get("resourceVersion")
     failure: Failure | None = None
     async with memo.locks.hold(ref.uid):
         # checked under the lock: a change handler may have just run on this object
         now = memo.clock()
         if timer and (not memo.retries.due(ref.uid, ref.generation, now)
-                      or memo.writes.is_stale(ref.uid, version, now)):
+                      or memo.writes.is_stale(ref.uid, previous, now)):
             return None
         try:
-            with metrics.RECONCILE_SECONDS.labels(kind).time():
-                status = await reconcile(ref, previous)
+            # taken inside the object's lock: no task holds a slot while it waits for a lock
+            async with memo.slots.hold(kind):
+                with metrics.RECONCILE_SECONDS.labels(kind).time():
+                    status = await reconcile(ref, previous)
             status = typed_status(status_model, _at_generation(status, ref.generation))
         except Exception as exc:
             failure = classify(exc)
@@ -172,7 +173,7 @@ async def run_step(kind: str, status_model: type[BaseModel], body: kopf.Body,
     _schedule_retry(memo, ref, failure, now, rest_seconds)
     written = _write(patch, kind, previous, status)
     if written:
-        memo.writes.wrote(ref.uid, version, now)
+        memo.writes.wrote(ref.uid, status, now)
     _report_ready(body, kind, ref, previous, status, logger)
     return StepReport(ref, previous, status, failure, written)
 
