@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from album_operator.config import OperatorConfig
 from bench import collections, edge, edge_load, edge_queue, idle, merge
 from bench import server as bench_server
 
@@ -26,8 +27,9 @@ def main() -> int:
                         help="AlbumCollections to apply; for idle, resources of all kinds")
     parser.add_argument("--idle-seconds", type=float, default=300.0,
                         help="how long to watch the idle operator (collections and idle)")
-    parser.add_argument("--resync-seconds", type=float, default=10.0,
-                        help="operator resync interval during the benchmark")
+    parser.add_argument("--resync-seconds", type=float, default=OperatorConfig.resync_seconds,
+                        help="operator resync interval in the collections benchmark "
+                        "(default: the operator's own)")
     parser.add_argument("--merge-sizes", type=int, nargs="+", default=[600, 2400],
                         help="points per source year for the merge benchmark")
     parser.add_argument("--merge-server-sizes", type=int, nargs="+", default=[2000],

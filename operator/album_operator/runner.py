@@ -137,7 +137,7 @@ def run_forever(config: OperatorConfig, verbose: bool = False) -> int:
                 await open_default_engine(services)
             await run_operator(config, services)
         finally:
-            services.pool.close()
+            await services.pool.aclose()  # the async clients' connections close on this loop
 
     asyncio.run(main())
     return 0
