@@ -22,8 +22,7 @@ from album_operator.core.retry import RetryBook
 from album_operator.core.writes import WriteLedger
 from album_operator.models.common import ConnectionSpec
 
-# Reconciles of one kind running at once: twice the Qdrant requests a connection has in
-# flight, so that Qdrant always has the next request waiting.
+# Reconciles of one kind running at once; each has at most one Qdrant request in flight.
 RECONCILES_IN_FLIGHT = 8
 
 
