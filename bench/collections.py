@@ -249,13 +249,21 @@ class ReadyWatch:
         while not self._done.wait(5.0):
             elapsed = time.perf_counter() - started
             print(f"  {elapsed:5.1f}s: {len(self.ready_at)}/{self.count} Ready", flush=True)
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the watch ended with {len(self.ready_at)} of "
+                                   f"{self.count} Ready")
             if elapsed > timeout_s:
                 raise TimeoutError(f"not every AlbumCollection was Ready in {timeout_s:.0f}s")
         return max(self.ready_at.values()) - started
 
-    def percentile(self, started: float, fraction: float) -> float:
-        times = sorted(t - started for t in self.ready_at.values())
-        return times[min(len(times) - 1, int(fraction * len(times)))]
+    def ready_after(self, started: float, fraction: float) -> float:
+        """Seconds from ``started`` until ``fraction`` of the objects were Ready."""
+        return _quantile([t - started for t in self.ready_at.values()], fraction)
+
+
+def _quantile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _measure(settings: Settings, kubectl: list[str], operator: subprocess.Popen[bytes],
@@ -271,11 +279,11 @@ def _measure(settings: Settings, kubectl: list[str], operator: subprocess.Popen[
     applied_s = time.perf_counter() - started  # kubectl applies one object at a time
     ready_s = watch.wait(started)
     cpu_s = _cpu_seconds(operator.pid)
-    lag = sorted(watch.write_lag)
-    print(f"Ready: half after {watch.percentile(started, 0.5):.1f}s, 90% after "
-          f"{watch.percentile(started, 0.9):.1f}s, all after {ready_s:.1f}s; from a "
-          f"reconcile deciding Ready to the watch seeing it: median {lag[len(lag) // 2]:.1f}s, "
-          f"max {lag[-1]:.1f}s", flush=True)
+    print(f"Ready: half after {watch.ready_after(started, 0.5):.1f}s, 90% after "
+          f"{watch.ready_after(started, 0.9):.1f}s, all after {ready_s:.1f}s; from a "
+          f"reconcile deciding Ready to the watch seeing it: median "
+          f"{_quantile(watch.write_lag, 0.5):.1f}s, max {max(watch.write_lag):.1f}s",
+          flush=True)
     print(f"operator: {settings.count} AlbumCollections Ready in {ready_s:.2f}s "
           f"({ready_s / baseline_s:.1f}x the direct baseline; kubectl apply itself took "
           f"{applied_s:.2f}s)", flush=True)

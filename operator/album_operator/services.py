@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from album_operator.adapters.edge.endpoint import EdgeRegistry
 from album_operator.adapters.kube import KubeApi, load_api_client
 from album_operator.adapters.qdrant.connection import (
+    REQUESTS_IN_FLIGHT,
     ConnectionSettings,
     QdrantEngine,
     QdrantPool,
@@ -22,8 +23,9 @@ from album_operator.core.retry import RetryBook
 from album_operator.core.writes import WriteLedger
 from album_operator.models.common import ConnectionSpec
 
-# Reconciles of one kind running at once; each has at most one Qdrant request in flight.
-RECONCILES_IN_FLIGHT = 8
+# Reconciles of one kind running at once. Each has at most one Qdrant request in flight, so
+# this many keep a server connection's request slots full.
+RECONCILES_IN_FLIGHT = REQUESTS_IN_FLIGHT
 
 
 def utc_now() -> dt.datetime:

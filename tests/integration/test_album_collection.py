@@ -24,6 +24,9 @@ from tests.helpers import Kubectl, condition, wait_for
 pytestmark = pytest.mark.cluster
 T = TypeVar("T")
 RESYNC_S = 2.0
+# A change made in Qdrant by hand is seen at the first resync after it: the resync interval,
+# half of it more for the timer's tick, and the reconcile itself on a loaded machine.
+HAND_CHANGE_SEEN_S = RESYNC_S * 1.5 + 5
 
 
 
@@ -554,12 +557,9 @@ def test_server_spec_changes_are_applied_within_one_resync(
     assert not applied(rest_collection(qdrant_server, name)), "already so before the change"
     changed = album("photos", name, **CHANGE_SPEC)
     changed["spec"] = _merge(changed["spec"], change)
-    started = time.monotonic()
     kubectl.apply(changed, namespace)
     wait_for(lambda: applied(rest_collection(qdrant_server, name)), timeout=RESYNC_S + 3,
              interval=0.1, what=f"{what} applied in Qdrant")
-    elapsed = time.monotonic() - started
-    assert elapsed <= RESYNC_S + 3
     obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync",
                          timeout=RESYNC_S * 3 + 5)
     assert obj["status"]["drift"] == []
@@ -652,7 +652,7 @@ def test_server_settings_changed_by_hand_are_repaired_or_reported(
     assert still_by_hand(rest_collection(qdrant_server, name))
     if policy == "Repair":
         wait_for(lambda: repaired(rest_collection(qdrant_server, name)),
-                 timeout=RESYNC_S + 3, interval=0.1, what=f"{what} repaired in Qdrant")
+                 timeout=HAND_CHANGE_SEEN_S, interval=0.1, what=f"{what} repaired in Qdrant")
         obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync",
                              timeout=RESYNC_S * 3 + 5)
         # kopf posts events from a queue of its own: the event may follow the status write
@@ -666,7 +666,7 @@ def test_server_settings_changed_by_hand_are_repaired_or_reported(
         assert collection_writes(name) == written, f"{what}: repaired again and again"
     else:
         obj = wait_condition(kubectl, "photos", namespace, "Synced", "False", "DriftReported",
-                             timeout=RESYNC_S + 3)
+                             timeout=HAND_CHANGE_SEEN_S)
         assert obj["status"]["drift"] == paths
         assert ", ".join(paths) in condition(obj, "Synced")["message"]  # type: ignore[index]
         assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
@@ -688,7 +688,7 @@ def test_server_index_added_by_hand_is_reported_and_kept(
                        json={"field_name": "camera", "field_schema": "keyword"})
     obj = resource_when(kubectl, "photos", namespace,
                         lambda o: bool(o["status"].get("unmanagedPayloadIndexes")),
-                        timeout=RESYNC_S + 3, what="the hand-made index reported")
+                        timeout=HAND_CHANGE_SEEN_S, what="the hand-made index reported")
     assert obj["status"]["unmanagedPayloadIndexes"] == ["camera"]
     assert obj["status"]["ownedPayloadIndexes"] == ["album_id", "taken_at"]
     assert obj["status"]["drift"] == []

@@ -73,12 +73,11 @@ def _ignored_note(result: AlbumReconcileResult) -> str:
 def _conditions_for(result: AlbumReconcileResult) -> _ConditionPair:
     name = result.collection
     note = _ignored_note(result)
-    drift = ", ".join(result.plan.drift) if result.plan else ""
+    differences = _differences(result)
+    drift = ", ".join(differences)
     outcome = result.outcome
-    remaining = result.plan.remaining_drift if result.plan else ()
-    if outcome in IN_SYNC_OUTCOMES and remaining:
+    if outcome in IN_SYNC_OUTCOMES and differences:
         outcome = "DriftReported"  # adopted under driftPolicy Report: the drift stays
-        drift = ", ".join(remaining)
     if outcome in IN_SYNC_OUTCOMES:
         # Synced names the state, not the last action (events and status.recreations tell
         # those): a resync that finds nothing to do after a creation or repair writes nothing.

@@ -141,8 +141,8 @@ async def run_step(kind: str, status_model: type[BaseModel], body: kopf.Body,
                    timer: bool, rest_seconds: float | None = None) -> StepReport | None:
     """Runs one reconcile and writes its whole status. A timer tick of an object that is
     backing off (or resting ``rest_seconds`` after a success), or whose body does not yet
-    show this operator's last status write, returns None: nothing is read, written or logged. Change
-    handlers always run: the change may be the fix."""
+    show this operator's last status write, returns None: nothing is read, written or
+    logged. Change handlers always run: the change may be the fix."""
     ref = ResourceRef.from_body(kind, body)
     previous = dict(body.get("status") or {})
     failure: Failure | None = None

@@ -43,10 +43,11 @@ def _register_handlers(registry: kopf.OperatorRegistry, config: OperatorConfig) 
     kopf.index(*ALBUM_COLLECTIONS, id="album_claims", registry=registry)(
         album_collection.index_claims)
     # A collection is compared with Qdrant every resync_seconds; the timer ticks more often
-    # so that a failing one is retried with its backoff, not only at the next resync.
+    # so that a failing one is retried with its backoff, not only at the next resync, and a
+    # resync is late by at most half of one.
     _register_kind(registry, ALBUM_COLLECTIONS, album_collection.on_change,
                    album_collection.on_tick, album_collection.delete, "resync",
-                   min(config.resync_seconds, ALBUM_TICK_SECONDS))
+                   min(config.resync_seconds / 2, ALBUM_TICK_SECONDS))
     _register_kind(registry, MASTER_MERGES, master_merge.on_change, master_merge.on_tick,
                    master_merge.delete, "step", config.merge_step_seconds)
     _register_kind(registry, EDGE_POLICIES, edge_snapshot_policy.on_change,

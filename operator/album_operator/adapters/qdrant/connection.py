@@ -32,9 +32,10 @@ from album_operator.core.versions import version_warning
 T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 30
-# Collection requests one server connection has in flight at once: one per reconcile slot
-# (services.RECONCILES_IN_FLIGHT). Measured with 1,000 AlbumCollections on the shared server
-# binary (bench collections): 1.67x the direct creation time with 4, 1.26x with 8.
+# Collection requests one server connection has in flight at once (reconciles of one kind run
+# as many at a time: services.RECONCILES_IN_FLIGHT). Measured with 1,000 AlbumCollections on
+# the shared server binary (bench collections): 1.67x the direct creation time with 4, 1.26x
+# with 8.
 REQUESTS_IN_FLIGHT = 8
 # Idle connections kept per client: the async requests above plus the copy threads of merges
 # and snapshot work on the blocking client.
