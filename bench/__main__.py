@@ -30,6 +30,10 @@ def main() -> int:
     parser.add_argument("--resync-seconds", type=float, default=OperatorConfig.resync_seconds,
                         help="operator resync interval in the collections benchmark "
                         "(default: the operator's own)")
+    parser.add_argument("--server-storage", choices=bench_server.STORAGES, default="memory",
+                        help="where the collections benchmark's started server keeps its "
+                        "data (default: memory, /dev/shm; a VM disk's fsync latency varies "
+                        "threefold from run to run)")
     parser.add_argument("--merge-sizes", type=int, nargs="+", default=[600, 2400],
                         help="points per source year for the merge benchmark")
     parser.add_argument("--merge-server-sizes", type=int, nargs="+", default=[2000],
@@ -59,7 +63,7 @@ def main() -> int:
     if "collections" in args.which:
         results["collections"] = collections.run(collections.Settings(
             count=args.count, idle_seconds=args.idle_seconds,
-            resync_seconds=args.resync_seconds), engines)
+            resync_seconds=args.resync_seconds, server_storage=args.server_storage), engines)
     if "merge" in args.which:
         results["merge"] = merge.run(args.merge_sizes, args.merge_batch,
                                      args.merge_parallelism, args.merge_server_sizes, engines)

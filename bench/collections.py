@@ -49,6 +49,7 @@ class Settings:
     count: int
     idle_seconds: float
     resync_seconds: float
+    server_storage: str = "memory"
 
 
 
@@ -144,11 +145,12 @@ def run(settings: Settings, engines: tuple[str, ...] = bench_server.ENGINES
                                       ["--embedded-path", str(work / "operator")], env, work))
     if "server" not in engines:
         return results
-    with bench_server.qdrant("collections") as server:
+    with bench_server.qdrant("collections", settings.server_storage) as server:
         if server is None:
             bench_server.skipped("collections")
             return results
-        print(f"== collections on {server.describe()}: {settings.count} AlbumCollections, "
+        print(f"== collections on {server.describe(settings.server_storage)}: "
+              f"{settings.count} AlbumCollections, "
               f"idle {settings.idle_seconds:.0f}s, resync every {settings.resync_seconds:.0f}s",
               flush=True)
         work = Path(tempfile.mkdtemp(prefix="bench-collections-server-"))
@@ -166,7 +168,8 @@ def run(settings: Settings, engines: tuple[str, ...] = bench_server.ENGINES
         finally:
             _drop_all(client, settings.count)
             client.close()
-        results.append(result | server.memory_mb())
+        results.append(result | server.memory_mb() | {
+            "server_storage": bench_server.storage_root(settings.server_storage)[1]})
     return results
 
 

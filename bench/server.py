@@ -48,9 +48,10 @@ class Server:
         return QdrantClient(url=self.url, api_key=self.api_key, timeout=600,
                             check_compatibility=False)
 
-    def describe(self) -> str:
+    def describe(self, storage: str = "disk") -> str:
         version = _version(self.client())
-        where = "started here" if self.local else "external (QDRANT_URL)"
+        where = (f"started here, {storage_root(storage)[1]}" if self.local
+                 else "external (QDRANT_URL)")
         return f"Qdrant server {version} at {self.url}, {where}"
 
     def memory_mb(self) -> dict[str, float]:
@@ -89,8 +90,29 @@ def available() -> str | None:
     return f"{binary} ({version}), started per benchmark on loopback"
 
 
+STORAGES = ("disk", "memory")
+MEMORY_ROOT = Path("/dev/shm")
+MEMORY_NEEDED_BYTES = 4 * 2**30
+
+
+def storage_root(storage: str) -> tuple[Path | None, str]:
+    """Where a started server keeps its data, and how to say so. ``memory`` is a RAM-backed
+    directory: on a VM disk each collection creation waits for fsyncs whose latency varies
+    threefold from run to run, which would swamp what a benchmark means to measure (the
+    local control plane's etcd runs without fsync for the same reason)."""
+    if storage == "memory":
+        try:
+            room = shutil.disk_usage(MEMORY_ROOT).free
+        except OSError:
+            room = 0
+        if room >= MEMORY_NEEDED_BYTES and os.access(MEMORY_ROOT, os.W_OK):
+            return MEMORY_ROOT, f"storage in memory ({MEMORY_ROOT})"
+        return None, f"storage on disk ({MEMORY_ROOT} missing or under 4 GB free)"
+    return None, "storage on disk"
+
+
 @contextmanager
-def qdrant(what: str) -> Iterator[Server | None]:
+def qdrant(what: str, storage: str = "disk") -> Iterator[Server | None]:
     """The server for one benchmark's server half, or None (the half is then skipped)."""
     url = os.environ.get("QDRANT_URL")
     if url:
@@ -100,7 +122,8 @@ def qdrant(what: str) -> Iterator[Server | None]:
     if binary is None:
         yield None
         return
-    home = Path(tempfile.mkdtemp(prefix=f"bench-qdrant-{what}-"))
+    root, _ = storage_root(storage)
+    home = Path(tempfile.mkdtemp(prefix=f"bench-qdrant-{what}-", dir=root))
     local = qdrant_server.start_single(binary, home, f"bench-{uuid.uuid4().hex}")
     try:
         yield Server(local.url, local.api_key, local)
