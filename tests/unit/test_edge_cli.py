@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -160,3 +161,27 @@ def test_push_watch_stops_cleanly_on_sigterm(setup: Setup) -> None:
     out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
     assert json.loads(out)["remaining"] == 0
+
+
+def test_refused_points_exit_4_and_are_listed_with_their_reasons(setup: Setup,
+                                                                tmp_path: Path) -> None:
+    assert setup.ok("dead-letters") == []
+    assert not (setup.dir / "queue.sqlite").exists()
+    setup.ok("init", *_connect(setup))
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"id": 1, "vector": [0.5] * DIM}) + "\n")
+    setup.ok("upsert", str(jsonl))
+    # a row as an older album-edge with laxer rules left it: the endpoint refuses it
+    with sqlite3.connect(setup.dir / "queue.sqlite") as db:
+        db.execute("INSERT INTO queued (id, body, enqueued_at) VALUES (?, ?, 0)",
+                   ("77", json.dumps({"id": 77, "vector": [0.5], "payload": {}})))
+    result = setup.run("push")
+    assert result.returncode == 4, result.stderr
+    pushed = json.loads(result.stdout)
+    assert (pushed["accepted"], pushed["rejected"], pushed["remaining"]) == (1, 1, 0)
+    letters = setup.ok("dead-letters")
+    assert [letter["id"] for letter in letters] == ["77"]
+    assert "dimensions" in letters[0]["reason"]
+    assert letters[0]["enqueuedAt"] == "1970-01-01T00:00:00+00:00"
+    assert setup.ok("dead-letters", "--limit", "0") == []
+    assert setup.run("push").returncode == 0  # nothing new was refused

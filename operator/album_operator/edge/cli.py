@@ -12,15 +12,18 @@ from the directory's ``state.json`` when not given. The token is never printed.
     album-edge push   --dir D --token-file t --batch-size 128 [--watch]
     album-edge query  --dir D --vector '[0.1, ...]' --limit 5
     album-edge status --dir D
+    album-edge dead-letters --dir D [--limit 20]    # refused points and the reasons
 
 Exit status: 0 done; 1 a permanent error (bad input, 4xx, checksum, engine); 2 usage;
 3 the endpoint is unreachable for now (push gave up with points still queued, or a
-download failed on the network): run again later.
+download failed on the network): run again later; 4 push finished, but the endpoint refused
+some points, which are now dead letters (list them with ``dead-letters``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -35,10 +38,11 @@ from album_operator.edge.client import EndpointClient
 from album_operator.edge.device import DEFAULT_DIR, EdgeDevice
 from album_operator.edge.errors import EdgeError, RetryableError, redact
 from album_operator.edge.points import EdgePoint, parse_jsonl
+from album_operator.edge.queue import DeadLetter
 from album_operator.edge.state import load_state
 
 TOKEN_ENV = "ALBUM_EDGE_TOKEN"
-EXIT_ERROR, EXIT_USAGE, EXIT_RETRY_LATER = 1, 2, 3
+EXIT_ERROR, EXIT_USAGE, EXIT_RETRY_LATER, EXIT_DEAD_LETTERED = 1, 2, 3, 4
 COMMANDS = {
     "init": "download the latest full snapshot of the device's shard and load it",
     "pull": "apply a partial snapshot for the shard's manifest",
@@ -46,6 +50,7 @@ COMMANDS = {
     "push": "drain the upload queue to the operator's endpoint",
     "query": "search the mirror and local shards together",
     "status": "shard version, last pull, queue depth, dead letters",
+    "dead-letters": "the points the endpoint refused, oldest first, with its reasons",
 }
 
 
@@ -91,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="a JSON file holding the list (or {\"vector\": [...]})")
             command.add_argument("--limit", type=int, default=10)
             command.add_argument("--using", help="vector name when the shard has several")
+        elif name == "dead-letters":
+            command.add_argument("--limit", type=int, default=None,
+                                 help="at most this many (default: all)")
     return parser
 
 
@@ -187,11 +195,31 @@ def _run(args: argparse.Namespace, token: str | None) -> tuple[int, Any]:
             result = device.push(args.batch_size, watch=args.watch, max_retries=retries,
                                  poll_interval=args.poll_interval, sleep=stopper.sleep,
                                  stop=lambda: stopper.stopped)
-            return (EXIT_RETRY_LATER if result.error else 0), result.to_json()
+            return _push_exit(result.error, result.rejected), result.to_json()
         if args.command == "query":
             hits = device.query(_query_vector(args), args.limit, args.using)
             return 0, [hit.to_json() for hit in hits]
+        if args.command == "dead-letters":
+            letters = device.queue.dead_letters(args.limit) if device.queue_path.exists() else []
+            return 0, [_dead_letter_json(letter) for letter in letters]
         return 0, device.status().to_json()
+
+
+def _push_exit(error: str | None, rejected: int) -> int:
+    """Points still queued for an outage say "run again later" first; refused points, which
+    no rerun will send, say so next."""
+    if error:
+        return EXIT_RETRY_LATER
+    return EXIT_DEAD_LETTERED if rejected else 0
+
+
+def _dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {"id": letter.id, "reason": letter.reason,
+            "failedAt": _utc(letter.failed_at), "enqueuedAt": _utc(letter.enqueued_at)}
+
+
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
