@@ -7,21 +7,47 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from album_operator.config import OperatorConfig, default_embedded_path, peering_priority
 
+DISTRIBUTION = "qdrant-album-operator"
+
+
+RUN_ENVIRONMENT = """environment:
+  QDRANT_URL, QDRANT_API_KEY  a Qdrant server to use when no --qdrant-secret is given
+  QDRANT_PEER_URLS            a JSON object from each peer's cluster URI to its HTTP URL
+  KUBECONFIG                  the cluster to run against (in a Pod: its service account)"""
+
+
+class _DefaultsAndEnvironment(argparse.ArgumentDefaultsHelpFormatter,
+                              argparse.RawDescriptionHelpFormatter):
+    """Help that shows each flag's default and keeps the environment table's layout."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig",
+                         description="Run the operator against the current kubeconfig.",
+                         epilog=RUN_ENVIRONMENT,
+                         formatter_class=_DefaultsAndEnvironment)
     run.add_argument("-n", "--namespace", action="append", default=[],
-                     help="watch only this namespace (repeatable); default: all namespaces")
+                     help="watch only this namespace (repeatable); none: all namespaces")
     run.add_argument("--qdrant-secret", default=os.environ.get("ALBUMOPS_QDRANT_SECRET"),
                      help="NAMESPACE/NAME of a Secret with keys url, apiKey, ca.crt; "
-                     "without it (and without QDRANT_URL) the embedded engine is used")
+                     "without it (and without QDRANT_URL) the embedded engine is used "
+                     "[env ALBUMOPS_QDRANT_SECRET]")
     run.add_argument("--embedded-path",
                      default=os.environ.get("ALBUMOPS_EMBEDDED_PATH", default_embedded_path()),
-                     help="data directory of the embedded Qdrant engine")
+                     help="data directory of the embedded Qdrant engine "
+                     "[env ALBUMOPS_EMBEDDED_PATH]")
     run.add_argument("--resync-seconds", type=float, default=60.0,
                      help="how often every resource is compared with Qdrant")
     run.add_argument("--deletion-grace-seconds", type=float, default=300.0,
@@ -31,27 +57,32 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--snapshot-port", type=int, default=None,
                      help="port of the edge snapshot endpoint")
     run.add_argument("--snapshot-dir", default=os.environ.get("ALBUMOPS_SNAPSHOT_DIR"),
-                     help="where built snapshots are kept (default: next to the embedded "
-                     "engine's data)")
+                     help="where built snapshots are kept; unset: next to the embedded "
+                     "engine's data [env ALBUMOPS_SNAPSHOT_DIR]")
     run.add_argument("--snapshot-tls-secret",
                      default=os.environ.get("ALBUMOPS_SNAPSHOT_TLS_SECRET"),
                      help="NAMESPACE/NAME of a Secret with keys tls.crt and tls.key: the "
-                     "snapshot endpoint serves HTTPS (for clusters without an Ingress)")
+                     "snapshot endpoint serves HTTPS (for clusters without an Ingress) "
+                     "[env ALBUMOPS_SNAPSHOT_TLS_SECRET]")
     run.add_argument("--peering", default=os.environ.get("ALBUMOPS_PEERING"),
                      help="kopf peering object shared by replicas: the replica with the "
-                     "highest --priority works, the others stand by until it stops")
+                     "highest --priority works, the others stand by until it stops "
+                     "[env ALBUMOPS_PEERING]")
     run.add_argument("--priority", default=os.environ.get("ALBUMOPS_PRIORITY", "0"),
                      help="peering priority: an integer, or 'auto' (derived from the host "
-                     "name, so every Pod of a Deployment gets its own)")
+                     "name, so every Pod of a Deployment gets its own) "
+                     "[env ALBUMOPS_PRIORITY]")
     run.add_argument("--peering-lifetime", type=int,
                      default=int(os.environ.get("ALBUMOPS_PEERING_LIFETIME", "60")),
                      help="seconds a replica counts as alive after its last keep-alive: "
-                     "how long a standby waits to take over from one that crashed")
+                     "how long a standby waits to take over from one that crashed "
+                     "[env ALBUMOPS_PEERING_LIFETIME]")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="album-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
 
