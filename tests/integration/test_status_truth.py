@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,10 @@ from croniter import croniter
 from prometheus_client import REGISTRY
 from qdrant_client import models as qm
 
+from album_operator.adapters.qdrant.connection import QdrantPool
+from album_operator.config import OperatorConfig
+from album_operator.core.health import READY_REASONS, assess
+from album_operator.runner import OperatorThread
 from album_operator_dev.localcluster.cluster import free_port
 from tests.helpers import Kubectl, condition, wait_for
 from tests.integration.test_edge_snapshot_policy import (
@@ -25,6 +31,8 @@ from tests.integration.test_edge_snapshot_policy import (
     seed_collection,
     token_secret,
 )
+from tests.integration.test_master_merge import alias_of, merge, wait_phase, year_collections
+from tests.unit.test_health_lua import run_health
 
 pytestmark = pytest.mark.cluster
 DIM = 8
@@ -64,6 +72,16 @@ def assert_truthful(obj: dict[str, Any]) -> None:
         assert copied <= total, status["progress"]
 
 
+def assert_gitops_health(obj: dict[str, Any]) -> None:
+    """The shipped Argo CD health check, run by Lua on the object as the API server returned
+    it, says what the catalogue says of its Ready reason."""
+    ready = condition(obj, "Ready")
+    assert ready is not None, obj.get("status")
+    health = READY_REASONS[obj["kind"]][ready["reason"]].health
+    assert run_health(obj) == {"status": health, "message": assess(obj)[1]}, ready
+    assert assess(obj)[0] == health
+
+
 def lookup(obj: dict[str, Any], path: str) -> Any:
     """``status.history.0.points`` or ``Ready.reason`` (a condition by type)."""
     head, _, rest = path.partition(".")
@@ -82,9 +100,14 @@ class Step:
     until: dict[str, Any]
     expect: dict[str, Any] = field(default_factory=dict)
     absent: tuple[str, ...] = ()
+    fields: tuple[str, ...] | None = None
+    """Every status field the step leaves, when given: nothing else may be there."""
 
 
-def walk(kubectl: Kubectl, kind: str, name: str, namespace: str, steps: list[Step]) -> None:
+def walk(kubectl: Kubectl, kind: str, name: str, namespace: str,
+         steps: list[Step]) -> list[dict[str, Any]]:
+    """Runs the steps in order; the object as each step left it."""
+    seen = []
     for step in steps:
         step.act()
 
@@ -97,12 +120,17 @@ def walk(kubectl: Kubectl, kind: str, name: str, namespace: str, steps: list[Ste
             return obj if ok else None
         obj = wait_for(reached, 90, interval=0.3, what=f"{step.what}: {step.until}")
         assert_truthful(obj)
+        assert_gitops_health(obj)
         for path, value in step.expect.items():
             actual = value(lookup(obj, path)) if callable(value) else lookup(obj, path)
             assert actual is True if callable(value) else actual == value, \
                 f"{step.what}: {path} = {lookup(obj, path)!r}"
         for path in step.absent:
             assert lookup(obj, path) is None, f"{step.what}: {path} should be gone"
+        if step.fields is not None:
+            assert sorted(obj["status"]) == sorted(step.fields), f"{step.what}: {obj['status']}"
+        seen.append(obj)
+    return seen
 
 
 def patch_spec(kubectl: Kubectl, kind: str, name: str, namespace: str,
@@ -114,7 +142,8 @@ def patch_spec(kubectl: Kubectl, kind: str, name: str, namespace: str,
 
 
 def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_the_truth(
-        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        caplog: pytest.LogCaptureFixture) -> None:
     base = prefix(namespace)
     alias, late = f"{base}_master", f"{base}_2019"
     for year in (2017, 2018):
@@ -140,7 +169,11 @@ def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_th
         return patch_spec(kubectl, "mastermerge", "master", namespace, spec)
 
     next_three = croniter("0 3 * * *", dt.datetime.now(dt.UTC)).get_next(dt.datetime)
-    walk(kubectl, "mastermerge", "master", namespace, [
+    built = ("aliasTarget", "conditions", "currentBuild", "failedBuildsInARow", "history",
+             "lastBuiltDigest", "lastBuiltGeneration", "lastSwapTime", "masters",
+             "observedGeneration", "phase", "progress", "verification")
+    caplog.set_level(logging.INFO)
+    seen = walk(kubectl, "mastermerge", "master", namespace, [
         Step("a source is missing", lambda: kubectl.apply(merge, namespace),
              until={"status.phase": "Failed"},
              expect={"Ready.status": "False", "Ready.reason": "SourceMissing",
@@ -148,7 +181,10 @@ def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_th
                      "status.history.0.points": 0, "status.history.0.result": "Failed",
                      "status.failedBuildsInARow": 1, "Building.status": "False",
                      "status.nextRetryTime": lambda v: isinstance(v, str)},
-             absent=("status.verification", "status.aliasTarget")),
+             absent=("status.verification", "status.aliasTarget"),
+             fields=("conditions", "currentBuild", "failedBuildsInARow", "history",
+                     "lastBuiltDigest", "lastBuiltGeneration", "masters", "nextRetryTime",
+                     "observedGeneration", "phase", "progress")),
         Step("the source appears: the failed build is retried without a spec change",
              create_late_source, until={"status.phase": "Succeeded"},
              expect={"Ready.status": "True", "Ready.reason": "Ready",
@@ -159,38 +195,62 @@ def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_th
                      "status.history.1.result": "Failed", "status.failedBuildsInARow": 0,
                      "status.verification.passed": True, "Verified.status": "True",
                      "status.masters": [f"{alias}_v2"]},
-             absent=("status.currentBuild.failureReason", "status.nextRetryTime")),
+             absent=("status.currentBuild.failureReason", "status.nextRetryTime"),
+             fields=built),
         Step("suspended", patch({"suspend": True}), until={"Ready.reason": "Suspended"},
              expect={"Ready.status": "False", "status.aliasTarget": f"{alias}_v2"},
-             absent=("status.nextScheduledTime",)),
+             absent=("status.nextScheduledTime",), fields=built),
         Step("a rollback target that does not exist", patch(
             {"suspend": False, "rollbackTo": f"{alias}_v9"}),
              until={"Ready.reason": "RollbackTargetMissing"},
-             expect={"Ready.status": "False", "status.aliasTarget": f"{alias}_v2"}),
+             expect={"Ready.status": "False", "status.aliasTarget": f"{alias}_v2"},
+             fields=built),
         Step("rollbackTo cleared: nothing stale stays", patch({"rollbackTo": None}),
-             until={"Ready.reason": "Ready"}, expect={"Ready.status": "True"}),
+             until={"Ready.reason": "Ready"}, expect={"Ready.status": "True"}, fields=built),
         Step("a schedule that never matches a date", patch({"schedule": "0 0 31 2 *"}),
              until={"Ready.reason": "InvalidSchedule"},
              expect={"Ready.status": "False", "status.history.0.name": f"{alias}_v2"},
-             absent=("status.nextScheduledTime",)),
+             absent=("status.nextScheduledTime",), fields=built),
         Step("a valid schedule: no build for a slot before it existed",
              patch({"schedule": "0 3 * * *"}), until={"Ready.reason": "Ready"},
              expect={"status.nextScheduledTime": next_three.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                     "status.history.0.name": f"{alias}_v2", "status.phase": "Succeeded"}),
+                     "status.history.0.name": f"{alias}_v2", "status.phase": "Succeeded"},
+             fields=(*built, "nextScheduledTime", "observedSchedule", "scheduleSince")),
     ])
-    warnings = [e["reason"] for e in kubectl.events("master", namespace)
-                if e["type"] == "Warning"]
+    events = kubectl.events("master", namespace)
+    warnings = [e["reason"] for e in events if e["type"] == "Warning"]
     assert warnings.count("SourceMissing") == 1, warnings
     assert "RollbackTargetMissing" in warnings
     assert "InvalidSchedule" in warnings
+    failure = lookup(seen[0], "status.currentBuild.message")
+    assert failure, seen[0]["status"]
+    second_build = [e["message"] for e in events
+                    if e["type"] == "Normal" and f"{alias}_v2" in e["message"]]
+    assert second_build, [e["message"] for e in events]
+    assert not [m for m in second_build if failure in m], (failure, second_build)
+    assert_no_traceback(caplog, namespace)
 
 
+def assert_no_traceback(caplog: pytest.LogCaptureFixture, namespace: str) -> None:
+    """A failure the operator knows (a bad schedule, a missing source) is a condition and a
+    log line, never a stack trace."""
+    logged = [r for r in caplog.records if namespace in r.getMessage()]
+    assert [r for r in logged if "InvalidSchedule" in r.getMessage()], \
+        "the operator's log lines of this namespace reach the test"
+    traced = [r.getMessage() for r in logged if r.exc_info or r.exc_text]
+    assert not traced, traced
+
+
+@pytest.mark.parametrize("kind", ["MasterMerge", "EdgeSnapshotPolicy"])
 def test_a_cron_expression_out_of_range_is_refused_by_the_api_server(
-        kubectl: Kubectl, namespace: str, operator: Any) -> None:
-    refused = kubectl.run("apply", "-f", "-", check=False, namespace=namespace, stdin=json.dumps(
-        {"apiVersion": "albumops.io/v1alpha1", "kind": "MasterMerge",
-         "metadata": {"name": "bad-cron"},
-         "spec": {"sources": ["a_2017"], "schedule": "99 99 * * *"}}))
+        kubectl: Kubectl, namespace: str, operator: Any, kind: str) -> None:
+    manifest = ({"apiVersion": "albumops.io/v1alpha1", "kind": "MasterMerge",
+                 "metadata": {"name": "bad-cron"},
+                 "spec": {"sources": ["a_2017"], "schedule": "99 99 * * *"}}
+                if kind == "MasterMerge" else
+                policy("bad-cron", "album_2025", "kiosk-token", schedule="99 99 * * *"))
+    refused = kubectl.run("apply", "-f", "-", check=False, namespace=namespace,
+                          stdin=json.dumps(manifest))
     assert refused.returncode != 0
     assert "spec.schedule" in refused.stderr
     assert "should match" in refused.stderr
@@ -214,7 +274,9 @@ def test_collection_name_cannot_be_set_after_creation(
 
 
 def test_edge_policy_with_an_impossible_schedule_says_so_and_recovers(
-        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     collection = seed_collection(kubectl, namespace, qdrant)
     kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
     name = "edge-" + "x" * 235  # the longest name a file name can still be made from
@@ -226,14 +288,20 @@ def test_edge_policy_with_an_impossible_schedule_says_so_and_recovers(
     walk(kubectl, "edgesnapshotpolicy", name, namespace, [
         Step("a schedule that never matches a date", lambda: kubectl.apply(manifest, namespace),
              until={"Ready.reason": "InvalidSchedule"},
-             expect={"Ready.status": "False"}, absent=("status.nextRun",)),
+             expect={"Ready.status": "False"}, absent=("status.nextRun",),
+             fields=("bytesPublished", "bytesSaved", "conditions", "observedGeneration",
+                     "partialRequestsServed", "snapshotCount", "snapshots")),
         Step("fixed, and a 240-character name publishes", patch({"schedule": "* * * * *"}),
              until={"Ready.reason": "Ready"},
              expect={"status.snapshotCount": 1, "status.lastRun.result": "Succeeded",
-                     "status.nextRun": lambda v: isinstance(v, str)}),
+                     "status.nextRun": lambda v: isinstance(v, str)},
+             fields=("bytesPublished", "bytesSaved", "conditions", "lastRun",
+                     "lastScheduledTime", "nextRun", "observedGeneration",
+                     "partialRequestsServed", "snapshotCount", "snapshots")),
     ])
     warnings = [e["reason"] for e in kubectl.events(name, namespace) if e["type"] == "Warning"]
     assert warnings == ["InvalidSchedule"], warnings
+    assert_no_traceback(caplog, namespace)
 
 
 def unreachable_qdrant_secret(kubectl: Kubectl, namespace: str) -> None:
@@ -311,23 +379,31 @@ def test_album_collection_walk_pause_a_hand_deletion_and_a_forged_owner_stamp(
         qdrant(lambda c: c.update_collection(collection, metadata={
             "albumops.io/owner-uid": "edited-by-hand"}))
 
+    synced = ("collectionName", "conditions", "drift", "engine", "ignoredSettings",
+              "indexedVectorsCount", "lastSyncTime", "observedGeneration",
+              "ownedPayloadIndexes", "pointsCount", "qdrantStatus", "recreations",
+              "segmentsCount", "unmanagedPayloadIndexes")
     walk(kubectl, "albumcollection", "photos", namespace, [
         Step("created", lambda: kubectl.apply(album("photos", 2021, collection), namespace),
              until={"Ready.status": "True"}, expect={"status.pointsCount": 0},
-             absent=("status.paused",)),
+             absent=("status.paused",), fields=synced),
         Step("paused with nothing to do: it shows", annotate("albumops.io/paused=true"),
              until={"status.paused": True},
              expect={"Ready.status": "True",
-                     "Synced.message": lambda m: "Paused by albumops.io/paused" in m}),
+                     "Synced.message": lambda m: "Paused by albumops.io/paused" in m},
+             fields=(*synced, "paused")),
         Step("deleted by hand while paused: no stale count",
              delete_by_hand,
              until={"Synced.reason": "Paused"},
              expect={"status.paused": True},
-             absent=("status.pointsCount", "status.qdrantStatus")),
+             absent=("status.pointsCount", "status.qdrantStatus"),
+             fields=("collectionName", "conditions", "drift", "engine", "ignoredSettings",
+                     "lastSyncTime", "observedGeneration", "ownedPayloadIndexes", "paused",
+                     "recreations", "unmanagedPayloadIndexes")),
         Step("unpaused: recreated", annotate("albumops.io/paused-"),
              until={"status.recreations": 1},
              expect={"status.pointsCount": 0, "Synced.reason": "InSync"},
-             absent=("status.paused",)),
+             absent=("status.paused",), fields=synced),
     ])
     forge_stamp()
     adopted = wait_for(lambda: [e["message"] for e in kubectl.events("photos", namespace)
@@ -335,3 +411,81 @@ def test_album_collection_walk_pause_a_hand_deletion_and_a_forged_owner_stamp(
     assert "owner stamp" in adopted[0]
     assert "edited-by-hand" in adopted[0]
     assert "without an owner" not in adopted[0]
+
+
+def test_album_collection_walks_through_an_unreachable_qdrant_a_fix_and_recovery(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    unreachable_qdrant_secret(kubectl, namespace)
+    collection = f"{prefix(namespace)}_2022"
+    manifest = album("photos", 2022, collection)
+    manifest["spec"]["connection"] = {"secretRef": {"name": "nowhere"}}
+    seen = walk(kubectl, "albumcollection", "photos", namespace, [
+        Step("its Qdrant is unreachable", lambda: kubectl.apply(manifest, namespace),
+             until={"Ready.reason": "QdrantUnavailable"},
+             expect={"Ready.status": "False",
+                     "Ready.message": lambda m: "failed" in m and "127.0.0.1" in m},
+             absent=("status.pointsCount", "status.qdrantStatus", "status.lastSyncTime"),
+             fields=("collectionName", "conditions", "drift", "engine", "ignoredSettings",
+                     "observedGeneration", "ownedPayloadIndexes", "recreations",
+                     "unmanagedPayloadIndexes")),
+        Step("the connection is removed: the operator's own Qdrant", patch_spec(
+            kubectl, "albumcollection", "photos", namespace, {"connection": None}),
+             until={"Ready.status": "True"},
+             expect={"Ready.reason": "Ready", "Synced.reason": "InSync",
+                     "status.pointsCount": 0, "status.collectionName": collection,
+                     "status.lastSyncTime": lambda v: isinstance(v, str)},
+             fields=("collectionName", "conditions", "drift", "engine", "ignoredSettings",
+                     "indexedVectorsCount", "lastSyncTime", "observedGeneration",
+                     "ownedPayloadIndexes", "pointsCount", "qdrantStatus", "recreations",
+                     "segmentsCount", "unmanagedPayloadIndexes")),
+    ])
+    assert "an-api-key-nobody-may-see" not in json.dumps(seen)
+    assert "QdrantUnavailable" not in json.dumps(seen[-1]["status"])
+    reasons = [e["reason"] for e in kubectl.events("photos", namespace)]
+    assert reasons.count("QdrantUnavailable") == 1, reasons
+    assert "Created" in reasons
+    assert qdrant(lambda c: c.collection_exists(collection))
+
+
+def test_a_cleared_rollback_target_leaves_nothing_stale_across_a_restart(
+        kubectl: Kubectl, qdrant_pool: QdrantPool, qdrant: Callable[..., Any]) -> None:
+    """rollbackTo names a master that does not exist, the operator stops, the target is
+    cleared while nobody watches: the next operator writes Ready from the state it finds,
+    and no RollbackTargetMissing survives anywhere in the status."""
+    namespace = f"restart-{uuid.uuid4().hex[:8]}"  # outside the session operator's namespaces
+    kubectl.run("create", "namespace", namespace)
+    config = OperatorConfig(namespaces=(namespace,), resync_seconds=2.0,
+                            merge_step_seconds=0.5, retry_backoff_seconds=1.0,
+                            health_port=None)
+    alias = f"{prefix(namespace)}_master"
+
+    def ready_reason(reason: str) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            obj = kubectl.get("mastermerge", "master", namespace)
+            handled = (obj.get("status") or {}).get("observedGeneration") == \
+                obj["metadata"]["generation"]
+            ready = condition(obj, "Ready")
+            return obj if handled and ready and ready["reason"] == reason else None
+        return check
+
+    with OperatorThread(config, qdrant_pool):
+        year_collections(kubectl, namespace, qdrant)
+        kubectl.apply(merge("master", alias), namespace)
+        wait_phase(kubectl, namespace, "Succeeded")
+        patch_spec(kubectl, "mastermerge", "master", namespace,
+                   {"rollbackTo": f"{alias}_v9"})()
+        missing = wait_for(ready_reason("RollbackTargetMissing"), 60,
+                           what="Ready=False RollbackTargetMissing")
+        assert_gitops_health(missing)
+    patch_spec(kubectl, "mastermerge", "master", namespace, {"rollbackTo": None})()
+    with OperatorThread(config, qdrant_pool):
+        obj = wait_for(ready_reason("Ready"), 60, what="Ready=True after the restart")
+        assert_truthful(obj)
+        assert_gitops_health(obj)
+        assert "RollbackTargetMissing" not in json.dumps(obj["status"]), obj["status"]
+        assert obj["status"]["aliasTarget"] == f"{alias}_v1"
+        assert alias_of(qdrant, alias) == f"{alias}_v1"
+        # while an operator still watches (a bare control plane never finishes deleting a
+        # namespace: there is no namespace controller)
+        kubectl.run("delete", "mastermerges,albumcollections", "--all", "--timeout=60s",
+                    namespace=namespace)

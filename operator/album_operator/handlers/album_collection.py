@@ -52,15 +52,16 @@ async def index_claims(*, namespace: str | None, name: str, body: kopf.Body, **_
         meta.get("creationTimestamp", ""), meta["uid"], namespace, name)}
 
 
-def _post_events(body: kopf.Body, result: AlbumReconcileResult,
-                 previous: dict[str, Any]) -> None:
+def _post_events(body: kopf.Body, result: AlbumReconcileResult, previous: dict[str, Any],
+                 failing: bool) -> None:
     """An event for every action taken, and for a change of the Synced state; a collection
     first seen in sync (status lost, or a reconcile racing the first one's write) is no
-    news, a warning is news even on first sight."""
+    news, a warning is news even on first sight. A failure (``failing``) was announced by
+    run_step with its Ready condition: its Synced change is not a second event."""
     before = condition_reason(previous, "Synced")
     after = "InSync" if result.outcome in IN_SYNC_OUTCOMES else result.outcome
     changed = before != after and (before is not None or result.outcome in WARNING_OUTCOMES)
-    if result.outcome in ACTION_OUTCOMES or changed:
+    if result.outcome in ACTION_OUTCOMES or (changed and not failing):
         event(body, result.outcome in WARNING_OUTCOMES, result.outcome,
               action_message(result))
 
@@ -99,7 +100,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: Services, logger:
     if report.written:
         logger.info("AlbumCollection %s/%s: %s", report.ref.namespace, report.ref.name,
                     result.outcome)
-    _post_events(body, result, report.previous)
+    _post_events(body, result, report.previous, failing=report.failure is not None)
 
 
 def _renamed(spec: AlbumCollectionSpec, previous: dict[str, Any]) -> AlbumReconcileResult | None:
