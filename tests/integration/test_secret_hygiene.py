@@ -96,9 +96,16 @@ def test_the_api_key_is_absent_from_logs_status_and_events(
     logs = log_path.read_text()
     assert "QdrantUnavailable" in logs or "forbidden" in logs, "the failures were logged"
     assert API_KEY not in logs
+    records = [json.loads(line) for line in logs.splitlines()]  # every line is a JSON record
+    library_warnings = [r["message"] for r in records if r.get("logger") == "py.warnings"]
+    assert [m for m in library_warnings if "insecure connection" in m], \
+        "qdrant-client's warning about an API key over http is a JSON line too"
     resource = yaml.safe_dump(kubectl.get("albumcollection", "photos", namespace))
     assert "forbidden: api-key ***" in resource, "the echoed error reached status, redacted"
     assert API_KEY not in resource
+    # the URL is no secret: status and logs show it alike
+    assert echoing_endpoint in resource
+    assert echoing_endpoint in logs
     events = json.dumps(kubectl.events("photos", namespace))
     assert events != "[]"
     assert API_KEY not in events
