@@ -14,9 +14,10 @@ from types import TracebackType
 import kopf
 
 from album_operator.adapters.edge.http import EdgeEndpoint
-from album_operator.adapters.kube import KubeApi, SecretUnavailable
+from album_operator.adapters.kube import KubeApi, SecretUnavailable, load_api_client
 from album_operator.adapters.logs import configure_logging
 from album_operator.adapters.metrics import serve as serve_metrics
+from album_operator.adapters.preflight import require_crds
 from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
@@ -126,6 +127,7 @@ async def _run_kopf(config: OperatorConfig, services: Services,
 
 def run_forever(config: OperatorConfig, verbose: bool = False) -> int:
     configure_logging(verbose)
+    require_crds(load_api_client())
 
     if config.metrics_port:
         serve_metrics(config.metrics_port)

@@ -96,6 +96,25 @@ def load_configuration() -> kubernetes.client.Configuration:
     return configuration
 
 
+IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def current_namespace() -> str:
+    """kubectl's default namespace: the kubeconfig context's, the Pod's in a cluster, else
+    ``default``."""
+    if os.path.isfile(IN_CLUSTER_NAMESPACE):
+        with open(IN_CLUSTER_NAMESPACE) as namespace_file:
+            return namespace_file.read().strip() or "default"
+    path = (os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")).split(
+        os.pathsep)[0]
+    try:
+        _, context = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=path)
+    except Exception:  # no or a broken kubeconfig: load_configuration names the problem
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
+
+
 def load_api_client() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(load_configuration())
 
