@@ -16,11 +16,13 @@ FROM python:3.11-slim AS runtime
 LABEL org.opencontainers.image.title="album-operator" \
       org.opencontainers.image.description="Kubernetes operator for Qdrant album collections" \
       org.opencontainers.image.licenses="Apache-2.0"
+# Group 0 owns what the operator may write: OpenShift runs it under an arbitrary uid in group 0.
 RUN groupadd --system --gid 10001 album \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/album --create-home \
       --shell /usr/sbin/nologin album \
  && mkdir -p /var/lib/album-operator \
- && chown 10001:10001 /var/lib/album-operator
+ && chown 10001:0 /var/lib/album-operator /home/album \
+ && chmod g=u /var/lib/album-operator /home/album
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/home/album
 WORKDIR /home/album

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint unit integration bench crds cluster-up cluster-down clean
+.PHONY: setup demo test lint unit integration bench crds chart-docs cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
@@ -33,6 +33,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/album-operator crds check
+	$(BIN)/python -m album_operator_dev.chartdocs check
 
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -46,6 +47,10 @@ bench: setup
 
 crds: setup
 	$(BIN)/album-operator crds generate
+
+## The chart README's table of values, from values.schema.json and values.yaml.
+chart-docs: setup
+	$(BIN)/python -m album_operator_dev.chartdocs generate
 
 cluster-up: setup
 	$(BIN)/album-operator local-cluster up

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+import argcomplete
+
 from album_operator.config import OperatorConfig, default_embedded_path, peering_priority
+from album_operator.status_command import STATUS_EPILOG, add_status_arguments, run_status
 
 DISTRIBUTION = "qdrant-album-operator"
 
@@ -86,13 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
 
-    cluster = sub.add_parser("local-cluster", help="a real local kube-apiserver + etcd")
-    cluster.add_argument("action", choices=["up", "down", "env", "status", "build"])
+    cluster = sub.add_parser(
+        "local-cluster", help="a real local kube-apiserver + etcd",
+        description="A real kube-apiserver and etcd on this machine, built once from Go "
+        "modules into the cache (~/.cache/album-operator).",
+        epilog=LOCAL_CLUSTER_ACTIONS, formatter_class=_DefaultsAndEnvironment)
+    cluster.add_argument("action", choices=["up", "down", "env", "status", "build"],
+                         help="see the list below")
     cluster.add_argument("--name", default="default", help="cluster name (several may run)")
 
     crds = sub.add_parser("crds", help="generate the CRDs from the models, or check them")
     crds.add_argument("action", choices=["generate", "check", "install"])
-    crds.add_argument("--repo", default=".", help="repository root")
+    crds.add_argument("--repo", default=None,
+                      help="repository root (generate, check); default: the checkout around "
+                      "the current directory")
 
     demo = sub.add_parser("demo", help="bring everything up and show it working")
     demo.add_argument("--keep", action="store_true",
@@ -104,7 +114,61 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--qdrant-url", default=None,
                         help="run the story on the Qdrant server at this URL; its API key "
                         "comes from QDRANT_API_KEY")
+    status = sub.add_parser(
+        "status", help="a resource's conditions, build or publication, Qdrant side and "
+        "events on one screen", description="A resource's story on one screen: conditions, "
+        "the current build or publication, Qdrant's side and recent events.",
+        epilog=STATUS_EPILOG, formatter_class=_DefaultsAndEnvironment)
+    add_status_arguments(status)
+
+    completion = sub.add_parser(
+        "completion", help="print the shell completion script",
+        description="Prints the completion script of album-operator and kubectl-albumops.",
+        epilog=COMPLETION_EPILOG, formatter_class=_DefaultsAndEnvironment)
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
     return parser
+
+
+LOCAL_CLUSTER_ACTIONS = """actions:
+  build   build (or find in the cache) kube-apiserver, etcd, kubectl, helm and promtool; print
+          their paths
+  up      start the cluster NAME (etcd + kube-apiserver on free loopback ports) and print
+          the export line of its kubeconfig
+  env     print the export lines (KUBECONFIG, PATH with its kubectl) of a running cluster
+  status  print where a running cluster serves and its kubeconfig
+  down    stop the cluster and remove its state"""
+
+COMPLETION_EPILOG = """install it once:
+  bash:  album-operator completion bash >> ~/.bashrc
+  zsh:   album-operator completion zsh >> ~/.zshrc
+  fish:  album-operator completion fish > ~/.config/fish/completions/album-operator.fish"""
+
+COMPLETED_COMMANDS = ("album-operator", "kubectl-albumops")
+
+
+def _completion(shell: str) -> int:
+    from argcomplete.shell_integration import shellcode
+
+    print(shellcode(list(COMPLETED_COMMANDS), shell=shell))
+    return 0
+
+
+def _plugin_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubectl albumops",
+                                     description="The albumops.io operator's kubectl plugin.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="a resource's story on one screen",
+                            epilog=STATUS_EPILOG, formatter_class=_DefaultsAndEnvironment)
+    add_status_arguments(status)
+    return parser
+
+
+def kubectl_plugin(argv: Sequence[str] | None = None) -> int:
+    """``kubectl albumops status ...``: kubectl runs ``kubectl-albumops`` from the PATH."""
+    parser = _plugin_parser()
+    argcomplete.autocomplete(parser)
+    return run_status(parser.parse_args(argv))
 
 
 def _config_from(args: argparse.Namespace) -> OperatorConfig:
@@ -148,7 +212,8 @@ def _local_cluster(action: str, name: str) -> int:
         raise _missing("local-cluster", error) from None
 
     if action == "build":
-        tools = {**build.ensure_control_plane_binaries(), "helm": build.build(build.HELM)}
+        tools = {**build.ensure_control_plane_binaries(), "helm": build.build(build.HELM),
+                 "promtool": build.build(build.PROMTOOL)}
         for tool, path in tools.items():
             print(f"{tool}: {path}")
         return 0
@@ -187,39 +252,69 @@ def _install_crds() -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """``run``: problems found before the operator starts end it with one line, no traceback."""
-    from album_operator.adapters.kube import NoKubeConfiguration
+    from album_operator.adapters.kube import NoKubeConfiguration, SecretUnavailable
+    from album_operator.adapters.preflight import CrdsMissing
     from album_operator.runner import EmbeddedPathInUse, run_forever
 
+    for flag, value in (("--qdrant-secret", args.qdrant_secret),
+                        ("--snapshot-tls-secret", args.snapshot_tls_secret)):
+        if value and not _namespaced_name(value):
+            print(f"album-operator: {flag} {value!r}: expected NAMESPACE/NAME", file=sys.stderr)
+            return 2
     config = _config_from(args)
     try:
         return run_forever(config, verbose=args.verbose)
-    except NoKubeConfiguration as exc:
+    except (NoKubeConfiguration, CrdsMissing) as exc:
         print(f"album-operator: {exc}", file=sys.stderr)
+        return 2
+    except SecretUnavailable as exc:
+        print(f"album-operator: {exc}; {SECRET_FIX}", file=sys.stderr)
         return 2
     except EmbeddedPathInUse as exc:
         print(f"album-operator: {exc}", file=sys.stderr)
         return 1
 
 
-def _crds(action: str, repo: str) -> int:
+SECRET_FIX = ("the Secret must be in the named namespace with key url (and apiKey, ca.crt if "
+              "needed), readable by the operator's ServiceAccount (the chart grants "
+              "qdrant.existingSecret and rbac.extraSecretNames)")
+
+
+def _namespaced_name(value: str) -> bool:
+    namespace, slash, name = value.partition("/")
+    return bool(namespace and slash and name and "/" not in name)
+
+
+def _crds(action: str, repo: str | None) -> int:
     if action == "install":  # a runtime command: the image installs its own CRDs
         return _install_crds()
     try:
         from album_operator_dev import crdfiles
     except ModuleNotFoundError as error:
         raise _missing(f"crds {action}", error) from None
+    try:
+        root = crdfiles.find_checkout(Path(repo or "."))
+    except crdfiles.NotACheckout as exc:
+        print(f"album-operator: {exc}", file=sys.stderr)
+        return 2
     if action == "generate":
-        for path in crdfiles.write(Path(repo)):
+        for path in crdfiles.write(root):
             print(f"wrote {path}")
         return 0
-    problems = crdfiles.stale(Path(repo))
+    problems = crdfiles.stale(root)
     for problem in problems:
         print(f"stale: {problem} (run: album-operator crds generate)", file=sys.stderr)
     return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
+    if args.command == "status":
+        return run_status(args)
+    if args.command == "completion":
+        return _completion(args.shell)
     try:
         if args.command == "local-cluster":
             return _local_cluster(args.action, args.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -10,12 +11,22 @@ from album_operator.core.crdgen import build_crd
 from album_operator.core.reference import splice
 from album_operator.models.kinds import ALL_KINDS, KindInfo
 
+DISTRIBUTION = "qdrant-album-operator"
 HEADER = (
     "# Generated from operator/album_operator/models by `album-operator crds generate`.\n"
     "# Do not edit: change the pydantic models and regenerate.\n"
 )
-CRD_DIRS = ("crds", "charts/album-operator/crds")
 README = "README.md"
+CHART = "charts/album-operator"
+# The chart templates its own kinds from this copy (templates/crds.yaml), so that `helm upgrade`
+# upgrades them.
+CHART_CRDS = f"{CHART}/files/crds"
+# kopf's peering kinds ride in a subchart's crds/: Helm creates them before it builds the
+# release's peering object, and skips them where another operator already installed them.
+PEERING_SUBCHART_CRDS = f"{CHART}/charts/kopf-peering-crds/crds"
+# Helm installs a chart's crds/ on every first install, besides the templated CRDs (which then
+# cannot be created): the chart must not have one.
+RETIRED_DIRS = (f"{CHART}/crds",)
 
 
 def file_name(info: KindInfo) -> str:
@@ -57,12 +68,45 @@ def rendered_files() -> dict[str, str]:
     return files
 
 
+def targets() -> dict[str, dict[str, str]]:
+    """Directory (relative to the repository) -> the generated files it holds, by name."""
+    files = rendered_files()
+    own = {name: text for name, text in files.items() if name != PEERING_FILE}
+    return {"crds": files, CHART_CRDS: own,
+            PEERING_SUBCHART_CRDS: {PEERING_FILE: files[PEERING_FILE]}}
+
+
+class NotACheckout(Exception):
+    """The directory is not (inside) a checkout of this repository."""
+
+
+def is_checkout(path: Path) -> bool:
+    project = path / "pyproject.toml"
+    if not project.is_file():
+        return False
+    try:
+        name = tomllib.loads(project.read_text()).get("project", {}).get("name")
+    except tomllib.TOMLDecodeError:
+        return False
+    return bool(name == DISTRIBUTION)
+
+
+def find_checkout(start: Path) -> Path:
+    """``start`` or the nearest directory above it that is a checkout of this repository."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if is_checkout(candidate):
+            return candidate
+    raise NotACheckout(f"not a checkout: {start} (nor any directory above it) has no "
+                       f"pyproject.toml of {DISTRIBUTION}; use --repo PATH")
+
+
 def write(repo: Path) -> list[Path]:
     written = []
-    for directory in CRD_DIRS:
+    for directory, files in targets().items():
         target = repo / directory
         target.mkdir(parents=True, exist_ok=True)
-        for name, text in rendered_files().items():
+        for name, text in files.items():
             path = target / name
             path.write_text(text)
             written.append(path)
@@ -76,8 +120,7 @@ def write(repo: Path) -> list[Path]:
 def stale(repo: Path) -> list[str]:
     """Files in the repository that differ from what the models generate."""
     problems = []
-    expected = rendered_files()
-    for directory in CRD_DIRS:
+    for directory, expected in targets().items():
         target = repo / directory
         for name, text in expected.items():
             path = target / name
@@ -86,6 +129,8 @@ def stale(repo: Path) -> list[str]:
         present = {p.name for p in target.glob("*.yaml")} if target.is_dir() else set()
         extra = present - set(expected)
         problems += [str(Path(directory) / name) + " (not generated)" for name in sorted(extra)]
+    problems += [f"{directory}/ (must not exist: Helm would install it besides the templated "
+                 "CRDs)" for directory in RETIRED_DIRS if (repo / directory).exists()]
     readme = repo / README
     if readme.is_file() and splice(readme.read_text()) != readme.read_text():
         problems.append(f"{README} field reference")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from album_operator.core.crdgen import build_crd
+from album_operator.models.kinds import ALL_KINDS
 from tests.helpers import Kubectl, load_yaml_documents
 
 pytestmark = pytest.mark.cluster
@@ -213,7 +216,7 @@ READY_COLUMN = '.status.conditions[?(@.type=="Ready")].status'
 
 @pytest.mark.parametrize("crd_file", [
     *sorted(REPO.glob("crds/*.albumops.io.yaml")),
-    *sorted(REPO.glob("charts/album-operator/crds/*.albumops.io.yaml"))],
+    *sorted(REPO.glob("charts/album-operator/files/crds/*.albumops.io.yaml"))],
     ids=lambda path: f"{path.parent.parent.name}/{path.name}")
 def test_generated_crds_show_ready_by_default_and_times_as_dates(crd_file: Path) -> None:
     crd = yaml.safe_load(crd_file.read_text())
@@ -247,3 +250,46 @@ def test_kubectl_get_shows_the_ready_column_by_default(
     wide = kubectl.run("get", kind.lower(), "subject", "-o", "wide",
                        namespace=crd_namespace).stdout.splitlines()[0]
     assert "READY" in wide.split()
+
+
+def applied_by(kubectl: Kubectl, crd: str) -> set[tuple[str, str]]:
+    out = kubectl.run("get", "crd", crd, "-o", "json", "--show-managed-fields").stdout
+    fields = json.loads(out)["metadata"]["managedFields"]
+    return {(entry["manager"], entry["operation"]) for entry in fields}
+
+
+def served_spec(kubectl: Kubectl, crd: str) -> dict[str, Any]:
+    spec: dict[str, Any] = kubectl.get("crd", crd, "")["spec"]
+    return spec
+
+
+def test_crds_install_applies_server_side_and_puts_hand_edits_back(kubectl: Kubectl) -> None:
+    """`album-operator crds install` is a forced server-side apply by the field manager
+    "album-operator": repeated, it changes nothing; after an edit by hand, the edited fields
+    are the generated ones again."""
+    from album_operator.adapters.crdinstall import FIELD_MANAGER, install_crds
+    from album_operator.adapters.kube import load_api_client
+
+    api_client = load_api_client()
+    generated = {crd["metadata"]["name"]: crd["spec"]
+                 for crd in (build_crd(info) for info in ALL_KINDS)}
+    assert sorted(install_crds(api_client)) == sorted(generated)
+    name = "mastermerges.albumops.io"
+    before = kubectl.get("crd", name, "")["metadata"]["resourceVersion"]
+    install_crds(api_client)
+    assert kubectl.get("crd", name, "")["metadata"]["resourceVersion"] == before
+    assert (FIELD_MANAGER, "Apply") in applied_by(kubectl, name)
+
+    kubectl.run("patch", "crd", name, "--type=json", "-p", json.dumps([
+        {"op": "add", "path": "/spec/versions/0/additionalPrinterColumns/-",
+         "value": {"name": "Edited", "type": "string", "jsonPath": ".spec.alias"}},
+        {"op": "replace", "path": "/spec/names/shortNames", "value": ["edited"]},
+        {"op": "replace", "path": "/spec/versions/0/schema/openAPIV3Schema/description",
+         "value": "edited by hand"}]))
+    edited = served_spec(kubectl, name)
+    assert edited["names"]["shortNames"] == ["edited"]
+    install_crds(api_client)
+    for crd, spec in generated.items():
+        served = served_spec(kubectl, crd)
+        assert served["versions"] == spec["versions"], crd
+        assert served["names"] == spec["names"], crd

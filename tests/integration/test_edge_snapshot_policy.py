@@ -241,7 +241,8 @@ def test_build_publishes_and_devices_restore_update_and_upload(
     assert metric("albumops_edge_upload_batches_total", result="refused") == 1
     assert metric("albumops_edge_upload_points_total", result="rejected") == 2
     assert metric("albumops_edge_partial_requests_total") == 1
-    assert (metric("albumops_edge_bytes_published") or 0) > 0
+    assert (metric("albumops_edge_published_bytes") or 0) > 0
+    assert (metric("albumops_edge_next_run_timestamp_seconds") or 0) > dt.datetime.now().timestamp()
 
 
 def test_deleting_a_policy_removes_what_it_published(

@@ -1,7 +1,11 @@
 """The Helm chart against the real API server.
 
-``helm lint --strict``; every rendered object accepted by a server-side dry run; ``helm install``
-creating every object and ``helm uninstall`` removing them; values outside the schema refused;
+``helm lint --strict`` and every rendered object accepted by a server-side dry run, for a matrix
+of values (replicas and their PodDisruptionBudget, OpenShift's null security context fields,
+extra env/args/volumes, topology spread, NetworkPolicy, templated CRDs and kopf's peering CRDs
+on and off, watched namespaces); ``helm install`` creating every object and ``helm uninstall``
+removing them; ``helm upgrade`` upgrading a CRD that uninstall then keeps; values outside the
+schema refused (and the README showing helm's exact message);
 and the chart's RBAC exercised for real: a token of the chart's ServiceAccount is checked
 against what it may and may not do, then the real ``album-operator run`` process brings
 AlbumCollections, a MasterMerge and an EdgeSnapshotPolicy to Ready with nothing but that token.
@@ -15,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +36,8 @@ import pytest
 import requests
 import yaml
 
+from album_operator.adapters.crdinstall import install_crds
+from album_operator.adapters.kube import load_api_client
 from album_operator_dev.localcluster.cluster import free_port
 from tests.helpers import Kubectl, wait_for
 
@@ -37,6 +45,10 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "album-operator"
+PEERING_CRDS_DIR = CHART / "charts" / "kopf-peering-crds" / "crds"
+# The session installed the CRDs (conftest): releases here leave them alone, except in the
+# tests about the chart's CRDs, which take them over.
+SHARED_CRDS = ("--set", "crds.create=false")
 GROUP = "albumops.io"
 KINDS = ("albumcollections", "mastermerges", "edgesnapshotpolicies")
 # What kopf asks for cluster-wide in namespaced mode, and is refused without
@@ -124,9 +136,11 @@ def test_the_chart_versions_follow_the_project_and_its_crds_are_the_generated_on
     assert chart_meta["name"] == "album-operator"
     assert chart_meta["appVersion"] == project["version"]
     generated = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
-    shipped = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    shipped = {p.name: p.read_text() for p in [*(CHART / "files" / "crds").glob("*.yaml"),
+                                               *PEERING_CRDS_DIR.glob("*.yaml")]}
     assert shipped == generated
     assert len(shipped) == 4  # the three kinds and kopf's peering kinds
+    assert not (CHART / "crds").exists(), "Helm would install it besides the templated CRDs"
 
 
 def test_helm_lint_strict_passes_with_default_and_with_server_values(
@@ -216,13 +230,19 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
 def test_names_that_yaml_reads_as_booleans_stay_strings(chart: Helm, kubectl: Kubectl) -> None:
     """Release "n", namespaces "on"/"off", a Secret "y": YAML 1.1 reads these unquoted as
     booleans, and the API machinery then refuses the object."""
-    out = chart.run("template", "n", str(CHART), "--namespace", "no", "--set", "nameOverride=on",
+    # Without CRDs: kubectl's client-side dry run cannot patch an existing CRD ("expected a
+    # struct, but received a nil"), whatever its content.
+    out = chart.run("template", "n", str(CHART), "--namespace", "no", *SHARED_CRDS,
+                    "--set", "nameOverride=on",
                     "--set", "watchNamespaces={on,off}",
-                    "--set", "rbac.extraSecretNames={y,no/n}").stdout
+                    "--set", "rbac.extraSecretNames={y,no/n}",
+                    "--set", "networkPolicy.enabled=true",
+                    "--set", "networkPolicy.ingress.healthFrom[0].podSelector.matchLabels.y=n"
+                    ).stdout
     result = kubectl.run("apply", "--dry-run=client", "-f", "-", stdin=out)
     assert result.stdout.count("(dry run)") == len([d for d in yaml.safe_load_all(out) if d])
     ops = new_namespace(kubectl, "ops")
-    chart.run("install", "n", str(CHART), "--namespace", ops)
+    chart.run("install", "n", str(CHART), "--namespace", ops, *SHARED_CRDS)
     assert exists(kubectl, "deployment", "n-album-operator", ops)
     chart.run("uninstall", "n", "--namespace", ops)
 
@@ -244,12 +264,13 @@ def exists(kubectl: Kubectl, kind: str, name: str, namespace: str) -> bool:
 def test_install_creates_every_object_upgrade_changes_it_and_uninstall_removes_them(
         chart: Helm, kubectl: Kubectl) -> None:
     ops = new_namespace(kubectl, "ops")
-    chart.run("install", "album", str(CHART), "--namespace", ops,
+    # The default values, CRDs included: --take-ownership adopts the session's CRDs.
+    chart.run("install", "album", str(CHART), "--namespace", ops, "--take-ownership",
               "--set", "rbac.extraSecretNames={conn}")
     objects = manifest_objects(chart, "album", ops)
     kinds = {kind for kind, _, _ in objects}
     assert kinds == {"ServiceAccount", "PersistentVolumeClaim", "ClusterRole",
-                     "ClusterRoleBinding", "Service", "Deployment"}
+                     "ClusterRoleBinding", "Service", "Deployment", "CustomResourceDefinition"}
     for kind, name, namespace in objects:
         assert exists(kubectl, kind, name, namespace), f"{kind} {namespace}/{name}"
     status = json.loads(chart.run("status", "album", "--namespace", ops, "-o", "json").stdout)
@@ -262,7 +283,7 @@ def test_install_creates_every_object_upgrade_changes_it_and_uninstall_removes_t
 
     chart.run("uninstall", "album", "--namespace", ops)
     for kind, name, namespace in objects:
-        kept = kind == "PersistentVolumeClaim"  # helm.sh/resource-policy: keep
+        kept = kind in {"PersistentVolumeClaim", "CustomResourceDefinition"}  # resource-policy
         assert exists(kubectl, kind, name, namespace) == kept, f"{kind} {namespace}/{name}"
     for plural in KINDS:
         assert exists(kubectl, "crd", f"{plural}.{GROUP}", ""), "CRDs stay after uninstall"
@@ -300,6 +321,19 @@ def test_values_outside_the_schema_are_refused_by_template_and_install(
     assert message in installed.stderr, installed.stderr
     assert chart.run("list", "--namespace", ops, "-q").stdout.strip() == ""
     assert not exists(kubectl, "deployment", "bad-album-operator", ops)
+
+
+def test_the_readme_shows_the_schema_error_helm_prints(chart: Helm) -> None:
+    text = (REPO / "README.md").read_text()
+    block = text.split("naming the value (helm 4.3.1):\n\n```\n", 1)[1].split("\n```", 1)[0]
+    command, shown = block.split("\n", 1)
+    argv = shlex.split(command.removeprefix("$ "))
+    assert argv[:3] == ["helm", "install", "album-operator"]
+    args = [str(CHART) if arg == "charts/album-operator" else arg for arg in argv[1:]]
+    result = chart.run(*args, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == shown + "\n\n", "exactly what helm prints"
 
 
 def test_the_template_itself_refuses_embedded_replicas_when_schema_checks_are_skipped(
@@ -404,7 +438,7 @@ def test_cluster_mode_rbac_reads_only_the_named_secrets(
         create_secret(kubectl, name, ops)
     create_secret(kubectl, "conn", elsewhere)
     create_secret(kubectl, "private", elsewhere)
-    chart.run("install", "album", str(CHART), "--namespace", ops,
+    chart.run("install", "album", str(CHART), "--namespace", ops, *SHARED_CRDS,
               "--set", "qdrant.existingSecret=qdrant", "--set", "rbac.extraSecretNames={conn}")
     kubectl.apply(album("photos", 2020), elsewhere)
     sa = token_kubectl(kubectl, "album-album-operator", ops, tmp_path / "sa.kubeconfig")
@@ -458,7 +492,7 @@ def namespaced_release(request: pytest.FixtureRequest, chart: Helm, kubectl: Kub
     values = {"watchNamespaces": [app], "qdrant": {"existingSecret": "qdrant"},
               "rbac": {"extraSecretNames": ["conn", f"{app}/kiosk-token"],
                        "namespacedModeClusterRead": cluster_read}}
-    chart.run("install", "album", str(CHART), "--namespace", ops,
+    chart.run("install", "album", str(CHART), "--namespace", ops, *SHARED_CRDS,
               "-f", values_file(tmp_path, values))
     yield NamespacedRelease(ops, app, other, cluster_read)
     chart.run("uninstall", "album", "--namespace", ops)
@@ -558,3 +592,260 @@ def test_namespaced_mode_rbac_is_enough_for_the_real_operator_and_no_more(
         assert refused, "kopf asked for the cluster-wide reads and was refused"
         unexpected = [line for line in refused if not any(r in line for r in CLUSTER_READS)]
         assert unexpected == [], "and was refused nothing else"
+
+
+# --- the values teams adapt: one render, one lint and one dry run per case ---------------------
+
+OPENSHIFT = {"podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+             "containerSecurityContext": {"runAsUser": None, "runAsGroup": None}}
+ASSIGNED_BY_THE_PLATFORM = ("runAsUser", "runAsGroup", "fsGroup")
+SERVER = {"qdrant": {"existingSecret": "qdrant"}}
+EXTRAS: dict[str, Any] = {
+    "extraEnv": [{"name": "QDRANT_PEER_URLS",
+                  "valueFrom": {"configMapKeyRef": {"name": "peers", "key": "urls"}}}],
+    "extraArgs": ["--resync-seconds=15", "--verbose"],
+    "extraVolumes": [{"name": "ca", "configMap": {"name": "ca"}}],
+    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca", "readOnly": True}],
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "ScheduleAnyway"}],
+}
+NETWORK_POLICY: dict[str, Any] = {"networkPolicy": {
+    "enabled": True,
+    "ingress": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}],
+                "healthFrom": [{"podSelector": {"matchLabels": {"app": "uptime"}}}]},
+    "egress": {"kubernetesApi": {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
+               "qdrant": {"ports": [6333, 443]},
+               "extra": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}],
+                          "ports": [{"port": 8443}]}]}}}
+
+# The watched namespace "{app}" is created by the fixture.
+MATRIX: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "replicas-3": {**SERVER, "replicaCount": 3},
+    "replicas-3-namespaced-maxUnavailable": {**SERVER, "replicaCount": 3,
+                                             "watchNamespaces": ["{app}"],
+                                             "pdb": {"maxUnavailable": "50%"}},
+    "replicas-3-no-pdb": {**SERVER, "replicaCount": 3, "pdb": {"enabled": False}},
+    "openshift": OPENSHIFT,
+    "openshift-replicas-2": {**OPENSHIFT, **SERVER, "replicaCount": 2},
+    "extras": EXTRAS,
+    "network-policy": NETWORK_POLICY,
+    "network-policy-ingress-only": {"networkPolicy": {"enabled": True,
+                                                      "egress": {"enabled": False}}},
+    "crds-off": {"crds": {"create": False}},
+    "peering-crds-off-replicas-2": {**SERVER, "replicaCount": 2,
+                                    "peering": {"installCRDs": False}},
+    "watch-namespaces": {**SERVER, "watchNamespaces": ["{app}"],
+                         "rbac": {"extraSecretNames": ["conn"]}},
+}
+
+
+@dataclass(frozen=True)
+class MatrixNamespaces:
+    ops: str
+    app: str
+
+
+@pytest.fixture(scope="module")
+def matrix_namespaces(kubectl: Kubectl) -> MatrixNamespaces:
+    """The release and a watched namespace, and kopf's peering CRDs: a dry run creates
+    nothing, so a peering object is only accepted where its CRD already exists."""
+    kubectl.run("apply", "--server-side", "-f", str(PEERING_CRDS_DIR / "kopf.dev-peerings.yaml"))
+    kubectl.run("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev",
+                "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+    return MatrixNamespaces(new_namespace(kubectl, "ops"), new_namespace(kubectl, "app"))
+
+
+def with_namespaces(values: dict[str, Any], app: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(json.dumps(values).replace("{app}", app))
+    return loaded
+
+
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def helm_test_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pods = [d for d in by_kind(docs, "Pod")
+            if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    assert len(pods) == 1, "one `helm test` Pod"
+    return pods[0]
+
+
+
+
+def assert_security_contexts(values: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    test_spec = helm_test_pod(docs)["spec"]
+    pods = (pod_spec(docs)["securityContext"], test_spec["securityContext"])
+    containers = (container(docs)["securityContext"], test_spec["containers"][0]["securityContext"])
+    for context in (*pods, *containers):
+        assert context["runAsNonRoot"] is True
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    for context in containers:
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+    if values.get("podSecurityContext") == OPENSHIFT["podSecurityContext"]:
+        for context in (*pods, *containers):
+            assert not set(ASSIGNED_BY_THE_PLATFORM) & set(context), "null leaves the field out"
+    else:
+        assert pods[0]["fsGroup"] == 10001
+        for context in (pods[0], containers[0]):
+            assert (context["runAsUser"], context["runAsGroup"]) == (10001, 10001)
+
+
+def assert_crds(values: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    groups = [d["spec"]["group"] for d in by_kind(docs, "CustomResourceDefinition")]
+    templated = values.get("crds", {}).get("create", True)
+    assert groups.count(GROUP) == (3 if templated else 0)
+    peering = values.get("peering", {}).get("installCRDs", True)
+    assert groups.count("kopf.dev") == (2 if peering else 0)
+    peering_objects = by_kind(docs, "ClusterKopfPeering") + by_kind(docs, "KopfPeering")
+    assert bool(peering_objects) == (values.get("replicaCount", 1) > 1), (
+        "the peering object comes with replicas, wherever its CRDs come from")
+
+
+def assert_pdb(values: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    budgets = by_kind(docs, "PodDisruptionBudget")
+    wanted = values.get("replicaCount", 1) > 1 and values.get("pdb", {}).get("enabled", True)
+    assert len(budgets) == (1 if wanted else 0)
+    if budgets:
+        spec = budgets[0]["spec"]
+        limit = values.get("pdb", {}).get("maxUnavailable")
+        assert spec.get("maxUnavailable") == limit
+        assert spec.get("minAvailable") == (None if limit else 1)
+        assert spec["selector"] == one(docs, "Deployment")["spec"]["selector"]
+
+
+def assert_extras(values: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    main, pod = container(docs), pod_spec(docs)
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in (
+        main["env"]), "kopf's identity from the Pod name, not the passwd database"
+    if not values.get("extraArgs"):
+        return
+    assert main["args"][-2:] == EXTRAS["extraArgs"], "after the chart's own: a repeat wins"
+    assert EXTRAS["extraEnv"][0] in main["env"]
+    assert EXTRAS["extraVolumes"][0] in pod["volumes"]
+    assert EXTRAS["extraVolumeMounts"][0] in main["volumeMounts"]
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == one(docs, "Deployment")["spec"][
+        "selector"]["matchLabels"]
+
+
+def assert_network_policy(values: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    policy = values.get("networkPolicy", {})
+    policies = by_kind(docs, "NetworkPolicy")
+    assert len(policies) == (1 if policy.get("enabled") else 0)
+    if not policies:
+        return
+    spec = policies[0]["spec"]
+    ports = {rule["ports"][0]["port"]: rule.get("from") for rule in spec["ingress"]}
+    assert set(ports) == {"health", "metrics", "snapshots"}
+    egress = policy.get("egress", {}).get("enabled", True)
+    assert ("Egress" in spec["policyTypes"]) == egress
+    if not egress:
+        return
+    assert all(rule["ports"] for rule in spec["egress"][:3]), "no rule opens every port"
+    if policy.get("ingress", {}).get("healthFrom"):
+        test_labels = helm_test_pod(docs)["metadata"]["labels"]
+        [_, test_peer] = ports["health"]
+        assert test_peer["podSelector"]["matchLabels"].items() <= test_labels.items()
+        assert ports["metrics"] == NETWORK_POLICY["networkPolicy"]["ingress"]["metricsFrom"]
+        assert ports["snapshots"] is None, "an empty list lets every source in"
+
+
+def assert_the_test_pod_is_not_an_operator_pod(docs: list[dict[str, Any]]) -> None:
+    labels = helm_test_pod(docs)["metadata"]["labels"]
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= labels.items(), "no Service, budget or policy selects it"
+    [check] = helm_test_pod(docs)["spec"]["containers"]
+    assert check["image"] == container(docs)["image"]
+    health = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-health"))
+    assert f"{health['metadata']['name']}." in check["command"][-1]
+    assert check["command"][-1].endswith(f":{health['spec']['ports'][0]['port']}/healthz")
+
+
+@pytest.mark.parametrize("case", list(MATRIX))
+def test_every_value_combination_lints_renders_and_is_accepted_by_the_api_server(
+        chart: Helm, kubectl: Kubectl, matrix_namespaces: MatrixNamespaces, tmp_path: Path,
+        case: str) -> None:
+    """The `helm test` Pod is in the render (helm template keeps test hooks) and so in the
+    server-side dry run: the API server accepts it, which is as far as it can be taken here,
+    as no kubelet runs Pods on the test control plane."""
+    values = with_namespaces(MATRIX[case], matrix_namespaces.app)
+    path = values_file(tmp_path, values)
+    chart.run("lint", "--strict", str(CHART), "-f", path)
+    docs = chart.template(matrix_namespaces.ops, "-f", path, "--include-crds")
+    assert_security_contexts(values, docs)
+    assert_crds(values, docs)
+    assert_pdb(values, docs)
+    assert_extras(values, docs)
+    assert_network_policy(values, docs)
+    assert_the_test_pod_is_not_an_operator_pod(docs)
+    dry_run(kubectl, docs)
+
+
+# --- the chart's CRDs ----------------------------------------------------------------------------
+
+
+def test_the_templated_crds_are_the_generated_ones_and_kept_on_uninstall(chart: Helm) -> None:
+    rendered = {d["metadata"]["name"]: d for d in by_kind(chart.template("ops"),
+                                                          "CustomResourceDefinition")}
+    for path in sorted((CHART / "files" / "crds").glob("*.yaml")):
+        generated = yaml.safe_load(path.read_text())
+        crd = rendered.pop(generated["metadata"]["name"])
+        assert crd["spec"] == generated["spec"]
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert generated["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
+    assert rendered == {}
+
+
+def served_columns(kubectl: Kubectl, crd: str) -> list[str]:
+    out = kubectl.run("get", "crd", crd, "-o",
+                      "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}").stdout
+    return out.split()
+
+
+def chart_with_a_new_column(tmp_path: Path) -> Path:
+    """A copy of the chart whose AlbumCollection CRD has one more printer column."""
+    copy = tmp_path / "album-operator"
+    shutil.copytree(CHART, copy)
+    path = copy / "files" / "crds" / f"albumcollections.{GROUP}.yaml"
+    crd = yaml.safe_load(path.read_text())
+    crd["spec"]["versions"][0]["additionalPrinterColumns"].append(
+        {"name": "Probe", "type": "string", "jsonPath": ".spec.collectionName"})
+    path.write_text(yaml.safe_dump(crd, sort_keys=False))
+    return copy
+
+
+def test_helm_upgrade_upgrades_the_crds_and_uninstall_keeps_them(
+        chart: Helm, kubectl: Kubectl, tmp_path: Path) -> None:
+    """The session's CRDs were applied by `album-operator crds install`, as in a cluster where
+    the CRDs came from an earlier chart's crds/ or by hand: Helm adopts them only with
+    --take-ownership, and takes the fields the `album-operator` field manager applied only with
+    --force-conflicts (the chart README's upgrade path)."""
+    ops, crd = new_namespace(kubectl, "crds"), f"albumcollections.{GROUP}"
+    refused = chart.run("install", "album", str(CHART), "--namespace", ops, check=False)
+    assert "exists and cannot be imported into the current release" in refused.stderr
+    chart.run("install", "album", str(CHART), "--namespace", ops, "--take-ownership")
+    labels = kubectl.get("crd", crd, "")["metadata"]
+    assert labels["annotations"]["meta.helm.sh/release-name"] == "album"
+    assert labels["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    changed = chart_with_a_new_column(tmp_path)
+    conflict = chart.run("upgrade", "album", str(changed), "--namespace", ops, check=False)
+    assert 'conflict with "album-operator": .spec.versions' in conflict.stderr
+    chart.run("upgrade", "album", str(changed), "--namespace", ops, "--force-conflicts")
+    assert served_columns(kubectl, crd)[-1] == "Probe"
+    table = kubectl.run("get", "albumcollections", namespace=ops).stderr
+    assert "No resources found" in table, "and the API server serves the kind"
+
+    chart.run("uninstall", "album", "--namespace", ops)
+    assert "Probe" in served_columns(kubectl, crd), "kept, as the last upgrade left it"
+    for plural in KINDS:
+        assert exists(kubectl, "crd", f"{plural}.{GROUP}", "")
+    install_crds(load_api_client())
+    assert "Probe" not in served_columns(kubectl, crd), "back to the generated CRD"

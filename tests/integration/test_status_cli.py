@@ -88,12 +88,12 @@ def test_status_and_the_kubectl_plugin_tell_the_story_of_the_real_objects(
 
     table = command(kubectl.kubeconfig, kubectl.binary, "albumops", "status", "-n", namespace)
     assert table.returncode == 0, table.stderr
-    rows = [line.split() for line in table.stdout.splitlines()]
-    assert rows[0] == ["KIND", "NAME", "READY", "REASON", "AGE", "NOW"]
-    kinds = [row[0] for row in rows[1:]]
+    listed = [line.split() for line in table.stdout.splitlines()]
+    assert listed[0] == ["KIND", "NAME", "READY", "REASON", "AGE", "NOW"]
+    kinds = [row[0] for row in listed[1:]]
     assert kinds.count("AlbumCollection") == SOURCES
     assert kinds.count("MasterMerge") == 1
-    assert all(row[2] == "True" for row in rows[1:]), table.stdout
+    assert all(row[2] == "True" for row in listed[1:]), table.stdout
 
 
 def test_status_of_what_is_not_there_is_one_line(kubectl: Kubectl, namespace: str) -> None:

@@ -23,7 +23,11 @@ def test_chart_crds_are_identical_to_crds_dir() -> None:
     for info in ALL_KINDS:
         name = crdfiles.file_name(info)
         assert (REPO / "crds" / name).read_text() == (
-            REPO / "charts/album-operator/crds" / name).read_text()
+            REPO / crdfiles.CHART_CRDS / name).read_text()
+    peering = crdfiles.PEERING_FILE
+    assert (REPO / "crds" / peering).read_text() == (
+        REPO / crdfiles.PEERING_SUBCHART_CRDS / peering).read_text()
+    assert not (REPO / "charts/album-operator/crds").exists()
 
 
 def _schema(info: KindInfo) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -148,3 +149,12 @@ def test_the_copied_context_builds_a_wheel_with_both_console_scripts(tmp_path: P
     runtime = [r for r in requires if "extra ==" not in r]
     assert not [r for r in runtime if r.startswith("cryptography")], "only the dev extra"
     assert [r for r in requires if r.startswith("cryptography") and "extra == \"dev\"" in r]
+
+
+def test_what_the_operator_writes_is_group_0_writable_for_openshifts_arbitrary_uids() -> None:
+    """OpenShift runs the image under an arbitrary uid in group 0 (the chart then sets no
+    runAsUser): the directories the image itself offers for writing belong to group 0."""
+    run = " ".join(args for op, args in final_stage() if op == "RUN")
+    for directory in ("/var/lib/album-operator", "/home/album"):
+        assert re.search(rf"chown 10001:0 [^&]*{directory}", run), directory
+        assert re.search(rf"chmod g=u [^&]*{directory}", run), directory

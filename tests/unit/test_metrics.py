@@ -9,19 +9,24 @@ from prometheus_client import REGISTRY
 
 from album_operator.adapters import metrics
 from album_operator.adapters.metrics import (
-    EDGE_BYTES_PUBLISHED,
     EDGE_BYTES_SAVED,
+    EDGE_NEXT_RUN,
     EDGE_PARTIALS,
+    EDGE_PUBLISHED_BYTES,
     EDGE_SNAPSHOT_CREATED,
     EDGE_UPLOAD_BATCHES,
     EDGE_UPLOADS,
+    MERGE_BUILD_PHASE,
+    MERGE_FAILED_BUILDS,
     MERGE_LAST_SWAP,
+    MERGE_NEXT_SCHEDULED,
     MERGE_POINTS_COPIED,
-    MERGE_POINTS_PER_SECOND,
     MERGE_VERIFICATIONS,
     RESOURCE_METRICS,
     forget_resource,
     set_resource_ready,
+    set_state,
+    set_timestamp,
 )
 
 
@@ -43,15 +48,18 @@ def series_of(namespace: str) -> list[tuple[str, dict[str, str]]]:
 
 def fill_master_merge(namespace: str, name: str) -> None:
     MERGE_POINTS_COPIED.labels(namespace, name).inc(10)
-    MERGE_POINTS_PER_SECOND.labels(namespace, name).set(5)
     MERGE_VERIFICATIONS.labels(namespace, name, "passed").inc()
     MERGE_VERIFICATIONS.labels(namespace, name, "failed").inc()
     MERGE_LAST_SWAP.labels(namespace, name).set(1_700_000_000)
+    set_state(MERGE_BUILD_PHASE, (namespace, name), ("Copying", "Failed"), "Copying")
+    MERGE_FAILED_BUILDS.labels(namespace, name).set(1)
+    MERGE_NEXT_SCHEDULED.labels(namespace, name).set(1_700_000_600)
 
 
 def fill_edge_policy(namespace: str, name: str) -> None:
     EDGE_SNAPSHOT_CREATED.labels(namespace, name).set(1_700_000_000)
-    EDGE_BYTES_PUBLISHED.labels(namespace, name).set(4096)
+    EDGE_PUBLISHED_BYTES.labels(namespace, name).set(4096)
+    EDGE_NEXT_RUN.labels(namespace, name).set(1_700_000_600)
     EDGE_PARTIALS.labels(namespace, name).inc()
     EDGE_BYTES_SAVED.labels(namespace, name).inc(100)
     EDGE_UPLOAD_BATCHES.labels(namespace, name, "accepted").inc()
@@ -91,7 +99,7 @@ def test_forgetting_a_master_merge_removes_all_its_series_and_only_its(ns: str) 
                  result="failed") == 1
     assert value("albumops_resource_ready", kind="MasterMerge", namespace=ns,
                  name="kept") == 1
-    assert value("albumops_edge_bytes_published", namespace=ns, name="gone") == 4096
+    assert value("albumops_edge_published_bytes", namespace=ns, name="gone") == 4096
     assert value("albumops_resource_ready", kind="EdgeSnapshotPolicy", namespace=ns,
                  name="gone") == 1
 
@@ -159,3 +167,66 @@ def test_every_metric_labelled_by_namespace_and_name_is_forgotten_with_its_kind(
 def test_label_values_by_name_are_refused(ns: str) -> None:
     with pytest.raises(TypeError, match="by position"):
         MERGE_LAST_SWAP.labels(namespace=ns, name="m")
+
+
+def test_the_build_phase_is_a_state_set_with_one_phase_at_one(ns: str) -> None:
+    phases = ("Pending", "Copying", "Succeeded", "Failed")
+    set_state(MERGE_BUILD_PHASE, (ns, "m"), phases, "Copying")
+    set_state(MERGE_BUILD_PHASE, (ns, "m"), phases, "Failed")
+    assert {phase: value("albumops_merge_build_phase", namespace=ns, name="m", phase=phase)
+            for phase in phases} == {"Pending": 0, "Copying": 0, "Succeeded": 0, "Failed": 1}
+    set_state(MERGE_BUILD_PHASE, (ns, "m"), phases, None)  # no build yet
+    assert {value("albumops_merge_build_phase", namespace=ns, name="m", phase=phase)
+            for phase in phases} == {0}
+
+
+def test_a_timestamp_gauge_follows_its_status_field_and_goes_when_it_is_unset(ns: str) -> None:
+    set_timestamp(MERGE_NEXT_SCHEDULED, (ns, "m"), "2023-11-14T22:13:20Z")
+    assert value("albumops_merge_next_scheduled_timestamp_seconds", namespace=ns,
+                 name="m") == 1_700_000_000
+    set_timestamp(MERGE_NEXT_SCHEDULED, (ns, "m"), None)  # suspended, or no schedule
+    assert series_of(ns) == []
+    set_timestamp(MERGE_NEXT_SCHEDULED, (ns, "m"), None)  # already gone: harmless
+    set_timestamp(EDGE_NEXT_RUN, (ns, "p"), "2023-11-14T22:13:20+00:00")
+    forget_resource("EdgeSnapshotPolicy", ns, "p")
+    assert series_of(ns) == []
+
+
+def test_the_renamed_and_removed_metrics_are_gone() -> None:
+    names = {family.name for family in REGISTRY.collect()}
+    assert "albumops_edge_published_bytes" in names
+    assert not {"albumops_edge_bytes_published", "albumops_merge_points_per_second"} & names
+
+
+def merge_status(phase: str, copied: int, **fields: object) -> dict[str, object]:
+    return {"currentBuild": {"name": "m_v2", "phase": phase, "copiedPoints": copied}, **fields}
+
+
+def test_a_merge_step_records_its_phase_failures_copy_and_times_from_the_whole_status(
+        ns: str) -> None:
+    from album_operator.handlers.master_merge import _record_metrics
+    from album_operator.reconcilers.resource import ResourceRef
+
+    ref = ResourceRef("MasterMerge", ns, "m", "uid", 1, "", {})
+    copying = merge_status("Copying", 0, failedBuildsInARow=2,
+                           lastSwapTime="2023-11-14T22:13:20Z",
+                           nextScheduledTime="2023-11-15T00:00:00Z")
+    _record_metrics(ref, copying, copying)  # as after an operator restart: nothing changed
+    assert value("albumops_merge_points_copied_total", namespace=ns, name="m") == 0
+    assert value("albumops_merge_build_phase", namespace=ns, name="m", phase="Copying") == 1
+    assert value("albumops_merge_failed_builds_in_a_row", namespace=ns, name="m") == 2
+    assert value("albumops_merge_last_swap_timestamp_seconds", namespace=ns,
+                 name="m") == 1_700_000_000
+    assert value("albumops_merge_next_scheduled_timestamp_seconds", namespace=ns,
+                 name="m") == 1_700_006_400
+
+    done = merge_status("Succeeded", 40, lastSwapTime="2023-11-14T22:13:30Z")
+    _record_metrics(ref, copying, done)
+    assert value("albumops_merge_points_copied_total", namespace=ns, name="m") == 40
+    assert value("albumops_merge_build_phase", namespace=ns, name="m", phase="Copying") == 0
+    assert value("albumops_merge_build_phase", namespace=ns, name="m", phase="Succeeded") == 1
+    assert value("albumops_merge_failed_builds_in_a_row", namespace=ns, name="m") == 0
+    assert value("albumops_merge_last_swap_timestamp_seconds", namespace=ns,
+                 name="m") == 1_700_000_010
+    assert value("albumops_merge_next_scheduled_timestamp_seconds", namespace=ns,
+                 name="m") is None

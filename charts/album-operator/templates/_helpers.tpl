@@ -145,3 +145,36 @@ operator lists AlbumCollections for MasterMerge; kopf posts core/v1 Events. */}}
 {{- fail "snapshots.ingress.host is required when snapshots.ingress.enabled" }}
 {{- end }}
 {{- end }}
+
+{{/* topologySpreadConstraints, each without a labelSelector given the chart's selector labels:
+the usual constraint spreads this release's Pods. */}}
+{{- define "album-operator.topologySpread" -}}
+{{- $selector := dict "matchLabels" (include "album-operator.selectorLabels" . | fromYaml) }}
+{{- $constraints := list }}
+{{- range .Values.topologySpreadConstraints }}
+{{- $constraints = append $constraints (merge (deepCopy .) (dict "labelSelector" $selector)) }}
+{{- end }}
+{{- toYaml $constraints }}
+{{- end }}
+
+{{/* Labels of the `helm test` Pod, which the NetworkPolicy lets reach the health port. Its
+app.kubernetes.io/name differs, so no selector of the operator's Pods matches it. */}}
+{{- define "album-operator.testLabels" -}}
+helm.sh/chart: {{ include "album-operator.chart" . | quote }}
+app.kubernetes.io/name: {{ printf "%s-test" (include "album-operator.name" .) | trunc 63 | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+app.kubernetes.io/component: test
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
+{{- end }}
+
+{{/* An ingress rule of the NetworkPolicy: a named container port, from these peers (none:
+from anywhere). */}}
+{{- define "album-operator.ingressRule" -}}
+- ports:
+    - port: {{ .port }}
+      protocol: TCP
+  {{- with .from }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}

@@ -6,12 +6,13 @@ import time
 from typing import Any
 
 import kubernetes
-from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
 
 from album_operator.core.crdgen import build_crd
 from album_operator.models.kinds import ALL_KINDS
 
 ESTABLISHED_TIMEOUT_S = 60.0
+FIELD_MANAGER = "album-operator"
 
 
 def _established(crd: Any) -> bool:
@@ -19,22 +20,25 @@ def _established(crd: Any) -> bool:
     return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
-def install_crds(api_client: kubernetes.client.ApiClient) -> list[str]:
-    api = kubernetes.client.ApiextensionsV1Api(api_client)
+def apply_crds(api_client: kubernetes.client.ApiClient) -> list[str]:
+    """Server-side apply of every generated CRD as field manager ``album-operator``.
+
+    Forced: fields that someone else set (an edit by hand, an older client-side apply, a Helm
+    release) are taken over and set to what the models generate. Fields no generated CRD
+    mentions, such as a Helm release's labels, are left to whoever set them.
+    """
+    crds = DynamicClient(api_client).resources.get(  # type: ignore[no-untyped-call]
+        api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     names = []
     for info in ALL_KINDS:
         body = build_crd(info)
-        name = body["metadata"]["name"]
-        try:
-            current = api.read_custom_resource_definition(name)
-            assert current.metadata is not None
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            api.replace_custom_resource_definition(name, body)  # type: ignore[arg-type]
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            api.create_custom_resource_definition(body)  # type: ignore[arg-type]
-        names.append(name)
+        crds.server_side_apply(body=body, field_manager=FIELD_MANAGER, force_conflicts=True)
+        names.append(body["metadata"]["name"])
+    return names
+
+
+def wait_established(api_client: kubernetes.client.ApiClient, names: list[str]) -> None:
+    api = kubernetes.client.ApiextensionsV1Api(api_client)
     deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
     pending = set(names)
     while pending and time.monotonic() < deadline:
@@ -44,4 +48,9 @@ def install_crds(api_client: kubernetes.client.ApiClient) -> list[str]:
             time.sleep(0.2)
     if pending:
         raise RuntimeError(f"CRDs not Established after {ESTABLISHED_TIMEOUT_S:.0f}s: {pending}")
+
+
+def install_crds(api_client: kubernetes.client.ApiClient) -> list[str]:
+    names = apply_crds(api_client)
+    wait_established(api_client, names)
     return names

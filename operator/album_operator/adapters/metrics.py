@@ -9,11 +9,13 @@ resource's series (an alert on "time since last swap" must not fire for a merge 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Self
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
+
+from album_operator.core.timeutil import parse_rfc3339
 
 _SERIES_LOCK = threading.Lock()
 # per-resource metric -> the label tuples of its series
@@ -64,9 +66,6 @@ DRIFT_REPAIRS = Counter(
 
 MERGE_POINTS_COPIED = ResourceCounter(
     "albumops_merge_points_copied_total", "Points copied into masters.", ["namespace", "name"])
-MERGE_POINTS_PER_SECOND = ResourceGauge(
-    "albumops_merge_points_per_second", "Copy rate of the current build.",
-    ["namespace", "name"])
 MERGE_VERIFICATIONS = ResourceCounter(
     "albumops_merge_verifications_total", "Master verifications by result.",
     ["namespace", "name", "result"])
@@ -74,12 +73,27 @@ MERGE_LAST_SWAP = ResourceGauge(
     "albumops_merge_last_swap_timestamp_seconds",
     "Unix time of the last successful alias swap (time since = now - this).",
     ["namespace", "name"])
+MERGE_BUILD_PHASE = ResourceGauge(
+    "albumops_merge_build_phase",
+    "1 for the phase of the current (or last) build, 0 for every other phase; all 0 before "
+    "the first build.", ["namespace", "name", "phase"])
+MERGE_FAILED_BUILDS = ResourceGauge(
+    "albumops_merge_failed_builds_in_a_row", "Builds that failed since the last success.",
+    ["namespace", "name"])
+MERGE_NEXT_SCHEDULED = ResourceGauge(
+    "albumops_merge_next_scheduled_timestamp_seconds",
+    "Unix time of the next scheduled rebuild; no series without a schedule or while suspended.",
+    ["namespace", "name"])
 EDGE_SNAPSHOT_CREATED = ResourceGauge(
     "albumops_edge_snapshot_created_timestamp_seconds",
     "Unix time the newest snapshot was published (its age = now - this).",
     ["namespace", "name"])
-EDGE_BYTES_PUBLISHED = ResourceGauge(
-    "albumops_edge_bytes_published", "Bytes of the snapshots a policy keeps.",
+EDGE_PUBLISHED_BYTES = ResourceGauge(
+    "albumops_edge_published_bytes", "Bytes of the snapshots a policy keeps.",
+    ["namespace", "name"])
+EDGE_NEXT_RUN = ResourceGauge(
+    "albumops_edge_next_run_timestamp_seconds",
+    "Unix time of the next scheduled snapshot run; no series while suspended.",
     ["namespace", "name"])
 EDGE_PARTIALS = ResourceCounter(
     "albumops_edge_partial_requests_total", "Partial snapshots served.", ["namespace", "name"])
@@ -122,11 +136,27 @@ RESOURCE_READY = ResourceGauge(
 # the metrics about one resource of each kind, labelled (namespace, name, ...)
 RESOURCE_METRICS: Mapping[str, tuple[ResourceCounter | ResourceGauge, ...]] = {
     "AlbumCollection": (),
-    "MasterMerge": (MERGE_POINTS_COPIED, MERGE_POINTS_PER_SECOND, MERGE_VERIFICATIONS,
-                    MERGE_LAST_SWAP),
-    "EdgeSnapshotPolicy": (EDGE_SNAPSHOT_CREATED, EDGE_BYTES_PUBLISHED, EDGE_PARTIALS,
-                           EDGE_BYTES_SAVED, EDGE_UPLOAD_BATCHES, EDGE_UPLOADS),
+    "MasterMerge": (MERGE_POINTS_COPIED, MERGE_VERIFICATIONS, MERGE_LAST_SWAP,
+                    MERGE_BUILD_PHASE, MERGE_FAILED_BUILDS, MERGE_NEXT_SCHEDULED),
+    "EdgeSnapshotPolicy": (EDGE_SNAPSHOT_CREATED, EDGE_PUBLISHED_BYTES, EDGE_NEXT_RUN,
+                           EDGE_PARTIALS, EDGE_BYTES_SAVED, EDGE_UPLOAD_BATCHES, EDGE_UPLOADS),
 }
+
+
+def set_state(gauge: ResourceGauge, labels: tuple[str, ...], states: Iterable[str],
+              current: str | None) -> None:
+    """A state set: the series of ``current`` is 1 and every other state's is 0."""
+    for state in states:
+        gauge.labels(*labels, state).set(1 if state == current else 0)
+
+
+def set_timestamp(gauge: ResourceGauge, labels: tuple[str, ...], moment: object) -> None:
+    """Sets the series to the Unix time of ``moment``, an RFC 3339 status field, or removes
+    the series when the field is unset."""
+    if isinstance(moment, str) and moment:
+        gauge.labels(*labels).set(parse_rfc3339(moment).timestamp())
+    else:
+        gauge.remove(*labels)
 
 
 def set_resource_ready(kind: str, namespace: str, name: str, ready: bool) -> None:

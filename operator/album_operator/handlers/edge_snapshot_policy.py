@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from album_operator.adapters.metrics import RECONCILES
+from album_operator.adapters.metrics import EDGE_NEXT_RUN, RECONCILES, set_timestamp
 from album_operator.handlers.common import delete_resource, event, parse_spec, run_step
 from album_operator.models.edge_snapshot_policy import (
     EdgeSnapshotPolicySpec,
@@ -38,6 +38,8 @@ async def _step(body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf
                             reconcile, timer)
     if report is None:
         return
+    set_timestamp(EDGE_NEXT_RUN, (report.ref.namespace, report.ref.name),
+                  report.status.get("nextRun"))
     run = report.status.get("lastRun")
     if run and run != report.previous.get("lastRun"):
         failed = run["result"] == "Failed"

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, get_args
 
 import kopf
 
 from album_operator.adapters.metrics import (
+    MERGE_BUILD_PHASE,
+    MERGE_FAILED_BUILDS,
     MERGE_LAST_SWAP,
+    MERGE_NEXT_SCHEDULED,
     MERGE_POINTS_COPIED,
-    MERGE_POINTS_PER_SECOND,
     MERGE_VERIFICATIONS,
     RECONCILES,
+    set_state,
+    set_timestamp,
 )
-from album_operator.core.timeutil import parse_rfc3339
+from album_operator.core.merge import Phase
 from album_operator.handlers.common import (
     StepReport,
     delete_resource,
@@ -99,14 +103,20 @@ def _record_metrics(ref: ResourceRef, previous: dict[str, Any], status: dict[str
         copied = (after.get("copiedPoints") or 0) - (before.get("copiedPoints") or 0)
     else:
         copied = after.get("copiedPoints") or 0
-    if copied > 0:
-        MERGE_POINTS_COPIED.labels(*labels).inc(copied)
-    if after.get("pointsPerSecond") is not None:
-        MERGE_POINTS_PER_SECOND.labels(*labels).set(after["pointsPerSecond"])
+    # created at 0 before the first copy: a stalled-copy alert compares its increase
+    MERGE_POINTS_COPIED.labels(*labels).inc(max(copied, 0))
     verification = status.get("verification")
     if verification and verification != previous.get("verification"):
         MERGE_VERIFICATIONS.labels(*labels, "passed" if verification["passed"]
                                    else "failed").inc()
-    swapped = status.get("lastSwapTime")
-    if swapped and swapped != previous.get("lastSwapTime"):
-        MERGE_LAST_SWAP.labels(*labels).set(parse_rfc3339(swapped).timestamp())
+    _record_state(labels, status)
+
+
+def _record_state(labels: tuple[str, str], status: dict[str, Any]) -> None:
+    """Gauges read from the whole status at every step, so that they are there again after
+    an operator restart or a failover, not only after the next change."""
+    build = status.get("currentBuild") or {}
+    set_state(MERGE_BUILD_PHASE, labels, get_args(Phase), build.get("phase"))
+    MERGE_FAILED_BUILDS.labels(*labels).set(status.get("failedBuildsInARow") or 0)
+    set_timestamp(MERGE_LAST_SWAP, labels, status.get("lastSwapTime"))
+    set_timestamp(MERGE_NEXT_SCHEDULED, labels, status.get("nextScheduledTime"))

@@ -19,9 +19,9 @@ from album_operator.adapters.edge.server_source import ServerSnapshots, ShardUna
 from album_operator.adapters.edge.store import PolicyStore, SnapshotFile
 from album_operator.adapters.kube import SecretUnavailable
 from album_operator.adapters.metrics import (
-    EDGE_BYTES_PUBLISHED,
     EDGE_BYTES_SAVED,
     EDGE_PARTIALS,
+    EDGE_PUBLISHED_BYTES,
     EDGE_SNAPSHOT_CREATED,
 )
 from album_operator.adapters.qdrant import collections as qdrant_collections
@@ -338,7 +338,7 @@ def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: Policy
     if snapshots:
         EDGE_SNAPSHOT_CREATED.labels(access.namespace, access.name).set(
             parse_rfc3339(snapshots[0].created_at).timestamp())
-    EDGE_BYTES_PUBLISHED.labels(access.namespace, access.name).set(total_bytes)
+    EDGE_PUBLISHED_BYTES.labels(access.namespace, access.name).set(total_bytes)
     return {
         # no null fields: the API server drops them, and the list would differ at every step
         "snapshots": [{k: v for k, v in {
