@@ -50,8 +50,9 @@ from album_operator.adapters.qdrant.connection import (
     QdrantEngine,
     open_engine,
 )
-from album_operator.adapters.qdrant.merge import SourceReader, copy_step
-from album_operator.reconcilers.master_merge import PAGES_PER_STEP
+from album_operator.adapters.qdrant.copier import ContinuousCopy, CopyPlan, SourceCheckpoint
+from album_operator.reconcilers.master_merge import UPSERTS_PER_STREAM
+from bench import merge_operator
 from bench import server as bench_server
 
 DIM = 512
@@ -147,31 +148,20 @@ def naive_loop(client: QdrantClient, dest: str, sources: list[str]) -> None:
                 break
 
 
-def _copy_source(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
-                 batch_size: int, parallelism: int) -> None:
-    offset = None
-    while True:
-        progress = copy_step(reader, engine, source, target, offset, batch_size,
-                             PAGES_PER_STEP, parallelism)
-        offset = progress.next_offset
-        if progress.done:
-            return
-
-
 def operator_copy(engine: QdrantEngine, sources: list[str], target: str, batch_size: int,
                   parallelism: int) -> None:
-    """The reconciler's copy rule: on a server up to ``parallelism`` sources at once, each
-    with its share of in-flight upserts; on the embedded engine one source at a time."""
-    reader = SourceReader(engine)
-    if not engine.capabilities.parallel_writes:
-        for source in sources:
-            _copy_source(reader, engine, source, target, batch_size, 1)
-        return
-    active = min(parallelism, len(sources))
-    per_source = max(1, parallelism // active)
-    with ThreadPoolExecutor(max_workers=active) as pool:
-        list(pool.map(lambda s: _copy_source(reader, engine, s, target, batch_size,
-                                             per_source), sources))
+    """The reconciler's copy: a ``ContinuousCopy`` planned as ``_copy_plan`` plans it."""
+    parallel = engine.capabilities.parallel_writes
+    plan = CopyPlan(target=target, batch_size=batch_size,
+                    streams=parallelism if parallel else 1,
+                    upserts_per_stream=UPSERTS_PER_STREAM if parallel else 1,
+                    deferred_writes=parallel,
+                    sources={s: SourceCheckpoint(0, None, False) for s in sources})
+    copy = ContinuousCopy(engine, plan).start()
+    while copy.running:
+        time.sleep(0.01)
+    if copy.error is not None:
+        raise copy.error
 
 
 def ceiling_upsert(engine: QdrantEngine, data: list[YearData], target: str, batch_size: int,
@@ -233,7 +223,11 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
         engine.call(lambda c: bench_server.wait_green(c, list(targets.values())))
     naive_inflight = _inflight_mb(copiers["naive"])
     merged_inflight = _inflight_mb(copiers["mastermerge"])
-    for name in [*sources, *(targets[c] for c in copiers)]:
+    for name in (targets[c] for c in copiers):
+        _drop(engine, name)
+    operator = None if server is None else merge_operator.measure(
+        server, sources, total, DIM, batch_size, parallelism)
+    for name in sources:
         _drop(engine, name)
     counts = {name: [run.points for run in got] for name, got in runs.items()}
     assert all(c == [total, total] for c in counts.values()), (counts, total)
@@ -244,6 +238,10 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
         "mastermerge_points_per_s": round(rates["mastermerge"]),
         "ratio": round(rates["mastermerge"] / rates["naive"], 2),
     }
+    if operator is not None:
+        result |= operator.fields | {
+            "operator_over_naive": round(operator.points_per_s / rates["naive"], 2),
+            "operator_over_ceiling": round(operator.points_per_s / rates["ceiling"], 2)}
     if server is not None:
         result |= {
             "ceiling_points_per_s": round(rates["ceiling"]),
@@ -268,6 +266,12 @@ def _summary(result: dict[str, object]) -> str:
                  f"{result['naive_over_ceiling']}x)")
     line += (f"; in-flight MB naive {result['naive_inflight_mb']}, MasterMerge "
              f"{result['mastermerge_inflight_mb']}")
+    if "operator_points_per_s" in result:
+        line += (f"; the operator process (Copying to Indexing, from its status): "
+                 f"{result['operator_points_per_s']:,} points/s = "
+                 f"{result['operator_over_naive']}x naive, {result['operator_over_ceiling']}x "
+                 f"the ceiling, Succeeded after {result['operator_seconds_to_succeeded']}s, "
+                 f"operator peak RSS {result['operator_peak_rss_mb']} MB")
     if "server_peak_rss_mb" in result:
         line += f"; server peak RSS {result['server_peak_rss_mb']} MB"
     return line

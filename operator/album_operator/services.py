@@ -16,6 +16,7 @@ from album_operator.adapters.qdrant.connection import (
     QdrantEngine,
     QdrantPool,
 )
+from album_operator.adapters.qdrant.copier import CopyRegistry
 from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
 from album_operator.core.peers import parse_peer_urls
@@ -80,6 +81,8 @@ class Services:
     retries: RetryBook = field(init=False)
     writes: WriteLedger = field(default_factory=WriteLedger)
     edge: EdgeRegistry = field(default_factory=EdgeRegistry)
+    copies: CopyRegistry = field(default_factory=CopyRegistry)
+    """The MasterMerge copies running between build steps."""
     edge_facts: dict[str, object] = field(default_factory=dict)
     """Per EdgeSnapshotPolicy uid: what was last read from Kubernetes for it."""
     clock: Callable[[], dt.datetime] = utc_now

@@ -1,17 +1,27 @@
-"""The merge's Qdrant side on a real in-memory engine: copy, resume, read-only sources, alias."""
+"""The merge's Qdrant side on a real engine (in memory, or the test server): copy, the
+continuous copy, resume, read-only sources, alias."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from album_operator.adapters.qdrant import copier
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
+from album_operator.adapters.qdrant.copier import (
+    ContinuousCopy,
+    CopyPlan,
+    CopyRegistry,
+    SourceCheckpoint,
+)
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
     alias_target,
@@ -164,3 +174,100 @@ def test_a_swap_to_a_missing_collection_leaves_the_alias_where_it_was(
 def test_offsets_round_trip_through_status() -> None:
     for offset in (None, 0, 123456789, "6f1c2f8e-3b1a-4f0e-9a57-0c3c9a3b2f11"):
         assert decode_offset(encode_offset(offset)) == offset
+
+
+# The continuous copy: the background threads a MasterMerge build copies with.
+
+TOTAL = sum(len(ids) for ids in SOURCES.values())
+
+
+def plan(target: str, sources: dict[str, SourceCheckpoint] | None = None,
+         streams: int = 2) -> CopyPlan:
+    return CopyPlan(target=target, batch_size=16, streams=streams, upserts_per_stream=2,
+                    sources=sources or {s: SourceCheckpoint(0, None, False) for s in SOURCES})
+
+
+def finish(copy: ContinuousCopy, timeout: float = 60.0) -> ContinuousCopy:
+    deadline = time.monotonic() + timeout
+    while copy.running:
+        assert time.monotonic() < deadline, "the copy did not end"
+        time.sleep(0.01)
+    return copy
+
+
+def count(engine: QdrantEngine, name: str) -> int:
+    return engine.call(lambda c: c.count(name, exact=True).count)
+
+
+def parallel(engine: QdrantEngine) -> int:
+    return 2 if engine.capabilities.parallel_writes else 1
+
+
+def test_a_copy_writes_every_point_of_every_source(engine: QdrantEngine) -> None:
+    copy = finish(ContinuousCopy(engine, plan("master_v1", streams=parallel(engine))).start())
+    assert copy.error is None
+    assert copy.done
+    assert copy.checkpoint() == {name: SourceCheckpoint(len(ids), None, True)
+                                 for name, ids in SOURCES.items()}
+    assert count(engine, "master_v1") == TOTAL
+
+
+def test_a_stopped_copy_resumes_from_its_checkpoint_to_exactly_the_union(
+        engine: QdrantEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(copier, "PAGES_PER_CHUNK", 1)
+    first = ContinuousCopy(engine, plan("master_v1", streams=1))
+    real_step = copy_step
+
+    def step_then_stop(*args: Any, **kwargs: Any) -> Any:
+        progress = real_step(*args, **kwargs)
+        first.stop()  # asked mid-chunk: the chunk is checkpointed, then the thread ends
+        return progress
+
+    monkeypatch.setattr(f"{copier.__name__}.copy_step", step_then_stop)
+    finish(first.start())
+    monkeypatch.undo()
+    stopped_at = first.checkpoint()
+    assert not first.done
+    assert 0 < sum(point.copied for point in stopped_at.values()) < TOTAL
+    resumed = finish(ContinuousCopy(engine, plan("master_v1", stopped_at)).start())
+    assert resumed.done
+    assert resumed.error is None
+    assert count(engine, "master_v1") == TOTAL
+    finish(ContinuousCopy(engine, plan("master_v2")).start())
+    assert checksum(engine, "master_v1") == checksum(engine, "master_v2")
+
+
+def test_a_failure_is_kept_for_the_step_to_report(engine: QdrantEngine) -> None:
+    copy = finish(ContinuousCopy(engine, plan("no_such_master")).start())
+    assert copy.error is not None
+    assert not copy.done
+    assert not copy.running
+
+
+def test_the_registry_replaces_and_stops_copies_by_build(engine: QdrantEngine) -> None:
+    registry = CopyRegistry()
+    first = registry.start("uid-1/master_v1", engine, plan("master_v1"))
+    second = registry.start("uid-1/master_v1", engine, plan("master_v1"))
+    assert registry.get("uid-1/master_v1") is second
+    other = registry.start("uid-2/master_v2", engine, plan("master_v2"))
+    registry.forget_prefix("uid-1/")
+    assert registry.get("uid-1/master_v1") is None
+    assert registry.get("uid-2/master_v2") is other
+    registry.stop_all()
+    assert registry.get("uid-2/master_v2") is None
+    for copy in (first, second, other):
+        finish(copy)
+
+
+def test_a_deferred_copy_step_is_applied_when_it_returns(engine: QdrantEngine) -> None:
+    """All but a step's last upsert are not waited for; the last one is the barrier."""
+    reader, offset, copied = SourceReader(engine), None, 0
+    while True:
+        progress = copy_step(reader, engine, "album_2017", "master_v1", offset, batch_size=16,
+                             max_batches=4, parallelism=3, deferred=True)
+        copied += progress.copied
+        assert count(engine, "master_v1") == copied
+        offset = progress.next_offset
+        if progress.done:
+            break
+    assert copied == len(SOURCES["album_2017"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,13 +16,14 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from album_operator.adapters.qdrant import copier
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, QdrantPool
-from album_operator.adapters.qdrant.merge import alias_target
+from album_operator.adapters.qdrant.merge import alias_target, copy_step
 from album_operator.config import OperatorConfig
 from album_operator.core.collections import Owner
 from album_operator.models.common import ConnectionSpec
-from album_operator.models.master_merge import MasterMergeSpec
-from album_operator.reconcilers.master_merge import KIND, step_master_merge
+from album_operator.models.master_merge import CopySettings, MasterMergeSpec
+from album_operator.reconcilers.master_merge import CHECKPOINT_SECONDS, KIND, step_master_merge
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 from tests.conftest import ENGINES, engine_under_test
@@ -113,7 +115,8 @@ def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any]
         phase = (status.get("currentBuild") or {}).get("phase")
         after = asyncio.run(step_master_merge(REF, SPEC, status, services))
         if phase == crash_in and not crashed:
-            crashed = True  # the operator died before writing this step's status
+            crashed = True  # the operator died before writing this step's status,
+            services.copies.stop_all()  # and its running copy with it
             continue
         # settled: a finished build that a step leaves as it is (Indexing may also repeat
         # unchanged while the server turns the master green)
@@ -181,13 +184,13 @@ def test_a_failed_verification_is_written_with_its_condition_and_retried_later(
         engine: QdrantEngine) -> None:
     services = MergeServices(engine)
     status: dict[str, Any] = {}
-    for _ in range(2000):
+    deadline = time.monotonic() + 60
+    while status.get("phase") != "Failed" and time.monotonic() < deadline:
         if status.get("phase") == "Verifying":  # a point lands in a source after the copy
             engine.call(lambda c: c.upsert("album_2018", [qm.PointStruct(
                 id=1999, vector=[0.5] * 8, payload={"source": "album_2018", "i": 999})]))
         status = asyncio.run(step_master_merge(REF, SPEC, status, services))
-        if status["phase"] == "Failed":
-            break
+        time.sleep(0.01)  # the copy runs between steps
     assert status["phase"] == "Failed"
     assert status["currentBuild"]["failureReason"] == "VerificationFailed"
     verification = status["verification"]
@@ -203,12 +206,43 @@ def test_a_failed_verification_is_written_with_its_condition_and_retried_later(
     assert alias_target(engine, "album_master") is None, "an unverified master is never served"
     # the retry comes after its backoff, removes the failed master and verifies the next one
     services.now = dt.datetime.fromisoformat(status["nextRetryTime"].replace("Z", "+00:00"))
-    for _ in range(500):
+    deadline = time.monotonic() + 60
+    while status["phase"] != "Succeeded" and time.monotonic() < deadline:
         status = asyncio.run(step_master_merge(REF, SPEC, status, services))
-        if status["phase"] == "Succeeded":
-            break
+        time.sleep(0.01)  # the copy runs between steps
     assert status["phase"] == "Succeeded"
     assert status["aliasTarget"] == "album_master_v2"
     assert "failureReason" not in status["currentBuild"]
     assert status["verification"]["passed"]
     assert collections(engine) == {*SOURCES, "album_master_v2"}, "v1 went with the retry"
+
+
+def test_a_running_copy_is_checkpointed_into_status_every_few_seconds(
+        engine: QdrantEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(copier, "PAGES_PER_CHUNK", 1)
+    real_step = copy_step
+
+    def slow_step(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.02)  # a copy that outlasts several steps, on any machine
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(f"{copier.__name__}.copy_step", slow_step)
+    spec = SPEC.model_copy(update={"copy_settings": CopySettings(batch_size=16)})
+    services = MergeServices(engine)
+    status: dict[str, Any] = {}
+    written_at: list[dt.datetime] = []
+    for _ in range(5000):
+        after = asyncio.run(step_master_merge(REF, spec, status, services))
+        build = after.get("currentBuild") or {}
+        if build.get("phase") == "Copying" and build != (status.get("currentBuild") or {}):
+            written_at.append(services.now)
+        status = after
+        if status["phase"] != "Copying" and written_at:
+            break
+        time.sleep(0.002)  # one step per tick: the copy runs between steps
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(written_at)]
+    assert len(written_at) >= 4, "a copy of several chunks is checkpointed more than once"
+    # between entering Copying (the first write, its first checkpoint right after) and the
+    # last checkpoint (written as soon as the copy is done): one write every few seconds
+    assert min(gaps[1:-1]) >= CHECKPOINT_SECONDS
+    assert status["currentBuild"]["copiedPoints"] == sum(len(ids) for ids in SOURCES.values())

@@ -6,9 +6,11 @@ import time
 from typing import Any
 
 import kubernetes
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from album_operator.core.crdgen import build_crd
+from album_operator.models.common import GROUP, VERSION
 from album_operator.models.kinds import ALL_KINDS
 
 ESTABLISHED_TIMEOUT_S = 60.0
@@ -50,7 +52,36 @@ def wait_established(api_client: kubernetes.client.ApiClient, names: list[str]) 
         raise RuntimeError(f"CRDs not Established after {ESTABLISHED_TIMEOUT_S:.0f}s: {pending}")
 
 
+def wait_served(api_client: kubernetes.client.ApiClient) -> None:
+    """Until the API server's discovery lists every kind and each can be listed. A CRD is
+    Established before discovery names it and before its storage is ready: an operator
+    started in between finds nothing to watch (kopf then waits for the next CRD change) or is
+    refused with 429 "storage is (re)initializing"."""
+    api = kubernetes.client.CustomObjectsApi(api_client)
+    deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
+    wanted = {info.plural for info in ALL_KINDS}
+    while not _served(api, wanted):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"CRDs not served after {ESTABLISHED_TIMEOUT_S:.0f}s")
+        time.sleep(0.2)
+
+
+def _served(api: kubernetes.client.CustomObjectsApi, plurals: set[str]) -> bool:
+    try:
+        discovered = api.get_api_resources(GROUP, VERSION)
+        if not plurals <= {resource.name for resource in discovered.resources}:
+            return False
+        for plural in plurals:
+            api.list_cluster_custom_object(GROUP, VERSION, plural, limit=1)
+    except ApiException as exc:
+        if exc.status in (404, 429, 503):
+            return False
+        raise
+    return True
+
+
 def install_crds(api_client: kubernetes.client.ApiClient) -> list[str]:
     names = apply_crds(api_client)
     wait_established(api_client, names)
+    wait_served(api_client)
     return names

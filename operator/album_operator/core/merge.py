@@ -239,6 +239,11 @@ def copy_rate(copied: int, expected: int, started: dt.datetime | None, now: dt.d
     return CopyRate(round(rate, 1), math.ceil(max(expected - copied, 0) / rate))
 
 
+def checkpoint_due(last: dt.datetime | None, now: dt.datetime, every_seconds: float) -> bool:
+    """A running copy's checkpoint is written every ``every_seconds``, not at every step."""
+    return last is None or (now - last).total_seconds() >= every_seconds
+
+
 def indexing_outcome(settings_to_restore: Sequence[str], collection_status: str
                      ) -> StepOutcome:
     """Indexing ends once the deferred settings are back and the master is green."""

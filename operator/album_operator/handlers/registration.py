@@ -64,7 +64,13 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     kopf.on.login(id="login", registry=registry)(kopf_login)
     _register_handlers(registry, config)
     kopf.on.probe(id="qdrant", registry=registry)(_probe_qdrant)
+    kopf.on.cleanup(id="copies", registry=registry)(_stop_copies)
     return registry
+
+
+async def _stop_copies(*, memo: Services, **_: Any) -> None:
+    """A stopping operator leaves no copy running: the next one resumes from status."""
+    memo.copies.stop_all()
 
 
 def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:

@@ -1,8 +1,10 @@
-"""Advances one MasterMerge build by one bounded step; the phase and checkpoint live in status.
+"""Advances one MasterMerge build by one step; the phase and checkpoint live in status.
 
-Each call reads the status, does one step of the current phase (plan, a few pages of copy,
-verify, swap) and returns the status fields to write. A crash between steps loses at most the
-current step, which is repeated: upserts are idempotent by ID and the swap is guarded.
+Each call reads the status, does one step of the current phase (plan, verify, swap; while
+Copying, read the checkpoint of the continuous copy that runs between steps) and returns the
+status to write. A crash between steps loses at most the current step, which is repeated:
+upserts are idempotent by ID, the copy resumes from the checkpoint in status, and the swap is
+guarded.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant import collections as qdrant_collections
 from album_operator.adapters.qdrant.connection import QdrantEngine
+from album_operator.adapters.qdrant.copier import ContinuousCopy, CopyPlan, SourceCheckpoint
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
     alias_target,
     collection_names,
-    copy_step,
     decode_offset,
     delete_alias,
     encode_offset,
@@ -40,6 +42,7 @@ from album_operator.core.merge import (
     TriggerState,
     build_digest,
     bulk_load_collection,
+    checkpoint_due,
     copy_rate,
     failed_build_retry_at,
     indexing_outcome,
@@ -65,7 +68,10 @@ from album_operator.services import Services
 
 KIND = "MasterMerge"
 REBUILD_ANNOTATION = "albumops.io/rebuild"
-PAGES_PER_STEP = 8
+# How often a running copy's checkpoint is written to status.
+CHECKPOINT_SECONDS = 5.0
+# Upserts in flight per source on a server: the next page is scrolled while they run.
+UPSERTS_PER_STREAM = 2
 
 
 class BuildFailed(Exception):
@@ -269,33 +275,72 @@ async def _create_target(ref: ResourceRef, final: DesiredCollection, engine: Qdr
         await qdrant_collections.apply(engine, action)
 
 
-async def _copy(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngine,
-                moment: dt.datetime) -> tuple[dict[str, Any], bool]:
-    """One step of copying: on a server up to ``parallelism`` sources at once, each with
-    its share of the in-flight upserts; on the embedded engine one source at a time."""
-    sources = [dict(s) for s in build["sources"]]
-    streams = spec.copy_settings.parallelism
-    pending = [s for s in sources if not s["done"]]
-    active = pending[:streams] if engine.capabilities.parallel_writes else pending[:1]
-    reader = SourceReader(engine)
-    per_source = max(1, streams // max(len(active), 1))
-    results = await asyncio.gather(*(asyncio.to_thread(
-        copy_step, reader, engine, s["name"], build["name"],
-        decode_offset(s.get("nextOffset")), spec.copy_settings.batch_size, PAGES_PER_STEP,
-        per_source) for s in active))
-    for source, progress in zip(active, results, strict=True):
-        source.update(copied=source["copied"] + progress.copied, done=progress.done)
-        source.pop("nextOffset", None)  # absent rather than null: list items are not merged
-        if progress.next_offset is not None:
-            source["nextOffset"] = encode_offset(progress.next_offset)
+def _copy_key(ref: ResourceRef, build: dict[str, Any]) -> str:
+    return f"{ref.uid}/{build['name']}"
+
+
+def _copy_plan(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngine) -> CopyPlan:
+    """On a server ``parallelism`` sources at once, each scrolling its next page while its
+    upserts are in flight; on the embedded engine (calls serialised) one at a time."""
+    parallel = engine.capabilities.parallel_writes
+    return CopyPlan(
+        target=build["name"], batch_size=spec.copy_settings.batch_size,
+        streams=spec.copy_settings.parallelism if parallel else 1,
+        upserts_per_stream=UPSERTS_PER_STREAM if parallel else 1, deferred_writes=parallel,
+        sources={s["name"]: SourceCheckpoint(s["copied"], decode_offset(s.get("nextOffset")),
+                                             s["done"]) for s in build["sources"]})
+
+
+def _running_copy(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
+                  engine: QdrantEngine, services: Services) -> ContinuousCopy:
+    """The build's copy, started from the checkpoint in status when none runs (a new build,
+    an operator restart, a copy that failed and was reported at the previous step)."""
+    key = _copy_key(ref, build)
+    copy = services.copies.get(key)
+    if copy is not None and copy.error is not None:
+        services.copies.forget(key)
+        raise copy.error
+    if copy is None or not (copy.running or copy.done):
+        copy = services.copies.start(key, engine, _copy_plan(spec, build, engine))
+    return copy
+
+
+async def _copy(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
+                engine: QdrantEngine, services: Services, moment: dt.datetime
+                ) -> tuple[dict[str, Any], bool]:
+    """Reads the continuous copy's checkpoint into the build every few seconds (and when it
+    is done); the copy itself runs between steps."""
+    copy = _running_copy(ref, spec, build, engine, services)
+    checkpoint = copy.checkpoint()
+    finished = all(point.done for point in checkpoint.values())
+    if not finished and not checkpoint_due(copy.reported_at, moment, CHECKPOINT_SECONDS):
+        return build, False
+    copy.reported_at = moment
+    if finished:
+        services.copies.forget(_copy_key(ref, build))
+    return _with_checkpoint(build, checkpoint, moment), finished
+
+
+def _with_checkpoint(build: dict[str, Any], checkpoint: dict[str, SourceCheckpoint],
+                     moment: dt.datetime) -> dict[str, Any]:
+    sources = []
+    for source in build["sources"]:
+        point = checkpoint.get(source["name"])
+        updated = {k: v for k, v in source.items() if k != "nextOffset"}
+        if point is not None:
+            updated.update(copied=point.copied, done=point.done)
+            if point.next_offset is not None:  # absent rather than null: list items are
+                updated["nextOffset"] = encode_offset(point.next_offset)  # not merged
+        elif source.get("nextOffset") is not None:
+            updated["nextOffset"] = source["nextOffset"]
+        sources.append(updated)
     copied = sum(s["copied"] for s in sources)
     started = build.get("copyStartedAt")
     rate = copy_rate(copied, build.get("pointsToCopy", 0),
                      parse_rfc3339(started) if started else None, moment)
     measured = {"pointsPerSecond": rate.points_per_second, "etaSeconds": rate.eta_seconds}
     return {**build, "sources": sources, "copiedPoints": copied,
-            **{k: v for k, v in measured.items() if v is not None}}, all(
-        s["done"] for s in sources)
+            **{k: v for k, v in measured.items() if v is not None}}
 
 
 async def _index(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
@@ -430,7 +475,7 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
         build = await _plan(ref, spec, build, services, engine, now)
         outcome = "done"
     elif phase == "Copying":
-        build, finished = await _copy(spec, build, engine, moment)
+        build, finished = await _copy(ref, spec, build, engine, services, moment)
         outcome = "done" if finished else "more"
     elif phase == "Indexing":
         outcome = await _index(ref, spec, build, engine)

@@ -93,12 +93,14 @@ class SourceReader:
         return [(point_id(hit.id), hit.score) for hit in hits]
 
 
-def upsert_records(engine: QdrantEngine, target: str, records: Sequence[qm.Record]) -> None:
-    """Writes records to the target with their IDs, payloads and vectors unchanged."""
+def upsert_records(engine: QdrantEngine, target: str, records: Sequence[qm.Record],
+                   wait: bool = True) -> None:
+    """Writes records to the target with their IDs, payloads and vectors unchanged. Without
+    ``wait`` the server acknowledges once the write is in its log, before it is applied."""
     points = [qm.PointStruct(id=r.id, vector=r.vector or {}, payload=r.payload or {})
               for r in records]
     QDRANT_WRITES.labels("UpsertPoints").inc()
-    engine.call(lambda c: c.upsert(target, points, wait=True))
+    engine.call(lambda c: c.upsert(target, points, wait=wait))
 
 
 @dataclass(frozen=True)
@@ -122,33 +124,45 @@ def _copy_serially(reader: SourceReader, engine: QdrantEngine, source: str, targ
     return CopyProgress(copied, offset, offset is None)
 
 
+def _drain(in_flight: deque[Future[None]], keep: int) -> None:
+    while len(in_flight) > keep:
+        in_flight.popleft().result()
+
+
 def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
-              offset: Offset, batch_size: int, max_batches: int, parallelism: int = 1
-              ) -> CopyProgress:
+              offset: Offset, batch_size: int, max_batches: int, parallelism: int = 1,
+              deferred: bool = False) -> CopyProgress:
     """Copies up to ``max_batches`` pages from ``offset``; resumable from ``next_offset``.
 
     The next page is scrolled while up to ``parallelism`` upserts are in flight, so memory
     stays at ``batch_size * (parallelism + 1)`` points whatever the collection's size. The
     returned offset is reached only after every upsert before it was confirmed, and upserts
     are idempotent by ID, so repeating a step after a crash loses and duplicates nothing.
+    ``deferred`` (a server) sends all but the step's last upsert without waiting for them to
+    be applied; the last one waits, and a server applies one shard's writes in order, so it
+    is the barrier after which the whole step is applied.
     """
     if parallelism == 1:  # the embedded engine: its lock would serialise a pipeline anyway
         return _copy_serially(reader, engine, source, target, offset, batch_size, max_batches)
-    copied = 0
+    copied, unapplied = 0, list[qm.Record]()
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="upsert") as pool:
         in_flight: deque[Future[None]] = deque()
-        for _ in range(max_batches):
+        for batch in range(max_batches):
             page = reader.page(source, offset, batch_size)
+            last = page.next_offset is None or batch == max_batches - 1
             if page.points:
-                if len(in_flight) >= parallelism:
-                    in_flight.popleft().result()
-                in_flight.append(pool.submit(upsert_records, engine, target, page.points))
+                barrier = not deferred or last
+                _drain(in_flight, keep=0 if deferred and last else parallelism - 1)
+                in_flight.append(pool.submit(upsert_records, engine, target, page.points,
+                                             barrier))
                 copied += len(page.points)
+                unapplied = [] if barrier else page.points
             offset = page.next_offset
             if offset is None:
                 break
-        for upsert in in_flight:
-            upsert.result()
+        _drain(in_flight, keep=0)
+    if unapplied:  # the step ended on an empty page: its last write is repeated as barrier
+        upsert_records(engine, target, unapplied)
     return CopyProgress(copied, offset, offset is None)
 
 
