@@ -270,7 +270,8 @@ def operator(kubectl: Kubectl, qdrant_pool: QdrantPool,
 
     config = OperatorConfig(namespaces=(f"{TEST_NAMESPACE_PREFIX}*",), resync_seconds=2.0,
                             retry_backoff_seconds=1.0, retry_cap_seconds=8.0,
-                            merge_retry_seconds=2.0, deletion_grace_seconds=5.0,
+                            merge_retry_seconds=2.0, merge_checkpoint_seconds=1.0,
+                            deletion_grace_seconds=5.0,
                             health_port=None, snapshot_port=0, edge_step_seconds=1.0,
                             snapshot_dir=str(tmp_path_factory.mktemp("edge-snapshots")))
     with OperatorThread(config, qdrant_pool) as running:

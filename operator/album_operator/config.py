@@ -35,6 +35,8 @@ class OperatorConfig:
     embedded_path: str = field(default_factory=default_embedded_path)
     resync_seconds: float = 60.0
     merge_step_seconds: float = 1.0
+    merge_checkpoint_seconds: float = 5.0
+    """How often a running copy's checkpoint is written to status."""
     merge_retry_seconds: float = 30.0
     """First delay before a failed MasterMerge build is tried again; doubles per failure."""
     deletion_grace_seconds: float = 300.0

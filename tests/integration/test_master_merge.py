@@ -231,8 +231,8 @@ def test_an_operator_stopped_mid_copy_resumes_and_the_alias_never_shows_a_half_b
     namespace = f"mergecrash-{uuid.uuid4().hex[:8]}"
     kubectl.run("create", "namespace", namespace)
     config = OperatorConfig(namespaces=(namespace,), resync_seconds=2.0,
-                            merge_step_seconds=0.5, retry_backoff_seconds=1.0,
-                            health_port=None)
+                            merge_step_seconds=0.5, merge_checkpoint_seconds=0.5,
+                            retry_backoff_seconds=1.0, health_port=None)
     alias = f"{prefix(namespace)}_master"
     seen: list[str | None] = []
     polling = threading.Event()
@@ -247,7 +247,9 @@ def test_an_operator_stopped_mid_copy_resumes_and_the_alias_never_shows_a_half_b
         year_collections(kubectl, namespace, qdrant)
         poller = threading.Thread(target=poll_alias, daemon=True)
         poller.start()
-        kubectl.apply(merge("master", alias, copy={"batchSize": 10}), namespace)
+        # throttled, so that the copy is still under way when the operator stops
+        kubectl.apply(merge("master", alias, copy={"batchSize": 10, "maxPointsPerSecond": 40}),
+                      namespace)
 
         def copying_started() -> bool:
             build = kubectl.get("mastermerge", "master", namespace).get("status", {}).get(
@@ -312,7 +314,8 @@ def test_metrics_move_during_a_merge(kubectl: Kubectl, namespace: str,
     url = f"http://127.0.0.1:{port}/metrics"
     year_collections(kubectl, namespace, qdrant)
     alias = f"{prefix(namespace)}_master"
-    kubectl.apply(merge("master", alias, copy={"batchSize": 8}), namespace)
+    kubectl.apply(merge("master", alias, copy={"batchSize": 8, "maxPointsPerSecond": 60}),
+                  namespace)
     copying = wait_phase(kubectl, namespace, "Copying")
     building, ready = condition(copying, "Building"), condition(copying, "Ready")
     assert building is not None

@@ -196,7 +196,8 @@ def test_an_operator_killed_mid_copy_resumes_and_the_alias_never_shows_an_unveri
         alias = f"{namespace.replace('-', '_')}_master"
         target = f"{alias}_v1"
         with alias_watch(server_client, alias) as seen:
-            kubectl.apply(merge(alias, copy={"batchSize": 16, "parallelism": 2}), namespace)
+            kubectl.apply(merge(alias, copy={"batchSize": 16, "parallelism": 2,
+                                             "maxPointsPerSecond": 600}), namespace)
 
             def copying() -> bool:
                 build = status_of(kubectl, namespace).get("currentBuild") or {}
@@ -256,7 +257,9 @@ def test_on_a_cluster_a_sharded_master_is_built_and_a_peer_killed_mid_merge_neve
         names = sources(kubectl, namespace, cluster_client, 3, per_source,
                         extra={"shardNumber": 6, "replicationFactor": 2})
         alias = f"{namespace.replace('-', '_')}_master"
-        kubectl.apply(merge(alias, copy={"batchSize": 64, "parallelism": 4}), namespace)
+        # throttled, so that a build is still copying when the peer is killed
+        kubectl.apply(merge(alias, copy={"batchSize": 64, "parallelism": 4,
+                                         "maxPointsPerSecond": 500}), namespace)
         status = wait_build(kubectl, namespace, {"Succeeded", "Failed"}, f"{alias}_v1", 300)
         assert status["currentBuild"]["phase"] == "Succeeded", status["currentBuild"]
         placement = shard_placement(qdrant_cluster, f"{alias}_v1")

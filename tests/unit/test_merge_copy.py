@@ -271,3 +271,16 @@ def test_a_deferred_copy_step_is_applied_when_it_returns(engine: QdrantEngine) -
         if progress.done:
             break
     assert copied == len(SOURCES["album_2017"])
+
+
+def test_a_throttled_copy_keeps_to_its_rate(engine: QdrantEngine) -> None:
+    """A lower bound only: however fast the machine, the copy may not go faster."""
+    throttled = CopyPlan(target="master_v1", batch_size=16, streams=2, upserts_per_stream=2,
+                         sources={s: SourceCheckpoint(0, None, False) for s in SOURCES},
+                         max_points_per_second=1000)
+    started = time.monotonic()
+    copy = finish(ContinuousCopy(engine, throttled).start())
+    assert copy.done
+    assert count(engine, "master_v1") == TOTAL
+    # the last page may go out as soon as the points before it have had their time
+    assert time.monotonic() - started >= (TOTAL - 16) / 1000

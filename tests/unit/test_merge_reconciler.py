@@ -23,7 +23,7 @@ from album_operator.config import OperatorConfig
 from album_operator.core.collections import Owner
 from album_operator.models.common import ConnectionSpec
 from album_operator.models.master_merge import CopySettings, MasterMergeSpec
-from album_operator.reconcilers.master_merge import CHECKPOINT_SECONDS, KIND, step_master_merge
+from album_operator.reconcilers.master_merge import KIND, step_master_merge
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 from tests.conftest import ENGINES, engine_under_test
@@ -244,5 +244,5 @@ def test_a_running_copy_is_checkpointed_into_status_every_few_seconds(
     assert len(written_at) >= 4, "a copy of several chunks is checkpointed more than once"
     # between entering Copying (the first write, its first checkpoint right after) and the
     # last checkpoint (written as soon as the copy is done): one write every few seconds
-    assert min(gaps[1:-1]) >= CHECKPOINT_SECONDS
+    assert min(gaps[1:-1]) >= services.config.merge_checkpoint_seconds
     assert status["currentBuild"]["copiedPoints"] == sum(len(ids) for ids in SOURCES.values())

@@ -60,7 +60,11 @@ class CopySettings(CamelModel):
     batch_size: int = Field(default=256, ge=1, le=10000,
                             description="Points per scroll page and per upsert.")
     parallelism: int = Field(default=2, ge=1, le=16,
-                             description="Upsert streams in flight (servers only).")
+                             description="Sources copied at once (servers only).")
+    max_points_per_second: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="Throttle: at most this many points a second over the whole copy, to "
+        "spare a server that also serves searches; unset: as fast as the server takes them.")
 
 
 class VerifySettings(CamelModel):

@@ -68,8 +68,6 @@ from album_operator.services import Services
 
 KIND = "MasterMerge"
 REBUILD_ANNOTATION = "albumops.io/rebuild"
-# How often a running copy's checkpoint is written to status.
-CHECKPOINT_SECONDS = 5.0
 # Upserts in flight per source on a server: the next page is scrolled while they run.
 UPSERTS_PER_STREAM = 2
 
@@ -287,6 +285,7 @@ def _copy_plan(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngin
         target=build["name"], batch_size=spec.copy_settings.batch_size,
         streams=spec.copy_settings.parallelism if parallel else 1,
         upserts_per_stream=UPSERTS_PER_STREAM if parallel else 1, deferred_writes=parallel,
+        max_points_per_second=spec.copy_settings.max_points_per_second,
         sources={s["name"]: SourceCheckpoint(s["copied"], decode_offset(s.get("nextOffset")),
                                              s["done"]) for s in build["sources"]})
 
@@ -313,7 +312,8 @@ async def _copy(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     copy = _running_copy(ref, spec, build, engine, services)
     checkpoint = copy.checkpoint()
     finished = all(point.done for point in checkpoint.values())
-    if not finished and not checkpoint_due(copy.reported_at, moment, CHECKPOINT_SECONDS):
+    every = services.config.merge_checkpoint_seconds
+    if not finished and not checkpoint_due(copy.reported_at, moment, every):
         return build, False
     copy.reported_at = moment
     if finished:

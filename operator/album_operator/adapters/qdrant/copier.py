@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -40,6 +41,8 @@ class CopyPlan:
     upserts_per_stream: int
     deferred_writes: bool = False
     """Upserts not waited for, each chunk ending with one that waits (``copy_step``)."""
+    max_points_per_second: int | None = None
+    """Shared by every stream; a throttled copy moves one page at a time."""
 
 
 class ContinuousCopy:
@@ -54,6 +57,8 @@ class ContinuousCopy:
         self._checkpoints = dict(plan.sources)
         self._queue = [name for name, point in plan.sources.items() if not point.done]
         self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._copied_here = 0
         self.reported_at: dt.datetime | None = None
         """When a step last wrote this copy's checkpoint to status."""
         self._threads = [threading.Thread(target=self._work, daemon=True,
@@ -99,14 +104,30 @@ class ContinuousCopy:
 
     def _copy_source(self, source: str) -> None:
         point = self.checkpoint()[source]
+        pages = 1 if self.plan.max_points_per_second else PAGES_PER_CHUNK
         while not point.done and not self._stop.is_set() and self._error is None:
+            if self._pace():
+                continue
             progress = copy_step(self._reader, self._engine, source, self.plan.target,
-                                 point.next_offset, self.plan.batch_size, PAGES_PER_CHUNK,
+                                 point.next_offset, self.plan.batch_size, pages,
                                  self.plan.upserts_per_stream, self.plan.deferred_writes)
             point = replace(point, copied=point.copied + progress.copied,
                             next_offset=progress.next_offset, done=progress.done)
             with self._lock:
                 self._checkpoints[source] = point
+                self._copied_here += progress.copied
+
+    def _pace(self) -> bool:
+        """Waits while the copy is ahead of its throttle; True when it waited."""
+        rate = self.plan.max_points_per_second
+        if not rate:
+            return False
+        with self._lock:
+            ahead = self._copied_here / rate - (time.monotonic() - self._started)
+        if ahead <= 0:
+            return False
+        self._stop.wait(ahead)
+        return True
 
 
 class CopyRegistry:
