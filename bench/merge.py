@@ -3,7 +3,7 @@
 Baseline: the loop from the album team's merge guide (scroll 1024, upsert the page), with
 one fix without which it cannot be measured: it stops when the scroll cursor runs out (as
 written it starts over from the first page forever). MasterMerge: the operator's own copy
-path (read-only source view, ``copy_step`` pages with checkpoints, the engine's lock).
+path (``ContinuousCopy``: read-only source view, checkpointed ``copy_step`` chunks).
 
 Throughput is timed without tracing (tracemalloc slows allocation-heavy code by a third or
 more): each copier runs onto a fresh master and then over the complete one, in the order
