@@ -67,6 +67,10 @@ def wait_served(api_client: kubernetes.client.ApiClient) -> None:
 
 
 def _served(api: kubernetes.client.CustomObjectsApi, plurals: set[str]) -> bool:
+    groups = kubernetes.client.ApisApi(api.api_client).get_api_versions().groups or []
+    if not any(g.name == GROUP and any(v.version == VERSION for v in g.versions)
+               for g in groups):
+        return False  # kopf reads the group list first: a group missing there is not watched
     try:
         discovered = api.get_api_resources(GROUP, VERSION)
         if not plurals <= {resource.name for resource in discovered.resources}:
