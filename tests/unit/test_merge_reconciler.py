@@ -18,11 +18,12 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.qdrant import copier
 from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, QdrantPool
-from album_operator.adapters.qdrant.merge import alias_target, copy_step
+from album_operator.adapters.qdrant.merge import alias_target, copy_step, point_id
 from album_operator.config import OperatorConfig
 from album_operator.core.collections import Owner
 from album_operator.models.common import ConnectionSpec
 from album_operator.models.master_merge import CopySettings, MasterMergeSpec
+from album_operator.reconcilers import master_merge
 from album_operator.reconcilers.master_merge import KIND, step_master_merge
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
@@ -129,15 +130,20 @@ def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any]
     raise AssertionError(f"the build did not settle: {phases[-5:]}")
 
 
-@pytest.mark.parametrize("crash_in", [None, "Planning", "Copying", "Indexing", "Verifying",
-                                      "Swapping"])
+@pytest.mark.parametrize("crash_in", [None, "Planning", "Copying", "Indexing", "CatchingUp",
+                                      "Verifying", "Swapping"])
 def test_a_crash_in_any_phase_repeats_the_step_and_ends_with_one_verified_master(
-        engine: QdrantEngine, crash_in: str | None) -> None:
+        engine: QdrantEngine, crash_in: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(master_merge, "CATCH_UP_POINTS_PER_STEP", 50)  # several steps
     services = MergeServices(engine)
     status, phases = build(services, crash_in)
     assert status["phase"] == "Succeeded", status.get("currentBuild")
     assert [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p] == [
-        "Planning", "Copying", "Indexing", "Verifying", "Swapping", "Succeeded"]
+        "Planning", "Copying", "Indexing", "CatchingUp", "Verifying", "Swapping", "Succeeded"]
+    assert phases.count("CatchingUp") >= 5, "a pass of 270 points in steps of about 50"
+    catch_up = status["currentBuild"]["catchUp"]
+    assert (catch_up["passNumber"], catch_up["repairedTotal"]) == (1, 0)
+    assert catch_up["snapshot"]["count"] == sum(len(ids) for ids in SOURCES.values())
     assert status["aliasTarget"] == "album_master_v1"
     assert status["verification"]["passed"]
     assert status["verification"]["configMatches"]
@@ -186,9 +192,8 @@ def test_a_failed_verification_is_written_with_its_condition_and_retried_later(
     status: dict[str, Any] = {}
     deadline = time.monotonic() + 60
     while status.get("phase") != "Failed" and time.monotonic() < deadline:
-        if status.get("phase") == "Verifying":  # a point lands in a source after the copy
-            engine.call(lambda c: c.upsert("album_2018", [qm.PointStruct(
-                id=1999, vector=[0.5] * 8, payload={"source": "album_2018", "i": 999})]))
+        if status.get("phase") == "Verifying":  # a point vanishes from the caught-up master
+            engine.call(lambda c: c.delete("album_master_v1", qm.PointIdsList(points=[1001])))
         status = asyncio.run(step_master_merge(REF, SPEC, status, services))
         time.sleep(0.01)  # the copy runs between steps
     assert status["phase"] == "Failed"
@@ -246,3 +251,57 @@ def test_a_running_copy_is_checkpointed_into_status_every_few_seconds(
     # last checkpoint (written as soon as the copy is done): one write every few seconds
     assert min(gaps[1:-1]) >= services.config.merge_checkpoint_seconds
     assert status["currentBuild"]["copiedPoints"] == sum(len(ids) for ids in SOURCES.values())
+
+
+def test_points_written_into_sources_during_a_build_are_caught_up_and_verified(
+        engine: QdrantEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New IDs, overwrites and deletions in the sources while the build copies and indexes
+    are all in the master it verifies; a write after the final catch-up waits for the next
+    build and fails nothing."""
+    monkeypatch.setattr(master_merge, "CATCH_UP_POINTS_PER_STEP", 50)
+    services = MergeServices(engine)
+    rng = np.random.default_rng(5)
+    expected: dict[int, dict[str, Any]] = {}
+    removed: set[int] = set()
+    writes = itertools.count()
+
+    def write_during_the_build() -> None:
+        n = next(writes)
+        new = qm.PointStruct(id=10_000 + n, vector=rng.normal(size=8).tolist(),
+                             payload={"source": "album_2017", "seq": n})
+        overwrite = qm.PointStruct(id=1000 + n % 70, vector=rng.normal(size=8).tolist(),
+                                   payload={"source": "album_2018", "seq": n})
+        engine.call(lambda c: c.upsert("album_2017", [new]))
+        engine.call(lambda c: c.upsert("album_2018", [overwrite]))
+        expected.update({int(new.id): dict(new.payload or {}),
+                         int(overwrite.id): dict(overwrite.payload or {})})
+        if n < 20:
+            engine.call(lambda c: c.delete("album_2019", qm.PointIdsList(points=[5000 + n])))
+            removed.add(5000 + n)
+
+    late = qm.PointStruct(id=20_000, vector=[0.3] * 8, payload={"late": True})
+    status: dict[str, Any] = {}
+    deadline = time.monotonic() + 120
+    while status.get("phase") not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+        if status.get("phase") in ("Copying", "Indexing"):
+            write_during_the_build()
+        if status.get("phase") == "Verifying":
+            engine.call(lambda c: c.upsert("album_2017", [late]))
+        status = asyncio.run(step_master_merge(REF, SPEC, status, services))
+        time.sleep(0.01)  # the copy runs between steps
+    assert status["phase"] == "Succeeded", status.get("verification")
+    assert status["verification"]["passed"]
+    assert status["verification"]["changedSinceCatchUp"] >= 1, "the late point is counted"
+    catch_up = status["currentBuild"]["catchUp"]
+    assert catch_up["repairedTotal"] >= 1
+    master = {point_id(r.id): r for r in engine.call(lambda c: c.retrieve(
+        "album_master_v1", [*expected, *removed, 20_000], with_payload=True))}
+    assert {i: master[i].payload for i in expected if i in master} == expected
+    assert not removed & master.keys(), "points deleted from a source left the master too"
+    assert 20_000 not in master, "a write after the final catch-up waits for the next build"
+    sources_now = sum(engine.call(count_of(name)) for name in SOURCES)
+    assert engine.call(count_of("album_master_v1")) == sources_now - 1 == catch_up[
+        "snapshot"]["count"]
+    new_ids = [i for i in expected if i >= 10_000]
+    assert [engine.call(count_of(name)) for name in SOURCES] == [  # the build wrote no source
+        90 + len(new_ids) + 1, 70, 110 - len(removed)]

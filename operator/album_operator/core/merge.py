@@ -31,7 +31,8 @@ from album_operator.models.collection_settings import (
 from album_operator.models.master_merge import MasterMergeSpec, TargetOverrides
 
 Phase = Literal[
-    "Pending", "Planning", "Copying", "Indexing", "Verifying", "Swapping", "Succeeded", "Failed"
+    "Pending", "Planning", "Copying", "Indexing", "CatchingUp", "Verifying", "Swapping",
+    "Succeeded", "Failed"
 ]
 StepOutcome = Literal["done", "more", "failed"]
 
@@ -40,7 +41,8 @@ TRANSITIONS: Mapping[Phase, Phase] = {
     "Pending": "Planning",
     "Planning": "Copying",
     "Copying": "Indexing",
-    "Indexing": "Verifying",
+    "Indexing": "CatchingUp",
+    "CatchingUp": "Verifying",
     "Verifying": "Swapping",
     "Swapping": "Succeeded",
 }

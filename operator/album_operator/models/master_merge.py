@@ -31,7 +31,8 @@ from album_operator.models.common import (
 
 QdrantName = Annotated[str, Field(pattern=QDRANT_NAME_PATTERN, max_length=255)]
 MergePhase = Literal[
-    "Pending", "Planning", "Copying", "Indexing", "Verifying", "Swapping", "Succeeded", "Failed"
+    "Pending", "Planning", "Copying", "Indexing", "CatchingUp", "Verifying", "Swapping",
+    "Succeeded", "Failed"
 ]
 
 
@@ -154,6 +155,38 @@ class SourceProgress(CamelModel):
     done: bool = Field(default=False, description="All points copied.")
 
 
+class IdSetSummary(CamelModel):
+    """A set of point IDs as a count and an order-independent digest."""
+
+    count: int = Field(default=0, description="IDs in the set.")
+    digest: str = Field(default="0", pattern="^[0-9a-f]{1,16}$",
+                        description="Sum of the IDs' 64-bit hashes, in hex.")
+
+
+class CatchUpStatus(CamelModel):
+    """The catch-up after the copy: passes over the sources and the master that repair what
+    was written into the sources meanwhile."""
+
+    pass_number: int = Field(default=1, description="The pass under way (or the last one).")
+    pass_started_at: str | None = Field(
+        default=None, description="When that pass started (RFC 3339): every write acknowledged "
+        "by a source before the final pass started is in the master.")
+    after: str | None = Field(default=None, description="Every point ID up to this one is "
+                              "settled in the current pass (JSON-encoded point ID).")
+    compared: int = Field(default=0, description="Points compared in the current pass.")
+    missing: int = Field(default=0, description="Points the master lacked (this pass).")
+    changed: int = Field(default=0,
+                         description="Points the master held in another version (this pass).")
+    removed: int = Field(default=0, description="Points no source holds any more, removed from "
+                         "the master (this pass).")
+    repaired_total: int = Field(default=0, description="Points repaired over every pass.")
+    ids: IdSetSummary | None = Field(default=None,
+                                     description="IDs the current pass settled so far.")
+    snapshot: IdSetSummary | None = Field(
+        default=None, description="IDs of the sources as the final pass read them: exactly "
+        "the master's IDs once caught up, and what Verifying checks.")
+
+
 class VerificationResult(CamelModel):
     """What verification found."""
 
@@ -167,6 +200,10 @@ class VerificationResult(CamelModel):
                                       description="Lowest top-k overlap over the queries.")
     config_matches: bool | None = Field(
         default=None, description="Master settings as desired (not checked yet when unset).")
+    changed_since_catch_up: int | None = Field(
+        default=None, description="Points written into or removed from the sources after the "
+        "final catch-up pass (IDs, and the sampled points whose content changed); the next "
+        "build copies them.")
     message: str = Field(default="", max_length=4096, description="First failure, if any.")
 
 
@@ -190,6 +227,8 @@ class BuildStatus(CamelModel):
     eta_seconds: int | None = Field(default=None, description="Estimated seconds left.")
     sources: list[SourceProgress] = Field(default_factory=list, max_length=64,
                                           description="Per-source progress and checkpoints.")
+    catch_up: CatchUpStatus | None = Field(default=None,
+                                           description="The catch-up after the copy.")
     failure_reason: str | None = Field(default=None, description="Reason when Failed.")
     message: str = Field(default="", max_length=4096, description="Detail of the phase.")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant import collections as qdrant_collections
+from album_operator.adapters.qdrant.catchup import catch_up_step
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.copier import ContinuousCopy, CopyPlan, SourceCheckpoint
 from album_operator.adapters.qdrant.merge import (
@@ -28,6 +29,7 @@ from album_operator.adapters.qdrant.merge import (
     swap_alias,
 )
 from album_operator.adapters.tenancy import collection_access
+from album_operator.core.catchup import IdSet, PassTally, after_pass
 from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import (
     DesiredCollection,
@@ -70,6 +72,13 @@ KIND = "MasterMerge"
 REBUILD_ANNOTATION = "albumops.io/rebuild"
 # Upserts in flight per source on a server: the next page is scrolled while they run.
 UPSERTS_PER_STREAM = 2
+# Points a catch-up step compares before it writes its progress to status.
+CATCH_UP_POINTS_PER_STEP = 20_000
+# A catch-up pass that repairs more than this many points is followed by another, up to
+# CATCH_UP_MAX_PASSES: writes that landed during a long copy are caught by the first pass,
+# those that landed during the first pass by the second.
+CATCH_UP_QUIET_POINTS = 256
+CATCH_UP_MAX_PASSES = 3
 
 
 class BuildFailed(Exception):
@@ -360,16 +369,59 @@ async def _index(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     return outcome
 
 
+async def _catch_up(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
+                    engine: QdrantEngine, now: str) -> tuple[dict[str, Any], StepOutcome]:
+    """One step of the current catch-up pass; at a pass's end, another pass or the snapshot
+    that Verifying checks. A pass reads every source after its ``passStartedAt``, so every
+    write acknowledged before the final pass started is in the master."""
+    state = build.get("catchUp") or {"passStartedAt": now}
+    final = await _final_master(ref, spec, build, engine)
+    step = await asyncio.to_thread(
+        catch_up_step, engine, [s["name"] for s in build["sources"]], build["name"],
+        decode_offset(state.get("after")), spec.copy_settings.batch_size,
+        cosine_names(final.vectors), CATCH_UP_POINTS_PER_STEP)
+    tally = _pass_tally(state).add(step.tally)
+    repaired = state.get("repairedTotal", 0) + step.tally.repaired
+    started = state["passStartedAt"]
+    if not step.finished:
+        return {**build, "catchUp": _catch_up_status(tally, repaired, step.after, started)
+                }, "more"
+    if after_pass(tally, CATCH_UP_QUIET_POINTS, CATCH_UP_MAX_PASSES) == "another pass":
+        following = PassTally(number=tally.number + 1)
+        return {**build, "catchUp": _catch_up_status(following, repaired, None, now)}, "more"
+    caught_up = {**_catch_up_status(tally, repaired, None, started),
+                 "snapshot": tally.ids.encode()}
+    return {**build, "catchUp": caught_up}, "done"
+
+
+def _pass_tally(state: dict[str, Any]) -> PassTally:
+    return PassTally(number=state.get("passNumber", 1), compared=state.get("compared", 0),
+                     missing=state.get("missing", 0), changed=state.get("changed", 0),
+                     removed=state.get("removed", 0), ids=IdSet.decode(state.get("ids")))
+
+
+def _catch_up_status(tally: PassTally, repaired: int, after: Any, started: str
+                     ) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "passNumber": tally.number, "passStartedAt": started, "compared": tally.compared,
+        "missing": tally.missing, "changed": tally.changed, "removed": tally.removed,
+        "repairedTotal": repaired, "ids": tally.ids.encode()}
+    if after is not None:
+        status["after"] = encode_offset(after)
+    return status
+
+
 async def _verify(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
                   engine: QdrantEngine) -> dict[str, Any]:
     final = await _final_master(ref, spec, build, engine)
     observed = await qdrant_collections.describe(engine, final.name)
     config_problems = config_differences(final, observed, engine.capabilities)
+    snapshot = (build.get("catchUp") or {}).get("snapshot")
     return await asyncio.to_thread(
         verify_master, spec.verify, SourceReader(engine),
         [s["name"] for s in build["sources"]], build["name"], cosine_names(final.vectors),
-        config_problems,
-        build.get("version", 0))
+        config_problems, build.get("version", 0),
+        IdSet.decode(snapshot) if snapshot else None)
 
 
 async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,
@@ -479,6 +531,8 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
         outcome = "done" if finished else "more"
     elif phase == "Indexing":
         outcome = await _index(ref, spec, build, engine)
+    elif phase == "CatchingUp":
+        build, outcome = await _catch_up(ref, spec, build, engine, now)
     elif phase == "Verifying":
         return await _verified(ref, spec, status, build, engine, now,
                                services.config.merge_retry_seconds)

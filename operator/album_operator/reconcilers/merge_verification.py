@@ -2,18 +2,31 @@
 
 Every check reads; none writes. ID sets are compared by walking the master and the sources
 in scroll order side by side, so memory does not grow with the collections.
+
+After a catch-up, the master is checked against the snapshot of the final pass (its ID count
+and digest): that pass compared every point's payload and vectors with the sources and
+repaired the differences, and nothing else writes the master. Points written into the sources
+since then are counted (``changedSinceCatchUp``), not failed: the next build copies them.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from album_operator.adapters.qdrant.merge import SourceReader, point_id
+from album_operator.core.catchup import IdSet
 from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import DesiredCollection, ObservedCollection
 from album_operator.core.engine import EngineCapabilities
-from album_operator.core.idstreams import PointId, Reservoir, compare_ids, distinct_union
+from album_operator.core.idstreams import (
+    IdSetDiff,
+    PointId,
+    Reservoir,
+    compare_ids,
+    distinct_union,
+)
 from album_operator.core.merge import merged_top_k, top_k_overlap
 from album_operator.core.vectors import same_vectors
 from album_operator.models.master_merge import VerifySettings
@@ -29,68 +42,111 @@ def config_differences(final: DesiredCollection, observed: ObservedCollection | 
     return [*plan.immutable_mismatches, *plan.drift]
 
 
-def _mismatched_points(reader: SourceReader, sources: list[str], target: str,
-                       sample: list[PointId], cosine: frozenset[str]
-                       ) -> tuple[int, dict[PointId, Any]]:
+def _differing_points(reader: SourceReader, sources: list[str], target: str,
+                      sample: list[PointId], cosine: frozenset[str]
+                      ) -> tuple[set[PointId], dict[PointId, Any]]:
+    """The sampled points that the master and the sources hold differently (or only one of
+    them holds), and the sources' version of each sampled point."""
     if not sample:
-        return 0, {}
+        return set(), {}
     copied = {point_id(r.id): r for r in reader.retrieve(target, sample)}
     latest: dict[PointId, Any] = {}
     for source in sources:  # later sources win, as they did during the copy
         latest.update({point_id(r.id): r for r in reader.retrieve(source, sample)})
-    mismatched = 0
+    differing = set()
     for pid in sample:
         want, got = latest.get(pid), copied.get(pid)
         if want is None or got is None or want.payload != got.payload or not same_vectors(
                 want.vector, got.vector, cosine):
-            mismatched += 1
-    return mismatched, latest
+            differing.add(pid)
+    return differing, latest
+
+
+class _IdSetTap:
+    """Adds up the IDs of a stream as it passes."""
+
+    def __init__(self) -> None:
+        self.value = IdSet()
+
+    def tap(self, ids: Iterator[PointId]) -> Iterator[PointId]:
+        for each in ids:
+            self.value = self.value.with_ids((each,))
+            yield each
+
+
+def _search_overlap(settings: VerifySettings, reader: SourceReader, sources: list[str],
+                    target: str, probe: Any, cosine: frozenset[str]) -> float:
+    """Top-k of the master against the top-k of the sources' union, both exact. Points that
+    differ between the two now (written into a source after the catch-up) rank in neither, so
+    a source being written does not count against the master."""
+    vector, using = probe.vector, None
+    if isinstance(vector, dict):
+        using, vector = next(iter(vector.items()))
+    depth = settings.top_k * 2
+    union = merged_top_k([reader.search(s, vector, depth, using) for s in sources], depth)
+    master = [pid for pid, _ in reader.search(target, vector, depth, using)]
+    unstable, _ = _differing_points(reader, sources, target, sorted(
+        set(union) | set(master), key=str), cosine)
+    expected = [pid for pid in union if pid not in unstable][:settings.top_k]
+    actual = [pid for pid in master if pid not in unstable][:settings.top_k]
+    return top_k_overlap(expected, actual)
 
 
 def _worst_overlap(settings: VerifySettings, reader: SourceReader, sources: list[str],
-                   target: str, probes: list[Any]) -> float | None:
-    worst: float | None = None
-    for probe in probes:
-        vector, using = probe.vector, None
-        if isinstance(vector, dict):
-            using, vector = next(iter(vector.items()))
-        union = merged_top_k([reader.search(s, vector, settings.top_k, using)
-                              for s in sources], settings.top_k)
-        master = [pid for pid, _ in reader.search(target, vector, settings.top_k, using)]
-        overlap = top_k_overlap(union, master)
-        worst = overlap if worst is None else min(worst, overlap)
-    return worst
+                   target: str, probes: list[Any], cosine: frozenset[str]) -> float | None:
+    overlaps = [_search_overlap(settings, reader, sources, target, probe, cosine)
+                for probe in probes]
+    return min(overlaps, default=None)
+
+
+def _id_problems(ids: IdSetDiff, actual: int, master_ids: IdSet, snapshot: IdSet | None
+                 ) -> list[str]:
+    if snapshot is None:
+        problems = [] if actual == ids.expected else [
+            f"count {actual} != expected {ids.expected}"]
+        if not ids.equal:
+            problems.append(f"ID sets differ ({ids.missing} missing, {ids.unexpected} "
+                            f"unexpected: {', '.join(ids.examples)})")
+        return problems
+    problems = [] if actual == snapshot.count else [
+        f"count {actual} != {snapshot.count} of the final catch-up"]
+    if master_ids != snapshot:
+        problems.append(f"the master's IDs ({master_ids.count}) are not the {snapshot.count} "
+                        "IDs of the final catch-up")
+    return problems
 
 
 def verify_master(settings: VerifySettings, reader: SourceReader, sources: list[str],
-                  target: str, cosine: frozenset[str], config_problems: list[str], seed: int
-                  ) -> dict[str, Any]:
+                  target: str, cosine: frozenset[str], config_problems: list[str], seed: int,
+                  snapshot: IdSet | None = None) -> dict[str, Any]:
     """Runs every check and returns ``status.verification``. ``cosine`` names the vectors
-    compared after normalisation."""
+    compared after normalisation; ``snapshot`` is the final catch-up's ID set, when the build
+    had one (without it the master must equal the sources as they are now)."""
     rng = random.Random(seed)
     sampler: Reservoir[PointId] = Reservoir(settings.sample_points, rng)
+    master_ids = _IdSetTap()
     ids = compare_ids(distinct_union([(s, reader.ids(s)) for s in sources]),
-                      sampler.tap(reader.ids(target)))
+                      sampler.tap(master_ids.tap(reader.ids(target))))
     actual = reader.count(target)
-    problems = []
-    if actual != ids.expected:
-        problems.append(f"count {actual} != expected {ids.expected}")
-    if not ids.equal:
-        problems.append(f"ID sets differ ({ids.missing} missing, {ids.unexpected} unexpected: "
-                        f"{', '.join(ids.examples)})")
+    problems = _id_problems(ids, actual, master_ids.value, snapshot)
     sample = sampler.items
-    mismatched, latest = _mismatched_points(reader, sources, target, sample, cosine)
-    if mismatched:
-        problems.append(f"{mismatched} of {len(sample)} sampled points differ")
+    differing, latest = _differing_points(reader, sources, target, sample, cosine)
+    if differing and snapshot is None:
+        problems.append(f"{len(differing)} of {len(sample)} sampled points differ")
     probes = [latest[p] for p in rng.sample(sample, min(settings.sample_queries, len(sample)))
               if p in latest]
-    overlap = _worst_overlap(settings, reader, sources, target, probes)
+    overlap = _worst_overlap(settings, reader, sources, target, probes, cosine)
     if overlap is not None and overlap < settings.min_top_k_overlap:
         problems.append(f"top-{settings.top_k} overlap {overlap:.2f} < "
                         f"{settings.min_top_k_overlap}")
     if config_problems:
         problems.append(f"master settings differ: {', '.join(config_problems)}")
-    return {"passed": not problems, "expectedCount": ids.expected, "actualCount": actual,
-            "sampledPoints": len(sample), "mismatchedPoints": mismatched,
-            "sampledQueries": len(probes), "minOverlap": overlap,
-            "configMatches": not config_problems, "message": "; ".join(problems)[:4000]}
+    result: dict[str, Any] = {
+        "passed": not problems,
+        "expectedCount": snapshot.count if snapshot else ids.expected, "actualCount": actual,
+        "sampledPoints": len(sample), "mismatchedPoints": len(differing),
+        "sampledQueries": len(probes), "minOverlap": overlap,
+        "configMatches": not config_problems, "message": "; ".join(problems)[:4000]}
+    if snapshot is not None:
+        result["changedSinceCatchUp"] = ids.missing + ids.unexpected + len(differing)
+    return result
