@@ -330,3 +330,78 @@ def test_metrics_move_during_a_merge(kubectl: Kubectl, namespace: str,
     assert scrape(url, "albumops_merge_verifications_total", namespace) == 1
     assert scrape(url, "albumops_merge_last_swap_timestamp_seconds", namespace) > 0
     assert "albumops_reconcile_duration_seconds_count" in requests.get(url, timeout=10).text
+
+
+class SourceWriter:
+    """Keeps writing into two sources, as the album service does while a master is rebuilt:
+    new points into one, new versions of existing points into the other. Remembers when each
+    write was acknowledged."""
+
+    def __init__(self, qdrant: Callable[..., Any], new_into: str, overwrite_in: str,
+                 overwrite_ids: list[int]) -> None:
+        import threading
+
+        self._qdrant, self._new_into, self._overwrite_in = qdrant, new_into, overwrite_in
+        self._overwrite_ids = overwrite_ids
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.acknowledged: list[tuple[Any, str, int, int]] = []  # (when, collection, id, seq)
+        self._rng = np.random.default_rng(11)
+
+    def __enter__(self) -> SourceWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import datetime as dt
+
+        seq = 0
+        while not self._stop.is_set():
+            for collection, pid in ((self._new_into, 9_000_000 + seq),
+                                    (self._overwrite_in,
+                                     self._overwrite_ids[seq % len(self._overwrite_ids)])):
+                point = qm.PointStruct(id=pid, vector=self._rng.normal(size=DIM).tolist(),
+                                       payload={"seq": seq, "writer": True})
+                self._qdrant(lambda c, n=collection, p=point: c.upsert(n, [p], wait=True))
+                self.acknowledged.append((dt.datetime.now(dt.UTC), collection, pid, seq))
+            seq += 1
+            self._stop.wait(0.05)
+
+    def latest_before(self, moment: Any) -> dict[int, int]:
+        """ID -> seq of the last write of each point acknowledged before ``moment``."""
+        return {pid: seq for when, _, pid, seq in self.acknowledged if when < moment}
+
+
+def test_a_writer_during_the_build_ends_in_a_verified_master_holding_its_earlier_writes(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    import datetime as dt
+
+    sources = year_collections(kubectl, namespace, qdrant)
+    alias = f"{prefix(namespace)}_master"
+    overwritten = [2018 * 1000 + i for i in range(PER_YEAR)]
+    with SourceWriter(qdrant, sources[0], sources[1], overwritten) as writer:
+        # throttled, so that the writer lands points in copied and not yet copied ranges
+        kubectl.apply(merge("master", alias, copy={"batchSize": 16, "maxPointsPerSecond": 120}),
+                      namespace)
+        obj = wait_phase(kubectl, namespace, "Succeeded", timeout=180)
+    status = obj["status"]
+    assert status["verification"]["passed"], status["verification"]
+    catch_up = status["currentBuild"]["catchUp"]
+    assert catch_up["repairedTotal"] > 0, "the writer's points reached the master by catch-up"
+    final_pass = dt.datetime.fromisoformat(catch_up["passStartedAt"].replace("Z", "+00:00"))
+    promised = writer.latest_before(final_pass)
+    assert len(promised) > 2 * 5, "the writer wrote throughout the copy"
+    master = {r.id: r.payload for r in qdrant(lambda c: c.retrieve(
+        alias, list(promised), with_payload=True))}
+    missing = [pid for pid in promised if pid not in master]
+    assert not missing, f"written before the final catch-up but not in the master: {missing}"
+    stale = {pid: (master[pid].get("seq"), seq) for pid, seq in promised.items()
+             if master[pid].get("seq", -1) < seq}
+    assert not stale, f"points older in the master than their last earlier write: {stale}"
+    new_points = {pid for _, c, pid, _ in writer.acknowledged if c == sources[0]}
+    assert qdrant(lambda c: c.count(sources[0], exact=True).count) == PER_YEAR + len(new_points)
+    assert qdrant(lambda c: c.count(alias, exact=True).count) == catch_up["snapshot"]["count"]

@@ -200,3 +200,23 @@ def test_the_namespace_table_has_one_line_per_resource() -> None:
     assert lines[2].endswith("album_2017: 20,000 points")
     assert overview([], NOW, with_namespace=True) == [
         "no AlbumCollections, MasterMerges or EdgeSnapshotPolicies found"]
+
+
+@pytest.mark.parametrize(("catch_up", "expected"), [
+    ({"passNumber": 1, "passStartedAt": "2026-12-03T10:45:30Z", "compared": 40000,
+      "missing": 12, "changed": 3, "removed": 1},
+     "catch-up pass 1, started 30s ago: 40,000 points compared, 12 missing, 3 changed, "
+     "1 removed"),
+    ({"passNumber": 2, "passStartedAt": "2026-12-03T10:45:50Z", "compared": 180000,
+      "snapshot": {"count": 180012, "digest": "ab"}},
+     "catch-up pass 2, started 10s ago: 180,000 points compared, 0 missing, 0 changed, "
+     "0 removed; caught up at 180,012 points"),
+])
+def test_a_catching_up_build_shows_its_pass(catch_up: dict[str, Any], expected: str) -> None:
+    body = load("mastermerge_mid_build.json")
+    body["status"]["currentBuild"] = {**body["status"]["currentBuild"], "phase": "CatchingUp",
+                                      "catchUp": catch_up}
+    lines = story(MASTER_MERGE, body, [], QdrantFacts(where="http://qdrant:6333"), NOW)
+    build = section(lines, "Build album_master_v3")
+    assert build[0].startswith("Build album_master_v3: CatchingUp")
+    assert build[2] == "  " + expected

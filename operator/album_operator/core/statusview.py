@@ -279,6 +279,8 @@ def _build(build: Mapping[str, Any], now: dt.datetime) -> list[str]:
              f"started {when(build.get('startedAt'), now)}"
              + (f", trigger {build['trigger']}" if build.get("trigger") else ""),
              f"  {progress_bar(copied, total)} {copied:,} / {total:,} points{speed}{remaining}"]
+    if build.get("catchUp"):
+        lines.append(_catch_up(build["catchUp"], now))
     if build.get("message"):
         lines.append(f"  {_one_line(build['message'])}")
     sources = build.get("sources") or []
@@ -289,6 +291,17 @@ def _build(build: Mapping[str, Any], now: dt.datetime) -> list[str]:
                 for s in sources]
         lines.extend(table(["SOURCE", "COPIED", "STATE"], rows))
     return lines
+
+
+def _catch_up(state: Mapping[str, Any], now: dt.datetime) -> str:
+    line = (f"  catch-up pass {state.get('passNumber', 1)}, started "
+            f"{when(state.get('passStartedAt'), now)}: {state.get('compared', 0):,} points "
+            f"compared, {state.get('missing', 0):,} missing, {state.get('changed', 0):,} "
+            f"changed, {state.get('removed', 0):,} removed")
+    snapshot = state.get("snapshot")
+    if snapshot:
+        line += f"; caught up at {snapshot.get('count', 0):,} points"
+    return line
 
 
 def _last_build(status: Mapping[str, Any], now: dt.datetime) -> list[str]:
