@@ -179,7 +179,7 @@ class ServerTarget:
         return response.json()["result"]
 
 
-def _start_local(tmp_path_factory: pytest.TempPathFactory, cluster: bool) -> LocalQdrant:
+def start_local_qdrant(tmp_path_factory: pytest.TempPathFactory, cluster: bool) -> LocalQdrant:
     binary = local_qdrant.find_binary()
     if binary is None:
         pytest.skip(f"needs a Qdrant server binary: {local_qdrant.ENABLE_HINT}")
@@ -196,7 +196,7 @@ def qdrant_server_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     if url:
         yield ServerTarget(url.rstrip("/"), os.environ.get("QDRANT_API_KEY"))
         return
-    local = _start_local(tmp_path_factory, cluster=False)
+    local = start_local_qdrant(tmp_path_factory, cluster=False)
     try:
         yield ServerTarget(local.url, local.api_key, local)
     finally:
@@ -240,7 +240,7 @@ def engine_under_test(request: pytest.FixtureRequest, owned: Callable[[str], boo
 @pytest.fixture(scope="session")
 def qdrant_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalQdrant]:
     """Three Qdrant peers in cluster mode on loopback, one process each."""
-    local = _start_local(tmp_path_factory, cluster=True)
+    local = start_local_qdrant(tmp_path_factory, cluster=True)
     try:
         yield local
     finally:

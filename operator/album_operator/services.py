@@ -83,6 +83,8 @@ class Services:
     edge: EdgeRegistry = field(default_factory=EdgeRegistry)
     copies: CopyRegistry = field(default_factory=CopyRegistry)
     """The MasterMerge copies running between build steps."""
+    source_checks: dict[str, dt.datetime] = field(default_factory=dict)
+    """Per MasterMerge uid: when its sources' counts were last read for a trigger."""
     edge_facts: dict[str, object] = field(default_factory=dict)
     """Per EdgeSnapshotPolicy uid: what was last read from Kubernetes for it."""
     clock: Callable[[], dt.datetime] = utc_now

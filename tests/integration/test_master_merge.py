@@ -405,3 +405,51 @@ def test_a_writer_during_the_build_ends_in_a_verified_master_holding_its_earlier
     new_points = {pid for _, c, pid, _ in writer.acknowledged if c == sources[0]}
     assert qdrant(lambda c: c.count(sources[0], exact=True).count) == PER_YEAR + len(new_points)
     assert qdrant(lambda c: c.count(alias, exact=True).count) == catch_up["snapshot"]["count"]
+
+
+def test_a_dry_run_reports_its_plan_creates_nothing_and_then_builds_what_it_planned(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    sources = year_collections(kubectl, namespace, qdrant)
+    shared = [2018 * 1000 + i for i in range(3)]  # 2018's IDs, now in 2017 too
+    qdrant(lambda c: c.upsert(sources[0], [qm.PointStruct(
+        id=i, vector=[0.1] * DIM, payload={"shared": True}) for i in shared], wait=True))
+    alias = f"{prefix(namespace)}_master"
+    before = {c.name for c in qdrant(lambda c: c.get_collections().collections)}
+    kubectl.apply(merge("master", alias, dryRun=True, idConflictPolicy="PreferLater"),
+                  namespace)
+    kubectl.run("wait", "--for=condition=Planned", "mastermerge/master", "--timeout=60s",
+                namespace=namespace)
+    obj = kubectl.get("mastermerge", "master", namespace)
+    plan = obj["status"]["plan"]
+    assert [s["name"] for s in plan["sources"]] == sources
+    assert [s["points"] for s in plan["sources"]] == [PER_YEAR + 3] + [PER_YEAR] * 8
+    assert (plan["pointsToCopy"], plan["distinctPoints"], plan["collidingIds"]) == (
+        9 * PER_YEAR + 3, 9 * PER_YEAR, 3)
+    assert plan["collisionExamples"][0] == f"{shared[0]} ({sources[0]} & {sources[1]})"
+    assert plan["target"] == f"{alias}_v1"
+    assert plan["vectors"] == {"(unnamed)": f"{DIM} Cosine Float32"}
+    assert plan["estimatedDiskBytes"] > 9 * PER_YEAR * DIM * 4
+    assert "expectedCopySeconds" not in plan, "no build has measured a rate yet"
+    assert condition(obj, "Ready")["reason"] == "DryRun"  # type: ignore[index]
+    assert "3 IDs in more than one source" in condition(obj, "Planned")["message"]  # type: ignore[index]
+    assert "currentBuild" not in obj["status"]
+    assert {c.name for c in qdrant(lambda c: c.get_collections().collections)} == before
+    assert alias_of(qdrant, alias) is None
+
+    kubectl.run("patch", "mastermerge/master", "--type=merge", "-p",
+                json.dumps({"spec": {"dryRun": False}}), namespace=namespace)
+    built = wait_phase(kubectl, namespace, "Succeeded")
+    assert built["status"]["aliasTarget"] == plan["target"]
+    assert qdrant(lambda c: c.count(alias, exact=True).count) == plan["distinctPoints"]
+    kubectl.run("patch", "mastermerge/master", "--type=merge", "-p",
+                json.dumps({"spec": {"dryRun": True}}), namespace=namespace)
+    kubectl.run("annotate", "mastermerge/master", "albumops.io/rebuild=plan-again",
+                namespace=namespace)
+
+    def replanned() -> dict[str, Any] | None:
+        found = kubectl.get("mastermerge", "master", namespace)["status"].get("plan") or {}
+        return found if found.get("target") == f"{alias}_v2" else None
+    again = wait_for(replanned, 60, what="a plan for the next build")
+    assert again["expectedCopySeconds"] >= 1, "the rate the first build measured"
+    assert again["measuredPointsPerSecond"] > 0
+    assert alias_of(qdrant, alias) == f"{alias}_v1", "a dry run moves nothing"

@@ -21,7 +21,7 @@ from qdrant_client import models as qm
 
 from album_operator_dev.localcluster.cluster import free_port
 from album_operator_dev.localcluster.qdrant_server import LocalQdrant, wait_joined
-from tests.conftest import ServerTarget
+from tests.conftest import ServerTarget, start_local_qdrant
 from tests.helpers import Kubectl, condition, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qdrant_server]
@@ -178,9 +178,10 @@ def test_a_master_of_indexed_sources_is_loaded_unindexed_indexed_verified_then_s
     assert ready["status"] == "True"
 
 
-def test_an_operator_killed_mid_copy_resumes_and_the_alias_never_shows_an_unverified_master(
+@pytest.mark.parametrize("killed_in", ["Copying", "CatchingUp"])
+def test_an_operator_killed_mid_build_resumes_and_the_alias_never_shows_an_unverified_master(
         kubectl: Kubectl, qdrant_server: ServerTarget, server_client: QdrantClient,
-        tmp_path: Path) -> None:
+        tmp_path: Path, killed_in: str) -> None:
     namespace = f"killmerge-{uuid.uuid4().hex[:8]}"
     kubectl.run("create", "namespace", namespace)
     assert qdrant_server.api_key is not None
@@ -199,14 +200,15 @@ def test_an_operator_killed_mid_copy_resumes_and_the_alias_never_shows_an_unveri
             kubectl.apply(merge(alias, copy={"batchSize": 16, "parallelism": 2,
                                              "maxPointsPerSecond": 600}), namespace)
 
-            def copying() -> bool:
+            def under_way() -> bool:
                 build = status_of(kubectl, namespace).get("currentBuild") or {}
-                return build.get("phase") == "Copying" and build.get("copiedPoints", 0) > 0
-            wait_for(copying, 120, interval=0.05, what="the copy to be under way")
+                return build.get("phase") == killed_in and build.get("copiedPoints", 0) > 0
+            wait_for(under_way, 120, interval=0.05, what=f"the build to be {killed_in}")
             first.end(signal.SIGKILL)
             killed = status_of(kubectl, namespace)["currentBuild"]
-            assert killed["phase"] == "Copying"
-            assert killed["copiedPoints"] < 9 * per_source
+            assert killed["phase"] == killed_in
+            if killed_in == "Copying":
+                assert killed["copiedPoints"] < 9 * per_source
             second = start()
             try:
                 status = wait_build(kubectl, namespace, {"Succeeded", "Failed"}, target, 300)
@@ -219,6 +221,61 @@ def test_an_operator_killed_mid_copy_resumes_and_the_alias_never_shows_an_unveri
         assert server_client.count(alias, exact=True).count == 9 * per_source
     finally:
         first.end()
+        kubectl.run("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.fixture
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalQdrant]:
+    """A server of this test's own, which it may stop and start."""
+    if os.environ.get("QDRANT_URL"):
+        pytest.skip("stops its Qdrant server: needs QDRANT_BIN, not an external QDRANT_URL")
+    local = start_local_qdrant(tmp_path_factory, cluster=False)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def test_a_server_down_mid_copy_is_reported_retried_and_the_build_succeeds_when_it_returns(
+        kubectl: Kubectl, private_server: LocalQdrant, tmp_path: Path) -> None:
+    namespace = f"outage-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", namespace)
+    operator = OperatorProcess(kubectl, namespace, private_server.url, private_server.api_key,
+                               tmp_path / "operator.log")
+    client = QdrantClient(url=private_server.url, api_key=private_server.api_key,
+                          check_compatibility=False, timeout=10)
+    try:
+        per_source = 1_000
+        sources(kubectl, namespace, client, 3, per_source)
+        alias = f"{namespace.replace('-', '_')}_master"
+        kubectl.apply(merge(alias, copy={"batchSize": 32, "maxPointsPerSecond": 300}),
+                      namespace)
+
+        def copying() -> bool:
+            build = status_of(kubectl, namespace).get("currentBuild") or {}
+            return build.get("phase") == "Copying" and build.get("copiedPoints", 0) > 0
+        wait_for(copying, 120, interval=0.1, what="the copy to be under way")
+        server = private_server.peers[0]
+        server.kill()
+
+        def reported() -> dict[str, Any] | None:
+            status = status_of(kubectl, namespace)
+            reasons = {c["type"]: c["reason"] for c in status.get("conditions", [])}
+            return status if reasons.get("Ready") == "QdrantUnavailable" else None
+        down = wait_for(reported, 120, interval=0.25, what="Ready=False QdrantUnavailable")
+        assert down["currentBuild"]["phase"] == "Copying", "an outage does not fail the build"
+        assert private_server.api_key not in str(down)
+        server.start()
+        server.wait_ready()
+        status = wait_build(kubectl, namespace, {"Succeeded", "Failed"}, f"{alias}_v1", 300)
+        assert status["currentBuild"]["phase"] == "Succeeded", status["currentBuild"]
+        assert status["verification"]["passed"]
+        assert client.count(alias, exact=True).count == 3 * per_source
+        reasons = [e["reason"] for e in kubectl.events("master", namespace)]
+        assert "QdrantUnavailable" in reasons, reasons
+    finally:
+        operator.end()
+        client.close()
         kubectl.run("delete", "namespace", namespace, "--wait=false")
 
 

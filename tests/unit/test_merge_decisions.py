@@ -29,6 +29,8 @@ from album_operator.core.merge import (
     next_version,
     parse_version,
     rebuild_reason,
+    source_check_due,
+    sources_fingerprint,
     target_name,
     top_k_overlap,
 )
@@ -45,7 +47,10 @@ UTC = dt.UTC
     ("Copying", "more", "Copying"),
     ("Copying", "done", "Indexing"),
     ("Indexing", "more", "Indexing"),
-    ("Indexing", "done", "Verifying"),
+    ("Indexing", "done", "CatchingUp"),
+    ("CatchingUp", "more", "CatchingUp"),
+    ("CatchingUp", "done", "Verifying"),
+    ("CatchingUp", "failed", "Failed"),
     ("Verifying", "done", "Swapping"),
     ("Verifying", "failed", "Failed"),
     ("Swapping", "done", "Succeeded"),
@@ -122,9 +127,42 @@ NOW = dt.datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
     (replace(BASE, retry_at=dt.datetime(2026, 1, 2, 10, 31, tzinfo=UTC)), None),
     (replace(BASE, retry_at=dt.datetime(2026, 1, 2, 10, 29, tzinfo=UTC), suspended=True),
      None),
+    # a failed build whose sources changed is retried before its backoff ends
+    (replace(BASE, retry_at=dt.datetime(2026, 1, 2, 11, 30, tzinfo=UTC), sources_changed=True),
+     "retrying the failed build: its sources changed"),
+    (replace(BASE, retry_at=dt.datetime(2026, 1, 2, 11, 30, tzinfo=UTC), sources_changed=True,
+             dry_run=True), None),
+    # rebuildOnSourceChange: only when the sources changed, and not before its interval
+    (replace(BASE, source_trigger_at=dt.datetime(2026, 1, 2, 10, 0, tzinfo=UTC),
+             sources_changed=True), "the sources changed"),
+    (replace(BASE, source_trigger_at=dt.datetime(2026, 1, 2, 10, 0, tzinfo=UTC)), None),
+    (replace(BASE, source_trigger_at=dt.datetime(2026, 1, 2, 11, 0, tzinfo=UTC),
+             sources_changed=True), None),
+    (replace(BASE, sources_changed=True), None),  # no trigger asked for
+    (replace(BASE, source_trigger_at=dt.datetime(2026, 1, 2, 10, 0, tzinfo=UTC),
+             sources_changed=True, pinned=True), None),
 ])
 def test_rebuild_triggers(state: TriggerState, reason: str | None) -> None:
     assert rebuild_reason(state, NOW) == reason
+
+
+@pytest.mark.parametrize(("wanted", "last", "due"), [
+    (False, None, False),
+    (True, None, True),
+    (True, dt.datetime(2026, 1, 2, 10, 29, 55, tzinfo=UTC), False),
+    (True, dt.datetime(2026, 1, 2, 10, 29, 50, tzinfo=UTC), True),
+])
+def test_source_counts_are_read_only_when_wanted_and_not_too_often(
+        wanted: bool, last: dt.datetime | None, due: bool) -> None:
+    assert source_check_due(wanted, last, NOW) is due
+
+
+def test_a_sources_fingerprint_changes_with_a_count_a_source_or_a_missing_one() -> None:
+    base = sources_fingerprint([("a", 10), ("b", 20)])
+    assert base == sources_fingerprint([("a", 10), ("b", 20)])
+    assert len({base, sources_fingerprint([("a", 11), ("b", 20)]),
+                sources_fingerprint([("a", 10)]), sources_fingerprint([("a", 10), ("b", None)]),
+                sources_fingerprint([("b", 20), ("a", 10)])}) == 5
 
 
 def test_missed_scheduled_runs_collapse_into_one_catch_up() -> None:

@@ -21,8 +21,9 @@ from album_operator.adapters.qdrant.connection import ConnectionSettings, Qdrant
 from album_operator.adapters.qdrant.merge import alias_target, copy_step, point_id
 from album_operator.config import OperatorConfig
 from album_operator.core.collections import Owner
+from album_operator.core.timeutil import rfc3339
 from album_operator.models.common import ConnectionSpec
-from album_operator.models.master_merge import CopySettings, MasterMergeSpec
+from album_operator.models.master_merge import CopySettings, MasterMergeSpec, SourceChangeTrigger
 from album_operator.reconcilers import master_merge
 from album_operator.reconcilers.master_merge import KIND, step_master_merge
 from album_operator.reconcilers.resource import ResourceRef
@@ -109,12 +110,16 @@ def count_of(name: str) -> Callable[[QdrantClient], int]:
 
 
 def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any], list[str]]:
-    status: dict[str, Any] = {}
+    return build_with(services, SPEC, {}, crash_in)
+
+
+def build_with(services: MergeServices, spec: MasterMergeSpec, status: dict[str, Any],
+               crash_in: str | None = None) -> tuple[dict[str, Any], list[str]]:
     phases: list[str] = []
     crashed = False
     for _ in range(500):
         phase = (status.get("currentBuild") or {}).get("phase")
-        after = asyncio.run(step_master_merge(REF, SPEC, status, services))
+        after = asyncio.run(step_master_merge(REF, spec, status, services))
         if phase == crash_in and not crashed:
             crashed = True  # the operator died before writing this step's status,
             services.copies.stop_all()  # and its running copy with it
@@ -305,3 +310,88 @@ def test_points_written_into_sources_during_a_build_are_caught_up_and_verified(
     new_ids = [i for i in expected if i >= 10_000]
     assert [engine.call(count_of(name)) for name in SOURCES] == [  # the build wrote no source
         90 + len(new_ids) + 1, 70, 110 - len(removed)]
+
+
+@pytest.mark.parametrize(("policy", "planned"), [("PreferLater", ("True", "Planned")),
+                                                 ("Fail", ("False", "IdCollision"))])
+def test_a_dry_run_plans_with_true_counts_and_collisions_and_creates_nothing(
+        engine: QdrantEngine, policy: str, planned: tuple[str, str]) -> None:
+    engine.call(lambda c: c.upsert("album_2017", [  # 1000 and 1001 are album_2018's too
+        qm.PointStruct(id=i, vector=[0.1] * 8, payload={}) for i in (1000, 1001)]))
+    spec = SPEC.model_copy(update={"dry_run": True, "id_conflict_policy": policy})
+    services = MergeServices(engine)
+    status = asyncio.run(step_master_merge(REF, spec, status={}, services=services))
+    plan = status["plan"]
+    assert plan["sources"] == [{"name": "album_2017", "points": 92},
+                               {"name": "album_2018", "points": 70},
+                               {"name": "album_2019", "points": 110}]
+    assert (plan["pointsToCopy"], plan["distinctPoints"], plan["collidingIds"]) == (272, 270, 2)
+    assert plan["collisionExamples"] == ["1000 (album_2017 & album_2018)",
+                                         "1001 (album_2017 & album_2018)"]
+    assert plan["target"] == "album_master_v1"
+    assert plan["estimatedDiskBytes"] == 270 * (64 + 8 * 4 + 2 * 16 * 4)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Planned"]["status"], conditions["Planned"]["reason"]) == planned
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "DryRun")
+    assert "currentBuild" not in status
+    assert collections(engine) == set(SOURCES), "a dry run creates nothing"
+    again = asyncio.run(step_master_merge(REF, spec, status, services))
+    assert again["plan"] == plan, "planned once per spec, not at every resync"
+    if policy == "Fail":
+        return
+    spec = spec.model_copy(update={"dry_run": False})
+    status, _ = build_with(services, spec, again)
+    assert status["phase"] == "Succeeded", status["currentBuild"].get("message")
+    assert status["aliasTarget"] == plan["target"]
+    assert status["plan"]["distinctPoints"] == 270
+    assert engine.call(count_of("album_master_v1")) == 270
+
+
+def test_a_failed_build_is_retried_as_soon_as_its_missing_source_appears(
+        engine: QdrantEngine) -> None:
+    spec = SPEC.model_copy(update={"sources": [*SOURCES, "album_2020"]})
+    services = MergeServices(engine)
+    status, _ = build_with(services, spec, {})
+    assert (status["phase"], status["currentBuild"]["failureReason"]) == (
+        "Failed", "SourceMissing")
+    retry_at = status["nextRetryTime"]
+    services.now += dt.timedelta(seconds=11)  # past the 10 s between source checks
+    assert asyncio.run(step_master_merge(REF, spec, status, services))["phase"] == "Failed", \
+        "nothing changed: the build waits for its backoff"
+    engine.call(lambda c: c.create_collection(
+        "album_2020", vectors_config=qm.VectorParams(size=8, distance=qm.Distance.COSINE),
+        metadata=owner_stamp("photos", "album_2020")))
+    assert isinstance(services.kube, OwnersKube)
+    services.kube.live[("photos", "album-2020")] = {"metadata": {"uid": "uid-album_2020"}}
+    services.now += dt.timedelta(seconds=11)
+    status = asyncio.run(step_master_merge(REF, spec, status, services))
+    assert status["currentBuild"]["trigger"] == "retrying the failed build: its sources changed"
+    assert rfc3339(services.now) < retry_at, "before the backoff would have retried it"
+    status, _ = build_with(services, spec, status)
+    assert status["phase"] == "Succeeded"
+
+
+def test_rebuild_on_source_change_waits_for_a_change_and_its_interval(
+        engine: QdrantEngine) -> None:
+    spec = SPEC.model_copy(update={"rebuild_on_source_change": SourceChangeTrigger(
+        min_interval_seconds=600)})
+    services = MergeServices(engine)
+    status, _ = build_with(services, spec, {})
+    assert status["aliasTarget"] == "album_master_v1"
+    services.now += dt.timedelta(seconds=700)
+    status = asyncio.run(step_master_merge(REF, spec, status, services))
+    assert status["currentBuild"]["name"] == "album_master_v1", "the sources did not change"
+    engine.call(lambda c: c.upsert("album_2019", [
+        qm.PointStruct(id=7777, vector=[0.2] * 8, payload={"new": True})]))
+    services.now += dt.timedelta(seconds=11)
+    status = asyncio.run(step_master_merge(REF, spec, status, services))
+    assert status["currentBuild"]["name"] == "album_master_v2"
+    assert status["currentBuild"]["trigger"] == "the sources changed"
+    status, _ = build_with(services, spec, status)
+    assert status["aliasTarget"] == "album_master_v2"
+    assert engine.call(count_of("album_master_v2")) == 271
+    engine.call(lambda c: c.upsert("album_2019", [
+        qm.PointStruct(id=7778, vector=[0.2] * 8, payload={"new": True})]))
+    services.now += dt.timedelta(seconds=60)
+    status = asyncio.run(step_master_merge(REF, spec, status, services))
+    assert status["currentBuild"]["name"] == "album_master_v2", "not within the interval"

@@ -75,7 +75,8 @@ def next_version(prefix: str, existing: Iterable[str]) -> int:
     return max(versions, default=0) + 1
 
 
-_NOT_BUILD_SETTINGS = {"rollback_to", "suspend", "schedule", "retention", "deletion_policy"}
+_NOT_BUILD_SETTINGS = {"rollback_to", "suspend", "schedule", "retention", "deletion_policy",
+                       "dry_run", "rebuild_on_source_change"}
 
 
 def build_digest(spec: MasterMergeSpec) -> str:
@@ -97,14 +98,19 @@ class TriggerState:
     suspended: bool
     building: bool
     pinned: bool = False
+    dry_run: bool = False
     retry_at: dt.datetime | None = None
     """When the last build failed: the time it may be tried again."""
+    sources_changed: bool = False
+    """The sources or their counts differ from the last build's (when they were read)."""
+    source_trigger_at: dt.datetime | None = None
+    """With rebuildOnSourceChange: the earliest time it may start a build."""
 
 
 def rebuild_reason(state: TriggerState, now: dt.datetime) -> str | None:
     """Why a new build should start now, or None. A running build is never interrupted, and
-    none starts while suspended or while rollbackTo pins the alias."""
-    if state.suspended or state.building or state.pinned:
+    none starts while suspended, in a dry run, or while rollbackTo pins the alias."""
+    if state.suspended or state.building or state.pinned or state.dry_run:
         return None
     if state.last_built_digest is None:
         return "no master has been built yet"
@@ -119,7 +125,25 @@ def rebuild_reason(state: TriggerState, now: dt.datetime) -> str | None:
             return f"scheduled for {due.strftime('%Y-%m-%dT%H:%M:%SZ')}"
     if state.retry_at is not None and now >= state.retry_at:
         return "retrying the failed build"
+    if state.retry_at is not None and state.sources_changed:
+        return "retrying the failed build: its sources changed"
+    if state.source_trigger_at is not None and state.sources_changed \
+            and now >= state.source_trigger_at:
+        return "the sources changed"
     return None
+
+
+def sources_fingerprint(counts: Sequence[tuple[str, int | None]]) -> str:
+    """Identifies the resolved sources and their point counts (None: the source is missing)."""
+    return hashlib.sha256(json.dumps(list(counts)).encode()).hexdigest()[:16]
+
+
+SOURCE_CHECK_SECONDS = 10.0
+
+
+def source_check_due(wanted: bool, last: dt.datetime | None, now: dt.datetime) -> bool:
+    """Source counts are read for a trigger only when one needs them, every 10 s at most."""
+    return wanted and (last is None or (now - last).total_seconds() >= SOURCE_CHECK_SECONDS)
 
 
 RETRY_BASE_SECONDS = 30.0
@@ -145,6 +169,7 @@ class MergeFacts:
     build_message: str = ""
     failure_reason: str | None = None
     suspended: bool = False
+    dry_run: bool = False
     rollback_problem: tuple[str, str] | None = None
     rolled_back_to: str | None = None
     schedule_problem: str | None = None
@@ -164,6 +189,9 @@ def merge_ready(facts: MergeFacts) -> ConditionUpdate:
         where = serving if facts.alias_target else f"no master behind {facts.alias}"
         return ConditionUpdate("Ready", "False", "Suspended",
                                f"rebuilds and alias changes are suspended; {where}")
+    if facts.dry_run and not facts.alias_target and facts.build_phase in (None, *TERMINAL):
+        return ConditionUpdate("Ready", "False", "DryRun", "dry run: planned only, nothing is "
+                               "built (see the Planned condition and status.plan)")
     if facts.build_phase == "Failed":
         message = f"build {facts.build_name} failed: {facts.build_message}"
         if facts.alias_target:

@@ -83,6 +83,14 @@ class VerifySettings(CamelModel):
         default="Keep", description="What happens to a master that failed verification.")
 
 
+class SourceChangeTrigger(CamelModel):
+    """Rebuild when the sources changed."""
+
+    min_interval_seconds: int = Field(
+        default=3600, ge=60, le=31_536_000,
+        description="At least this long between two builds this trigger starts.")
+
+
 class RetentionSettings(CamelModel):
     """How many earlier masters are kept for rollback."""
 
@@ -140,6 +148,15 @@ class MasterMergeSpec(CamelModel):
         description="A kept master to move the alias back to; while set, the alias stays "
         "there and no rebuild starts.")
     suspend: bool = Field(default=False, description="Pause rebuilds and alias changes.")
+    rebuild_on_source_change: SourceChangeTrigger | None = Field(
+        default=None, description="Rebuild when the resolved sources or their point counts "
+        "differ from those of the last build (checked every 10 s; an overwrite that keeps "
+        "every count is not seen: use the schedule or the albumops.io/rebuild annotation).")
+    dry_run: bool = Field(
+        default=False, description="Plan only: resolve the sources, count their points and "
+        "collisions, name the target and estimate its copy time and disk into status.plan and "
+        "the Planned condition, and create nothing. Re-planned when the spec or the "
+        "albumops.io/rebuild annotation changes.")
     connection: ConnectionSpec | None = Field(
         default=None, description="Another Qdrant than the operator-wide default.")
 
@@ -233,6 +250,41 @@ class BuildStatus(CamelModel):
     message: str = Field(default="", max_length=4096, description="Detail of the phase.")
 
 
+class PlannedSource(CamelModel):
+    """One source as planned."""
+
+    name: str = Field(description="Source collection.")
+    points: int = Field(default=0, description="Points it held when planned.")
+
+
+class MergePlan(CamelModel):
+    """What a build will do, decided before it does anything."""
+
+    digest: str | None = Field(default=None, description="The spec and rebuild token planned.")
+    planned_at: str | None = Field(default=None, description="When planned (RFC 3339).")
+    sources: list[PlannedSource] = Field(default_factory=list, max_length=64,
+                                         description="Resolved sources, in copy order.")
+    points_to_copy: int = Field(default=0, description="Points the sources hold.")
+    distinct_points: int = Field(default=0, description="Distinct point IDs among them.")
+    colliding_ids: int = Field(default=0, description="IDs held by more than one source.")
+    collision_examples: list[str] = Field(default_factory=list, max_length=5,
+                                          description="A few colliding IDs and their sources.")
+    target: str | None = Field(default=None, description="Collection the build would create.")
+    vectors: dict[str, str] = Field(default_factory=dict,
+                                    description="Vector spaces: size, distance, datatype.")
+    shard_number: int | None = Field(default=None, description="Shards of the master.")
+    replication_factor: int | None = Field(default=None, description="Replicas of each shard.")
+    hnsw_m: int | None = Field(default=None, description="HNSW m of the finished master.")
+    estimated_disk_bytes: int = Field(
+        default=0, description="Vectors, quantized vectors and HNSW links (payloads not "
+        "counted).")
+    measured_points_per_second: float | None = Field(
+        default=None, description="Copy rate of the last successful build.")
+    expected_copy_seconds: int | None = Field(
+        default=None, description="Copy time at that rate (absent before any build measured "
+        "one).")
+
+
 class BuildRecord(CamelModel):
     """A finished build kept in history."""
 
@@ -241,6 +293,7 @@ class BuildRecord(CamelModel):
     finished_at: str | None = Field(default=None, description="End time (RFC 3339).")
     points: int = Field(default=0, description="Points in the master.")
     result: Literal["Succeeded", "Failed"] = Field(description="Outcome.")
+    points_per_second: float | None = Field(default=None, description="Its copy rate.")
     deleted: bool = Field(default=False, description="Removed by retention.")
 
 
@@ -267,6 +320,9 @@ class MasterMergeStatus(CamelModel):
         "slots before it never run (RFC 3339).")
     next_scheduled_time: str | None = Field(
         default=None, description="Next scheduled rebuild (RFC 3339); absent while suspended.")
+    sources_fingerprint: str | None = Field(
+        default=None, description="Digest of the sources and their point counts when the last "
+        "build started.")
     failed_builds_in_a_row: int = Field(
         default=0, description="Builds that failed since the last success.")
     next_retry_time: str | None = Field(
@@ -282,5 +338,7 @@ class MasterMergeStatus(CamelModel):
     current_build: BuildStatus | None = Field(default=None, description="Build in progress.")
     verification: VerificationResult | None = Field(
         default=None, description="Verification of the latest build.")
+    plan: MergePlan | None = Field(default=None,
+                                   description="Plan of the latest build or dry run.")
     history: list[BuildRecord] = Field(default_factory=list, max_length=64,
                                        description="Finished builds, newest first.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from album_operator.adapters.metrics import QDRANT_WRITES
@@ -36,7 +37,12 @@ from album_operator.core.collections import (
     ObservedCollection,
 )
 from album_operator.core.conditions import ConditionUpdate, merge_conditions
-from album_operator.core.idstreams import OutOfOrder, collision_message, scan_collisions
+from album_operator.core.idstreams import (
+    CollisionScan,
+    OutOfOrder,
+    collision_message,
+    scan_collisions,
+)
 from album_operator.core.merge import (
     TERMINAL,
     MergeFacts,
@@ -57,7 +63,15 @@ from album_operator.core.merge import (
     next_version,
     parse_version,
     rebuild_reason,
+    source_check_due,
+    sources_fingerprint,
     target_name,
+)
+from album_operator.core.merge_plan import (
+    SourceCount,
+    build_plan,
+    measured_rate,
+    planned_condition,
 )
 from album_operator.core.schedule import next_scheduled_time, schedule_problem
 from album_operator.core.timeutil import parse_rfc3339, rfc3339
@@ -113,7 +127,7 @@ async def resolve_sources(ref: ResourceRef, spec: MasterMergeSpec, services: Ser
 
 
 def _trigger_state(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
-                   now: dt.datetime) -> TriggerState:
+                   now: dt.datetime, fingerprint: str | None = None) -> TriggerState:
     build = status.get("currentBuild") or {}
     last = status.get("lastScheduledTime")
     since = status.get("scheduleSince")
@@ -130,7 +144,41 @@ def _trigger_state(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
         building=bool(build) and build.get("phase") not in TERMINAL,
         pinned=spec.rollback_to is not None,
         retry_at=parse_rfc3339(retry) if retry else None,
+        dry_run=spec.dry_run,
+        sources_changed=fingerprint is not None and fingerprint != status.get(
+            "sourcesFingerprint"),
+        source_trigger_at=_source_trigger_at(spec, build),
     )
+
+
+def _source_trigger_at(spec: MasterMergeSpec, build: dict[str, Any]) -> dt.datetime | None:
+    trigger = spec.rebuild_on_source_change
+    if trigger is None or not build.get("startedAt"):
+        return None
+    return parse_rfc3339(build["startedAt"]) + dt.timedelta(
+        seconds=trigger.min_interval_seconds)
+
+
+async def _sources_fingerprint(ref: ResourceRef, spec: MasterMergeSpec, services: Services,
+                               engine: QdrantEngine) -> str:
+    counts: list[tuple[str, int | None]] = []
+    for source in await resolve_sources(ref, spec, services):
+        found = await qdrant_collections.describe(engine, source)
+        counts.append((source, found.points_count if found else None))
+    return sources_fingerprint(counts)
+
+
+async def _fingerprint_if_due(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                              services: Services, engine: QdrantEngine, moment: dt.datetime
+                              ) -> str | None:
+    """The sources' fingerprint, when a trigger needs it: a failed build waiting for its
+    retry, or rebuildOnSourceChange."""
+    build = status.get("currentBuild") or {}
+    wanted = spec.rebuild_on_source_change is not None or build.get("phase") == "Failed"
+    if not source_check_due(wanted, services.source_checks.get(ref.uid), moment):
+        return None
+    services.source_checks[ref.uid] = moment
+    return await _sources_fingerprint(ref, spec, services, engine)
 
 
 def _observe_schedule(spec: MasterMergeSpec, status: dict[str, Any], moment: dt.datetime
@@ -219,8 +267,17 @@ async def _final_master(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str
                              ref.owner().metadata())
 
 
-async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
-                services: Services, engine: QdrantEngine, now: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Resolved:
+    sources: list[str]
+    observed: dict[str, ObservedCollection]
+    scan: CollisionScan
+    final: DesiredCollection
+
+
+async def _resolve(ref: ResourceRef, spec: MasterMergeSpec, target: str, services: Services,
+                   engine: QdrantEngine) -> _Resolved:
+    """Everything a build is planned from; reads only."""
     sources = await resolve_sources(ref, spec, services)
     if not sources:
         raise BuildFailed("NoSources", "no source collections matched")
@@ -235,16 +292,71 @@ async def _plan(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     reader = SourceReader(engine)
     scan = await asyncio.to_thread(
         lambda: scan_collisions([(s, reader.ids(s)) for s in sources]))
+    final = master_collection(target, observed[sources[0]], spec.target_overrides,
+                              ref.owner().metadata())
+    return _Resolved(sources, observed, scan, final)
+
+
+def _plan_of(spec: MasterMergeSpec, resolved: _Resolved, status: dict[str, Any], now: str,
+             ref: ResourceRef) -> dict[str, Any]:
+    counts = [SourceCount(s, resolved.observed[s].points_count) for s in resolved.sources]
+    plan = build_plan(counts, resolved.scan, resolved.final,
+                      measured_rate(status.get("history", [])))
+    return {**plan, "digest": _plan_digest(ref, spec), "plannedAt": now}
+
+
+def _plan_digest(ref: ResourceRef, spec: MasterMergeSpec) -> str:
+    return f"{build_digest(spec)}/{ref.annotations.get(REBUILD_ANNOTATION) or ''}"
+
+
+def _refuse_collisions(spec: MasterMergeSpec, scan: CollisionScan) -> None:
     if scan.colliding_ids and spec.id_conflict_policy == "Fail":
         raise BuildFailed("IdCollision", collision_message(scan))
-    final = master_collection(build["name"], observed[sources[0]], spec.target_overrides,
-                              ref.owner().metadata())
-    await _create_target(ref, final, engine)
-    return {**build, "sources": [{"name": s, "total": observed[s].points_count, "copied": 0,
-                                  "done": False} for s in sources],
-            "expectedPoints": scan.distinct,
-            "pointsToCopy": sum(observed[s].points_count for s in sources),
-            "copyStartedAt": now}
+
+
+async def _plan(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                build: dict[str, Any], services: Services, engine: QdrantEngine, now: str
+                ) -> dict[str, Any]:
+    """The plan, then the target created unindexed; returns the status with both."""
+    resolved = await _resolve(ref, spec, build["name"], services, engine)
+    plan = _plan_of(spec, resolved, status, now, ref)
+    status = {**status, "plan": plan,
+              "conditions": _conditions(status, ref.generation, now,
+                                        planned_condition(plan, None))}
+    _refuse_collisions(spec, resolved.scan)
+    await _create_target(ref, resolved.final, engine)
+    observed = resolved.observed
+    return {**status, "currentBuild": {
+        **build, "sources": [{"name": s, "total": observed[s].points_count, "copied": 0,
+                              "done": False} for s in resolved.sources],
+        "expectedPoints": resolved.scan.distinct,
+        "pointsToCopy": sum(observed[s].points_count for s in resolved.sources),
+        "copyStartedAt": now}}
+
+
+async def _dry_run(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                   services: Services, engine: QdrantEngine, now: str) -> dict[str, Any]:
+    """Plans what the next build would do and creates nothing; planned again only when the
+    spec or the rebuild annotation changes (a plan scans every source's IDs)."""
+    if (status.get("plan") or {}).get("digest") == _plan_digest(ref, spec):
+        return _settle(ref, spec, status, now)
+    prefix = spec.target_prefix or spec.alias
+    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
+    target = target_name(prefix, next_version(
+        prefix, owned + [h["name"] for h in status.get("history", [])]))
+    try:
+        resolved = await _resolve(ref, spec, target, services, engine)
+    except BuildFailed as failure:
+        plan = {"digest": _plan_digest(ref, spec), "plannedAt": now, "target": target}
+        condition = planned_condition(None, (failure.reason, str(failure)))
+    else:
+        plan = _plan_of(spec, resolved, status, now, ref)
+        condition = planned_condition(plan, None)
+        if resolved.scan.colliding_ids and spec.id_conflict_policy == "Fail":
+            condition = planned_condition(None, ("IdCollision", collision_message(resolved.scan)))
+    status = {**status, "plan": plan, "masters": owned,
+              "conditions": _conditions(status, ref.generation, now, condition)}
+    return _settle(ref, spec, status, now)
 
 
 async def _refuse_foreign_sources(ref: ResourceRef, observed: dict[str, ObservedCollection],
@@ -460,6 +572,8 @@ def _finish(status: dict[str, Any], build: dict[str, Any], result: str, now: str
         build["failureReason"] = reason
     record = {"name": build["name"], "startedAt": build.get("startedAt"), "finishedAt": now,
               "points": build.get("copiedPoints", 0), "result": result}
+    if build.get("pointsPerSecond"):
+        record["pointsPerSecond"] = build["pointsPerSecond"]
     failures = (status.get("failedBuildsInARow") or 0) + 1 if result == "Failed" else 0
     retry = (rfc3339(failed_build_retry_at(parse_rfc3339(now), failures, retry_base))
              if result == "Failed" else None)
@@ -485,11 +599,16 @@ async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dic
         return _settle(ref, spec, status, now, schedule_problem=problem)
     engine = await services.engine_for(ref.namespace, spec.connection)
     build = status.get("currentBuild")
+    if (not build or build.get("phase") in TERMINAL) and spec.dry_run:
+        return await _dry_run(ref, spec, status, services, engine, now)
     if not build or build.get("phase") in TERMINAL:
-        reason = rebuild_reason(_trigger_state(ref, spec, status, moment), moment)
+        fingerprint = await _fingerprint_if_due(ref, spec, status, services, engine, moment)
+        reason = rebuild_reason(_trigger_state(ref, spec, status, moment, fingerprint), moment)
         if reason is None:
             return await _settle_idle(ref, spec, status, engine, now)
         status = await _start_build(ref, spec, status, engine, reason, now)
+        status["sourcesFingerprint"] = fingerprint or await _sources_fingerprint(
+            ref, spec, services, engine)
         return _settle(ref, spec, status, now)
     try:
         status = await _advance(ref, spec, status, dict(build), services, engine, moment)
@@ -497,6 +616,9 @@ async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dic
         status = _finish(status, build, "Failed", now, str(exc), "UnorderedScroll",
                          services.config.merge_retry_seconds)
     except BuildFailed as failure:
+        if build.get("phase") == "Planning":
+            status = {**status, "conditions": _conditions(status, ref.generation, now,
+                      planned_condition(None, (failure.reason, str(failure))))}
         status = _finish(status, build, "Failed", now, str(failure), failure.reason,
                          services.config.merge_retry_seconds)
     return _settle(ref, spec, status, now)
@@ -510,7 +632,8 @@ def _settle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], now
         alias=spec.alias, alias_target=status.get("aliasTarget"),
         build_name=build.get("name"), build_phase=build.get("phase"),
         build_message=build.get("message", ""), failure_reason=build.get("failureReason"),
-        suspended=spec.suspend, next_retry=status.get("nextRetryTime"), **facts)
+        suspended=spec.suspend, dry_run=spec.dry_run, next_retry=status.get("nextRetryTime"),
+        **facts)
     conditions = _conditions(status, ref.generation, now, merge_ready(current),
                              merge_building(current))
     return {**status, "conditions": conditions, "phase": build.get("phase"),
@@ -524,8 +647,8 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
     phase = build["phase"]
     outcome: StepOutcome
     if phase == "Planning":
-        build = await _plan(ref, spec, build, services, engine, now)
-        outcome = "done"
+        status = await _plan(ref, spec, status, build, services, engine, now)
+        build, outcome = dict(status["currentBuild"]), "done"
     elif phase == "Copying":
         build, finished = await _copy(ref, spec, build, engine, services, moment)
         outcome = "done" if finished else "more"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from album_operator.adapters.qdrant.merge import SourceReader, point_id
@@ -42,24 +43,34 @@ def config_differences(final: DesiredCollection, observed: ObservedCollection | 
     return [*plan.immutable_mismatches, *plan.drift]
 
 
+@dataclass(frozen=True)
+class _Compared:
+    differing: set[PointId]
+    """Points the master and the sources hold differently (or only one of them holds)."""
+    latest: dict[PointId, Any]
+    """The sources' version of each point: the later source's, as the copy wrote it."""
+    holder: dict[PointId, int]
+    """Index of the source that version comes from."""
+
+
 def _differing_points(reader: SourceReader, sources: list[str], target: str,
-                      sample: list[PointId], cosine: frozenset[str]
-                      ) -> tuple[set[PointId], dict[PointId, Any]]:
-    """The sampled points that the master and the sources hold differently (or only one of
-    them holds), and the sources' version of each sampled point."""
+                      sample: list[PointId], cosine: frozenset[str]) -> _Compared:
     if not sample:
-        return set(), {}
+        return _Compared(set(), {}, {})
     copied = {point_id(r.id): r for r in reader.retrieve(target, sample)}
     latest: dict[PointId, Any] = {}
-    for source in sources:  # later sources win, as they did during the copy
-        latest.update({point_id(r.id): r for r in reader.retrieve(source, sample)})
+    holder: dict[PointId, int] = {}
+    for index, source in enumerate(sources):
+        for record in reader.retrieve(source, sample):
+            latest[point_id(record.id)] = record
+            holder[point_id(record.id)] = index
     differing = set()
     for pid in sample:
         want, got = latest.get(pid), copied.get(pid)
         if want is None or got is None or want.payload != got.payload or not same_vectors(
                 want.vector, got.vector, cosine):
             differing.add(pid)
-    return differing, latest
+    return _Compared(differing, latest, holder)
 
 
 class _IdSetTap:
@@ -83,12 +94,16 @@ def _search_overlap(settings: VerifySettings, reader: SourceReader, sources: lis
     if isinstance(vector, dict):
         using, vector = next(iter(vector.items()))
     depth = settings.top_k * 2
-    union = merged_top_k([reader.search(s, vector, depth, using) for s in sources], depth)
+    per_source = [reader.search(s, vector, depth, using) for s in sources]
     master = [pid for pid, _ in reader.search(target, vector, depth, using)]
-    unstable, _ = _differing_points(reader, sources, target, sorted(
-        set(union) | set(master), key=str), cosine)
-    expected = [pid for pid in union if pid not in unstable][:settings.top_k]
-    actual = [pid for pid in master if pid not in unstable][:settings.top_k]
+    candidates = {pid for hits in per_source for pid, _ in hits} | set(master)
+    compared = _differing_points(reader, sources, target, sorted(candidates, key=str), cosine)
+    # a shared ID ranks by the version the master holds, the later source's
+    current = [[(pid, score) for pid, score in hits if compared.holder.get(pid) == index]
+               for index, hits in enumerate(per_source)]
+    union = merged_top_k(current, depth)
+    expected = [pid for pid in union if pid not in compared.differing][:settings.top_k]
+    actual = [pid for pid in master if pid not in compared.differing][:settings.top_k]
     return top_k_overlap(expected, actual)
 
 
@@ -130,7 +145,8 @@ def verify_master(settings: VerifySettings, reader: SourceReader, sources: list[
     actual = reader.count(target)
     problems = _id_problems(ids, actual, master_ids.value, snapshot)
     sample = sampler.items
-    differing, latest = _differing_points(reader, sources, target, sample, cosine)
+    sampled = _differing_points(reader, sources, target, sample, cosine)
+    differing, latest = sampled.differing, sampled.latest
     if differing and snapshot is None:
         problems.append(f"{len(differing)} of {len(sample)} sampled points differ")
     probes = [latest[p] for p in rng.sample(sample, min(settings.sample_queries, len(sample)))
