@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from album_operator.core.vectors import cosine_names, same_vectors, vectors_match
+from album_operator.core.vectors import (
+    cosine_names,
+    matching_pairs,
+    rows_match,
+    same_vectors,
+    vectors_match,
+)
 from album_operator.edge.points import VectorSpec
 
 COSINE = frozenset({"", "image"})
@@ -27,6 +33,22 @@ COSINE = frozenset({"", "image"})
 def test_vectors_match(left: list[float], right: list[float], normalise: bool,
                        same: bool) -> None:
     assert vectors_match(left, right, normalise) is same
+    assert rows_match([left], [right], normalise) == [same], "the bulk comparison agrees"
+
+
+VECTOR_PAIRS: list[tuple[Any, Any]] = [
+    ([3.0, 4.0], [0.6, 0.8]), ([0.6, 0.8], [0.8, 0.6]), ([0.0, 0.0], [0.0, 0.0]),
+    ({"image": [3.0, 4.0], "raw": [1.0, 2.0]}, {"image": [0.6, 0.8], "raw": [1.0, 2.0]}),
+    ({"image": [3.0, 4.0], "raw": [1.0, 2.0]}, {"image": [0.6, 0.8], "raw": [0.5, 1.0]}),
+    ({"image": [3.0, 4.0]}, {"raw": [3.0, 4.0]}),
+    ([1.0], [1.0, 0.0]),
+]
+
+
+def test_bulk_pairs_agree_with_one_by_one() -> None:
+    assert matching_pairs(VECTOR_PAIRS, COSINE) == [
+        same_vectors(a, b, COSINE) for a, b in VECTOR_PAIRS] == [
+        True, False, True, True, False, False, False]
 
 
 @pytest.mark.parametrize(("left", "right", "same"), [

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import numpy as np
+
 # Float32 storage, and float64 arithmetic on the way back, differ well inside these.
 RELATIVE_TOLERANCE = 1e-4
 ABSOLUTE_TOLERANCE = 1e-6
@@ -55,3 +57,42 @@ def same_vectors(left: Any, right: Any, cosine: frozenset[str]) -> bool:
     ours, theirs = dense_vectors(left), dense_vectors(right)
     return ours.keys() == theirs.keys() and all(
         vectors_match(ours[name], theirs[name], normalise=name in cosine) for name in ours)
+
+
+def _unit_rows(rows: Any) -> Any:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms == 0, 1.0, norms)
+
+
+def rows_match(left: Sequence[Sequence[float]], right: Sequence[Sequence[float]],
+               normalise: bool) -> list[bool]:
+    """``vectors_match`` for many pairs at once (row i of ``left`` with row i of ``right``),
+    in one array operation: a catch-up compares every point of a collection."""
+    if not left:
+        return []
+    sizes = {len(row) for row in (*left, *right)}
+    if len(sizes) != 1:
+        return [vectors_match(a, b, normalise) for a, b in zip(left, right, strict=True)]
+    ours, theirs = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    if normalise:
+        ours, theirs = _unit_rows(ours), _unit_rows(theirs)
+    limit = np.maximum(RELATIVE_TOLERANCE * np.maximum(np.abs(ours), np.abs(theirs)),
+                       ABSOLUTE_TOLERANCE)
+    close: list[bool] = np.all(np.abs(ours - theirs) <= limit, axis=1).tolist()
+    return close
+
+
+def matching_pairs(pairs: Sequence[tuple[Any, Any]], cosine: frozenset[str]) -> list[bool]:
+    """``same_vectors`` for each pair of vectors (as records hold them), compared name by name
+    in bulk."""
+    mine = [dense_vectors(a) for a, _ in pairs]
+    theirs = [dense_vectors(b) for _, b in pairs]
+    verdict = [ours.keys() == other.keys() for ours, other in zip(mine, theirs, strict=True)]
+    names = {name for vectors in mine for name in vectors}
+    for name in names:
+        rows = [i for i, ok in enumerate(verdict) if ok and name in mine[i]]
+        matched = rows_match([mine[i][name] for i in rows], [theirs[i][name] for i in rows],
+                             normalise=name in cosine)
+        for i, ok in zip(rows, matched, strict=True):
+            verdict[i] = verdict[i] and ok
+    return verdict

@@ -34,7 +34,7 @@ from album_operator.core.catchup import (
     within,
 )
 from album_operator.core.idstreams import id_order_key
-from album_operator.core.vectors import same_vectors
+from album_operator.core.vectors import matching_pairs
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,8 @@ def _settle_chunk(reader: SourceReader, engine: QdrantEngine, sources: Sequence[
     chunk = [[r for r in page.points if within(point_id(r.id), after, bound)] for page in pages]
     wanted = list(latest_union(chunk, _id_of, list(sources)))
     held = _held(reader, target, after, bound, batch_size)
-    found = list(differences(wanted, held, _id_of,
-                             lambda want, got: _same_point(want, got, cosine)))
+    equal = _equal_points(wanted, held, cosine)
+    found = list(differences(wanted, held, _id_of, lambda want, _: _id_of(want) in equal))
     _repair(engine, target, found, batch_size)
     kinds = [difference.kind for difference in found]
     return PassTally(compared=len(wanted), missing=kinds.count("missing"),
@@ -127,6 +127,13 @@ def _id_of(record: qm.Record) -> int | str:
     return point_id(record.id)
 
 
-def _same_point(want: qm.Record, got: qm.Record, cosine: frozenset[str]) -> bool:
-    return (want.payload or {}) == (got.payload or {}) and same_vectors(want.vector,
-                                                                        got.vector, cosine)
+def _equal_points(wanted: Sequence[qm.Record], held: Sequence[qm.Record],
+                  cosine: frozenset[str]) -> set[int | str]:
+    """IDs whose payload and vectors are the same in the sources and the master; the vectors
+    of a chunk are compared in one array operation."""
+    held_by_id = {_id_of(record): record for record in held}
+    pairs = [(want, held_by_id[_id_of(want)]) for want in wanted
+             if _id_of(want) in held_by_id
+             and (want.payload or {}) == (held_by_id[_id_of(want)].payload or {})]
+    verdicts = matching_pairs([(want.vector, got.vector) for want, got in pairs], cosine)
+    return {_id_of(want) for (want, _), same in zip(pairs, verdicts, strict=True) if same}
