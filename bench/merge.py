@@ -40,10 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, grpc
 from qdrant_client import models as qm
+from qdrant_client.conversions.conversion import RestToGrpc
 
 from album_operator.adapters.qdrant.connection import (
     ConnectionSettings,
@@ -51,6 +53,7 @@ from album_operator.adapters.qdrant.connection import (
     open_engine,
 )
 from album_operator.adapters.qdrant.copier import ContinuousCopy, CopyPlan, SourceCheckpoint
+from album_operator.adapters.qdrant.grpccopy import GrpcTransport
 from album_operator.reconcilers.master_merge import UPSERTS_PER_STREAM
 from bench import merge_operator
 from bench import server as bench_server
@@ -76,6 +79,12 @@ class YearData:
     def points(self, start: int, stop: int) -> list[qm.PointStruct]:
         return [qm.PointStruct(id=self.ids[i], vector=self.vectors[i].tolist(),
                                payload=self.payloads[i]) for i in range(start, stop)]
+
+    def grpc_points(self, start: int, stop: int) -> list[Any]:
+        return [grpc.PointStruct(
+            id=grpc.PointId(num=self.ids[i]),
+            vectors=grpc.Vectors(vector=grpc.Vector(data=self.vectors[i].tolist())),
+            payload=RestToGrpc.convert_payload(self.payloads[i])) for i in range(start, stop)]
 
 
 def _generate(per_year: int) -> list[YearData]:
@@ -177,6 +186,21 @@ def ceiling_upsert(engine: QdrantEngine, data: list[YearData], target: str, batc
         list(pool.map(lambda batch: upsert(*batch), batches))
 
 
+def grpc_ceiling_upsert(engine: QdrantEngine, data: list[YearData], target: str,
+                        batch_size: int, parallelism: int) -> None:
+    """``ceiling_upsert`` over gRPC: the points built as protobuf messages from memory and
+    upserted raw, ``parallelism`` requests in flight, each waited for."""
+    transport = GrpcTransport(engine)
+
+    def upsert(year: YearData, start: int) -> None:
+        transport.write(target, year.grpc_points(start, min(start + batch_size,
+                                                            len(year.ids))), True)
+
+    batches = [(year, start) for year in data for start in range(0, len(year.ids), batch_size)]
+    with ThreadPoolExecutor(max_workers=parallelism) as pool:
+        list(pool.map(lambda batch: upsert(*batch), batches))
+
+
 def _drop(engine: QdrantEngine, name: str) -> None:
     engine.call(lambda client: client.delete_collection(name))
 
@@ -195,7 +219,8 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
         del data  # the embedded half holds no copy of the points while it is measured
     total = per_year * len(YEARS)
     targets = {"naive": f"{prefix}naive_master", "mastermerge": f"{prefix}album_master_v1",
-               "ceiling": f"{prefix}ceiling_master"}
+               "ceiling": f"{prefix}ceiling_master",
+               "grpc_ceiling": f"{prefix}grpc_ceiling_master"}
     bulk_load = engine.capabilities.applies_hnsw  # as MasterMerge creates its master
     engine.call(lambda c: _create(c, targets["naive"]))
     engine.call(lambda c: _create(c, targets["mastermerge"], bulk_load))
@@ -209,9 +234,15 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
         engine.call(lambda c: _create(c, targets["ceiling"], bulk_load))
         copiers["ceiling"] = lambda: ceiling_upsert(engine, data, targets["ceiling"],
                                                     batch_size, parallelism)
+    if server is not None and engine.points_stub() is not None:
+        engine.call(lambda c: _create(c, targets["grpc_ceiling"], bulk_load))
+        copiers["grpc_ceiling"] = lambda: grpc_ceiling_upsert(
+            engine, data, targets["grpc_ceiling"], batch_size, parallelism)
+    else:
+        del targets["grpc_ceiling"]
     order = [*copiers, *reversed(copiers)]
     print(f"copying {total} points: {len(order)} timed passes "
-          f"({'-'.join('ABC'[list(copiers).index(c)] for c in order)}), then 2 traced ...",
+          f"({'-'.join('ABCD'[list(copiers).index(c)] for c in order)}), then 2 traced ...",
           flush=True)
     runs: dict[str, list[Run]] = {name: [] for name in copiers}
     waited = 0.0
@@ -243,17 +274,31 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
             "operator_over_naive": round(operator.points_per_s / rates["naive"], 2),
             "operator_over_ceiling": round(operator.points_per_s / rates["ceiling"], 2)}
     if server is not None:
-        result |= {
-            "ceiling_points_per_s": round(rates["ceiling"]),
-            "mastermerge_over_ceiling": round(rates["mastermerge"] / rates["ceiling"], 2),
-            "naive_over_ceiling": round(rates["naive"] / rates["ceiling"], 2),
-            "seconds_waiting_for_green": round(waited, 1),
-        }
+        result |= _ceiling_fields(rates, operator) | {
+            "seconds_waiting_for_green": round(waited, 1)}
     result |= {"naive_inflight_mb": round(naive_inflight, 1),
                "mastermerge_inflight_mb": round(merged_inflight, 1)}
     if server is not None:
         result |= server.memory_mb()
     return result
+
+
+def _ceiling_fields(rates: dict[str, float], operator: merge_operator.OperatorRun | None
+                    ) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "ceiling_points_per_s": round(rates["ceiling"]),
+        "mastermerge_over_ceiling": round(rates["mastermerge"] / rates["ceiling"], 2),
+        "naive_over_ceiling": round(rates["naive"] / rates["ceiling"], 2),
+        "copy_transport": "grpc" if "grpc_ceiling" in rates else "rest"}
+    if "grpc_ceiling" in rates:
+        fields |= {
+            "grpc_ceiling_points_per_s": round(rates["grpc_ceiling"]),
+            "mastermerge_over_grpc_ceiling": round(rates["mastermerge"] / rates["grpc_ceiling"],
+                                                   2)}
+        if operator is not None:
+            fields["operator_over_grpc_ceiling"] = round(
+                operator.points_per_s / rates["grpc_ceiling"], 2)
+    return fields
 
 
 def _summary(result: dict[str, object]) -> str:
@@ -264,13 +309,18 @@ def _summary(result: dict[str, object]) -> str:
         line += (f"; upsert ceiling {result['ceiling_points_per_s']:,} points/s, MasterMerge "
                  f"at {result['mastermerge_over_ceiling']}x of it (naive "
                  f"{result['naive_over_ceiling']}x)")
+    if "grpc_ceiling_points_per_s" in result:
+        line += (f"; gRPC upsert ceiling {result['grpc_ceiling_points_per_s']:,} points/s, "
+                 f"MasterMerge at {result['mastermerge_over_grpc_ceiling']}x of it")
     line += (f"; in-flight MB naive {result['naive_inflight_mb']}, MasterMerge "
              f"{result['mastermerge_inflight_mb']}")
     if "operator_points_per_s" in result:
         line += (f"; the operator process (Copying to Indexing, from its status): "
                  f"{result['operator_points_per_s']:,} points/s = "
                  f"{result['operator_over_naive']}x naive, {result['operator_over_ceiling']}x "
-                 f"the ceiling, Succeeded after {result['operator_seconds_to_succeeded']}s, "
+                 f"the ceiling ({result.get('operator_over_grpc_ceiling', '-')}x the gRPC one), "
+                 f"catch-up {result.get('operator_catch_up_seconds', '-')}s, "
+                 f"Succeeded after {result['operator_seconds_to_succeeded']}s, "
                  f"operator peak RSS {result['operator_peak_rss_mb']} MB")
     if "server_peak_rss_mb" in result:
         line += f"; server peak RSS {result['server_peak_rss_mb']} MB"

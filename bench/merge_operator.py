@@ -108,7 +108,8 @@ def measure(server: bench_server.Server, sources: list[str], points: int, size: 
     os.environ["KUBECONFIG"] = state.kubeconfig
     kubectl = [state.kubectl, f"--kubeconfig={state.kubeconfig}", f"--namespace={NAMESPACE}"]
     env = {**os.environ, "KUBECONFIG": state.kubeconfig, "QDRANT_URL": server.url,
-           **({"QDRANT_API_KEY": server.api_key} if server.api_key else {})}
+           **({"QDRANT_API_KEY": server.api_key} if server.api_key else {}),
+           **({"QDRANT_GRPC_PORT": str(server.grpc_port)} if server.grpc_port else {})}
     try:
         install_crds(load_api_client())
         subprocess.run([*kubectl, "create", "namespace", NAMESPACE], capture_output=True,
@@ -150,6 +151,8 @@ def _build(kubectl: list[str], operator: subprocess.Popen[bytes], sources: list[
         "operator_copy_seconds": round(copy_s, 2),
         "operator_points_per_s": round(rate),
         "operator_seconds_to_succeeded": round(seen["Succeeded"], 2),
+        "operator_catch_up_seconds": round(seen["Verifying"] - seen["CatchingUp"], 2)
+        if "CatchingUp" in seen and "Verifying" in seen else None,
         "operator_phase_started_at_s": {k: round(v, 2) for k, v in seen.items()},
         "operator_peak_rss_mb": round(_rss_kb(operator.pid, "VmHWM") / 1024, 1),
         "operator_cpu_seconds": round(_cpu_seconds(operator.pid), 1)})

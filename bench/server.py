@@ -41,8 +41,13 @@ class Server:
     api_key: str | None
     local: LocalQdrant | None
 
-    def settings(self) -> ConnectionSettings:
-        return ConnectionSettings(url=self.url, api_key=self.api_key)
+    @property
+    def grpc_port(self) -> int | None:
+        return self.local.grpc_port if self.local is not None else None
+
+    def settings(self, grpc: bool = True) -> ConnectionSettings:
+        return ConnectionSettings(url=self.url, api_key=self.api_key,
+                                  grpc_port=self.grpc_port if grpc else None)
 
     def client(self) -> QdrantClient:
         return QdrantClient(url=self.url, api_key=self.api_key, timeout=600,

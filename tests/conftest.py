@@ -166,9 +166,10 @@ class ServerTarget:
     url: str
     api_key: str | None
     local: LocalQdrant | None = None
+    grpc_port: int | None = None
 
     def settings(self) -> ConnectionSettings:
-        return ConnectionSettings(url=self.url, api_key=self.api_key)
+        return ConnectionSettings(url=self.url, api_key=self.api_key, grpc_port=self.grpc_port)
 
     def rest(self, method: str, path: str, **kwargs: Any) -> Any:
         """Qdrant's own REST answer (its ``result``), not qdrant-client's reading of it."""
@@ -194,11 +195,13 @@ def qdrant_server_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     """One Qdrant server for the session, with an API key, on free loopback ports."""
     url = os.environ.get("QDRANT_URL")
     if url:
-        yield ServerTarget(url.rstrip("/"), os.environ.get("QDRANT_API_KEY"))
+        grpc_port = os.environ.get("QDRANT_GRPC_PORT")
+        yield ServerTarget(url.rstrip("/"), os.environ.get("QDRANT_API_KEY"),
+                           grpc_port=int(grpc_port) if grpc_port else None)
         return
     local = start_local_qdrant(tmp_path_factory, cluster=False)
     try:
-        yield ServerTarget(local.url, local.api_key, local)
+        yield ServerTarget(local.url, local.api_key, local, grpc_port=local.grpc_port)
     finally:
         local.stop()
 

@@ -21,6 +21,7 @@ DISTRIBUTION = "qdrant-album-operator"
 RUN_ENVIRONMENT = """environment:
   QDRANT_URL, QDRANT_API_KEY  a Qdrant server to use when no --qdrant-secret is given
   QDRANT_PEER_URLS            a JSON object from each peer's cluster URI to its HTTP URL
+  QDRANT_GRPC_PORT            the server's gRPC port: MasterMerge copies over gRPC
   KUBECONFIG                  the cluster to run against (in a Pod: its service account)"""
 
 
@@ -178,6 +179,7 @@ def _config_from(args: argparse.Namespace) -> OperatorConfig:
         qdrant_url=os.environ.get("QDRANT_URL") or None,
         qdrant_api_key=os.environ.get("QDRANT_API_KEY") or None,
         qdrant_peer_urls=os.environ.get("QDRANT_PEER_URLS") or None,
+        qdrant_grpc_port=os.environ.get("QDRANT_GRPC_PORT") or None,
         embedded_path=args.embedded_path,
         resync_seconds=args.resync_seconds,
         deletion_grace_seconds=args.deletion_grace_seconds,

@@ -32,6 +32,8 @@ class OperatorConfig:
     qdrant_api_key: str | None = field(default=None, repr=False)
     qdrant_peer_urls: str | None = None
     """With ``qdrant_url``: the JSON ``peerUrls`` of a cluster (peer URI -> HTTP URL)."""
+    qdrant_grpc_port: str | None = None
+    """With ``qdrant_url``: the server's gRPC port, which bulk copies use."""
     embedded_path: str = field(default_factory=default_embedded_path)
     resync_seconds: float = 60.0
     merge_step_seconds: float = 1.0

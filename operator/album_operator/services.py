@@ -19,7 +19,7 @@ from album_operator.adapters.qdrant.connection import (
 from album_operator.adapters.qdrant.copier import CopyRegistry
 from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
-from album_operator.core.peers import parse_peer_urls
+from album_operator.core.peers import parse_grpc_port, parse_peer_urls
 from album_operator.core.retry import RetryBook
 from album_operator.core.writes import WriteLedger
 from album_operator.models.common import ConnectionSpec
@@ -114,8 +114,12 @@ async def default_connection(config: OperatorConfig, kube: KubeApi) -> Connectio
             peer_urls = parse_peer_urls(config.qdrant_peer_urls)
         except ValueError as exc:
             raise ValueError(f"QDRANT_PEER_URLS: {exc}") from None
+        try:
+            grpc_port = parse_grpc_port(config.qdrant_grpc_port)
+        except ValueError as exc:
+            raise ValueError(f"QDRANT_GRPC_PORT: {exc}") from None
         return ConnectionSettings(url=config.qdrant_url, api_key=config.qdrant_api_key,
-                                  peer_urls=peer_urls)
+                                  peer_urls=peer_urls, grpc_port=grpc_port)
     return ConnectionSettings(embedded_path=config.embedded_path)
 
 

@@ -40,9 +40,10 @@ class OperatorProcess:
     """``album-operator run`` as users run it, on a Qdrant server, in one namespace."""
 
     def __init__(self, kubectl: Kubectl, namespace: str, server_url: str, api_key: str,
-                 log: Path) -> None:
+                 log: Path, grpc_port: int | None = None) -> None:
         env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig, "QDRANT_URL": server_url,
-               "QDRANT_API_KEY": api_key}
+               "QDRANT_API_KEY": api_key,
+               **({"QDRANT_GRPC_PORT": str(grpc_port)} if grpc_port else {})}
         with log.open("a") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "album_operator.cli", "run", "-n", namespace,
@@ -189,7 +190,7 @@ def test_an_operator_killed_mid_build_resumes_and_the_alias_never_shows_an_unver
 
     def start() -> OperatorProcess:
         return OperatorProcess(kubectl, namespace, qdrant_server.url, qdrant_server.api_key
-                               or "", log)
+                               or "", log, qdrant_server.grpc_port)
     first = start()
     try:
         per_source = 600
@@ -241,7 +242,7 @@ def test_a_server_down_mid_copy_is_reported_retried_and_the_build_succeeds_when_
     namespace = f"outage-{uuid.uuid4().hex[:8]}"
     kubectl.run("create", "namespace", namespace)
     operator = OperatorProcess(kubectl, namespace, private_server.url, private_server.api_key,
-                               tmp_path / "operator.log")
+                               tmp_path / "operator.log", private_server.grpc_port)
     client = QdrantClient(url=private_server.url, api_key=private_server.api_key,
                           check_compatibility=False, timeout=10)
     try:
@@ -299,7 +300,7 @@ def cluster_operator(kubectl: Kubectl, cluster: LocalQdrant, tmp_path: Path
                      ) -> Callable[[str], OperatorProcess]:
     def start(namespace: str) -> OperatorProcess:
         return OperatorProcess(kubectl, namespace, cluster.url, cluster.api_key,
-                               tmp_path / "operator.log")
+                               tmp_path / "operator.log", cluster.grpc_port)
     return start
 
 

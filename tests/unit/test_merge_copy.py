@@ -284,3 +284,73 @@ def test_a_throttled_copy_keeps_to_its_rate(engine: QdrantEngine) -> None:
     assert count(engine, "master_v1") == TOTAL
     # the last page may go out as soon as the points before it have had their time
     assert time.monotonic() - started >= (TOTAL - 16) / 1000
+
+
+@pytest.mark.parametrize("engine", ["server"], indirect=True)
+def test_grpc_and_rest_copies_write_the_same_points(
+        qdrant_server_target: Any, engine: QdrantEngine) -> None:
+    """A server with a gRPC port copies over gRPC (protobuf end to end), one without over
+    REST; both masters hold exactly the sources' points, named vectors and payloads."""
+    from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
+    from album_operator.adapters.qdrant.grpccopy import GrpcTransport
+    from album_operator.adapters.qdrant.merge import RestTransport, copy_transport
+
+    if qdrant_server_target.grpc_port is None:
+        pytest.skip("the test server has no gRPC port (set QDRANT_GRPC_PORT)")
+    rest = open_engine(ConnectionSettings(url=qdrant_server_target.url,
+                                          api_key=qdrant_server_target.api_key))
+    try:
+        assert isinstance(copy_transport(SourceReader(engine), engine), GrpcTransport)
+        assert isinstance(copy_transport(SourceReader(rest), rest), RestTransport)
+        for via, master in ((engine, "master_v1"), (rest, "master_v2")):
+            copy_all(SourceReader(via), via, master, parallelism=3)
+        expected = {i for ids in SOURCES.values() for i in ids}
+        reader = SourceReader(engine)
+        assert set(reader.ids("master_v1")) == set(reader.ids("master_v2")) == expected
+        assert checksum(engine, "master_v1") == checksum(engine, "master_v2")
+        union = [r for name in SOURCES for r in reader.retrieve(name, [0, 249, 1000, 1129])]
+        copied = {r.id: r for r in reader.retrieve("master_v1", [0, 249, 1000, 1129])}
+        for record in union:
+            assert copied[record.id].payload == record.payload
+            assert vectors_match(copied[record.id].vector, record.vector,  # type: ignore[arg-type]
+                                 normalise=True)
+    finally:
+        rest.close()
+
+
+@pytest.mark.parametrize("engine", ["server"], indirect=True)
+def test_a_grpc_copy_keeps_named_sparse_vectors_and_uuid_ids(engine: QdrantEngine) -> None:
+    from album_operator.adapters.qdrant.grpccopy import GrpcTransport
+
+    if engine.points_stub() is None:
+        pytest.skip("the test server has no gRPC port (set QDRANT_GRPC_PORT)")
+    ids = ["0b5c0e6e-3f3c-4a59-9d0f-6c1f6f0d8a01", "ff000000-0000-4000-8000-000000000001"]
+
+    def seed(client: QdrantClient) -> None:
+        for name in ("master_v1", "master_v2"):
+            client.delete_collection(name)
+            client.create_collection(
+                name, vectors_config={"image": qm.VectorParams(size=4,
+                                                               distance=qm.Distance.DOT)},
+                sparse_vectors_config={"tags": qm.SparseVectorParams()})
+        client.upsert("master_v1", [qm.PointStruct(
+            id=pid, vector={"image": [0.5, 1.0, 2.0, -1.0],
+                            "tags": qm.SparseVector(indices=[3, 9], values=[0.25, 2.0])},
+            payload={"nested": {"a": [1, "x", None]}, "n": 1.5}) for pid in ids])
+    engine.call(seed)
+    transport = GrpcTransport(engine)
+    points, following = transport.page("master_v1", None, 10)
+    assert following is None
+    transport.write("master_v2", points, True)
+    got = engine.call(lambda c: c.retrieve("master_v2", ids, with_vectors=True,
+                                           with_payload=True))
+    assert sorted(str(r.id) for r in got) == sorted(ids)
+    for record in got:
+        assert record.payload == {"nested": {"a": [1, "x", None]}, "n": 1.5}
+        vectors = record.vector
+        assert isinstance(vectors, dict)
+        assert vectors["image"] == [0.5, 1.0, 2.0, -1.0]
+        assert vectors["tags"] == qm.SparseVector(indices=[3, 9], values=[0.25, 2.0])
+    first, following = transport.page("master_v1", None, 1)
+    assert len(first) == 1
+    assert following == max(ids)

@@ -17,6 +17,7 @@ from album_operator.core.peers import (
     ShardRoute,
     cluster_peers,
     normalise_uri,
+    parse_grpc_port,
     parse_peer_urls,
     peer_http_url,
     plan_shards,
@@ -98,6 +99,20 @@ def test_peer_urls_are_parsed(raw: str | None, expected: dict[str, str]) -> None
 def test_bad_peer_urls_are_refused(raw: str, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         parse_peer_urls(raw)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, None), ("", None), (" ", None), ("6334", 6334), (" 6334\n", 6334), ("1", 1),
+    ("65535", 65535),
+])
+def test_grpc_ports_are_parsed(raw: str | None, expected: int | None) -> None:
+    assert parse_grpc_port(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "65536", "-1", "63a4", "6334.0", "http://q:6334", "١٢"])
+def test_bad_grpc_ports_are_refused(raw: str) -> None:
+    with pytest.raises(ValueError, match="is not a port number"):
+        parse_grpc_port(raw)
 
 
 @pytest.mark.parametrize(("uri", "expected"), [

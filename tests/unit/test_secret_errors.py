@@ -73,6 +73,15 @@ def test_a_connection_secret_with_an_undecodable_key_is_unavailable() -> None:
         asyncio.run(kube_answering(secret).connection_from_secret("photos", "qdrant"))
 
 
+def test_a_connection_secret_names_its_grpc_port_or_is_refused_by_key() -> None:
+    secret = FakeSecret({"url": encoded(b"http://qdrant:6333"), "grpcPort": encoded(b"6334")})
+    settings = asyncio.run(kube_answering(secret).connection_from_secret("photos", "qdrant"))
+    assert settings.grpc_port == 6334
+    bad = FakeSecret({"url": encoded(b"http://qdrant:6333"), "grpcPort": encoded(b"grpc")})
+    with pytest.raises(SecretUnavailable, match="key 'grpcPort': 'grpc' is not a port number"):
+        asyncio.run(kube_answering(bad).connection_from_secret("photos", "qdrant"))
+
+
 def test_values_read_are_redacted_from_text() -> None:
     token = "s3cr3t-token-value-0123456789"
     secret = FakeSecret({"token": encoded(token.encode())})

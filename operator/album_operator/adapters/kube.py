@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from album_operator.adapters.qdrant.connection import ConnectionSettings
 from album_operator.adapters.redaction import register_secret
-from album_operator.core.peers import parse_peer_urls
+from album_operator.core.peers import parse_grpc_port, parse_peer_urls
 from album_operator.models.common import GROUP, VERSION
 
 
@@ -25,7 +25,7 @@ class SecretUnavailable(RuntimeError):
     (a user error, reported in status)."""
 
 
-PUBLIC_KEYS = frozenset({"url", "peerUrls", "ca.crt", "tls.crt"})
+PUBLIC_KEYS = frozenset({"url", "peerUrls", "grpcPort", "ca.crt", "tls.crt"})
 
 
 class SecretData(Mapping[str, str]):
@@ -173,8 +173,14 @@ class KubeApi:
         except ValueError as exc:
             raise SecretUnavailable(
                 f"Secret {namespace}/{name} key 'peerUrls': {exc}") from None
+        try:
+            grpc_port = parse_grpc_port(data.get("grpcPort"))
+        except ValueError as exc:
+            raise SecretUnavailable(
+                f"Secret {namespace}/{name} key 'grpcPort': {exc}") from None
         return ConnectionSettings(url=data["url"], api_key=data.get("apiKey") or None,
-                                  ca_pem=data.get("ca.crt") or None, peer_urls=peer_urls)
+                                  ca_pem=data.get("ca.crt") or None, peer_urls=peer_urls,
+                                  grpc_port=grpc_port)
 
     async def get_custom(self, plural: str, namespace: str, name: str
                          ) -> dict[str, Any] | None:

@@ -44,6 +44,16 @@ def parse_peer_urls(raw: str | None) -> dict[str, str]:
     return {normalise_uri(uri): url.rstrip("/") for uri, url in value.items()}
 
 
+def parse_grpc_port(raw: str | None) -> int | None:
+    """The ``grpcPort`` value: a TCP port number, or nothing (REST only)."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{text[:20]!r} is not a port number (1-65535)")
+    return int(text)
+
+
 def _is_http_url(text: str) -> bool:
     try:
         parts = urlsplit(text)

@@ -115,7 +115,8 @@ class ConnectionSpec(CamelModel):
     secret_ref: LocalSecretRef = Field(
         description=(
             "Secret in this namespace with key `url` (required), and optional keys `apiKey`, "
-            "`ca.crt` (PEM bundle for TLS) and `peerUrls`. In cluster mode shard snapshots "
+            "`ca.crt` (PEM bundle for TLS), `grpcPort` (MasterMerge copies over gRPC) and "
+            "`peerUrls`. In cluster mode shard snapshots "
             "are asked of a peer that holds the shard (`GET /cluster` names each peer's "
             "p2p URI); its HTTP URL is the URI's host with the scheme and port of `url` (a "
             "StatefulSet's per-pod DNS names; `qdrant-0.qdrant-headless` gets the namespace "

@@ -140,6 +140,10 @@ class LocalQdrant:
     def url(self) -> str:
         return self.peers[0].url
 
+    @property
+    def grpc_port(self) -> int:
+        return self.peers[0].grpc_port
+
     def peer_urls(self) -> dict[str, str]:
         """Each peer's cluster URI -> its HTTP URL (the Secret's ``peerUrls``)."""
         return {peer.uri: peer.url for peer in self.peers if peer.uri is not None}

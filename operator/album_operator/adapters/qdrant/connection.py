@@ -62,6 +62,8 @@ class ConnectionSettings:
     peer_urls: Mapping[str, str] = field(default_factory=dict, hash=False)
     """In cluster mode: a peer's cluster URI -> its HTTP URL, where deriving it from the
     URI's host and ``url``'s scheme and port would be wrong (``core/peers.py``)."""
+    grpc_port: int | None = None
+    """The server's gRPC port on ``url``'s host: bulk copies use it (protobuf, no JSON)."""
 
     @property
     def is_embedded(self) -> bool:
@@ -71,7 +73,8 @@ class ConnectionSettings:
         """A stable key for the pool; hashes the secret parts instead of holding them."""
         raw = "\0".join([self.url or "", self.api_key or "", self.ca_pem or "",
                          self.embedded_path or "",
-                         json.dumps(dict(self.peer_urls), sort_keys=True)])
+                         json.dumps(dict(self.peer_urls), sort_keys=True),
+                         str(self.grpc_port or "")])
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def describe(self) -> str:
@@ -112,6 +115,8 @@ class QdrantEngine:
             None if self._lock is None
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-embedded"))
         self._new_async_client = async_client
+        self._grpc_client: QdrantClient | None = None
+        self._grpc_lock = threading.Lock()
         # One async client per event loop: its connections belong to the loop that made them
         # (the operator has one loop; tests may run several one after another).
         self._async_clients: weakref.WeakKeyDictionary[
@@ -119,6 +124,35 @@ class QdrantEngine:
         self._in_flight: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self.version_warning: str | None = None
+
+    def points_stub(self) -> Any | None:
+        """The server's gRPC Points service, when the connection names a gRPC port (a plain
+        or TLS channel as ``url`` says; a custom CA is only wired for REST, so not then)."""
+        settings = self.settings
+        if settings.grpc_port is None or settings.is_embedded or settings.ca_pem:
+            return None
+        with self._grpc_lock:
+            if self._grpc_client is None:
+                try:
+                    self._grpc_client = QdrantClient(
+                        url=settings.url, api_key=settings.api_key, prefer_grpc=True,
+                        grpc_port=settings.grpc_port, timeout=REQUEST_TIMEOUT_S,
+                        check_compatibility=False)
+                except Exception as exc:
+                    raise _error_from(exc) from None
+            return self._grpc_client.grpc_points
+
+    def grpc(self, fn: Callable[[Any], T]) -> T:
+        """Runs ``fn`` with the gRPC Points stub, errors redacted like ``call``'s."""
+        stub = self.points_stub()
+        if stub is None:
+            raise TypeError(f"{self.label}: no gRPC port configured")
+        try:
+            return fn(stub)
+        except QdrantError:
+            raise
+        except Exception as exc:
+            raise _error_from(exc) from None
 
     @property
     def is_async(self) -> bool:
@@ -199,6 +233,8 @@ class QdrantEngine:
                 asyncio.run_coroutine_threadsafe(client.close(), loop)
         if self._thread is not None:
             self._thread.shutdown(wait=False)
+        if self._grpc_client is not None:
+            self._grpc_client.close()
         self.call(lambda client: client.close())
 
 

@@ -12,13 +12,14 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import QdrantEngine
+from album_operator.adapters.qdrant.grpccopy import GrpcTransport
 from album_operator.core.collections import OWNER_KIND, OWNER_UID
 from album_operator.core.idstreams import PointId
 from album_operator.core.merge import parse_version
@@ -110,15 +111,45 @@ class CopyProgress:
     done: bool
 
 
-def _copy_serially(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
-                   offset: Offset, batch_size: int, max_batches: int) -> CopyProgress:
+class CopyTransport(Protocol):
+    """How a copy reads a source's pages and writes them to the target."""
+
+    def page(self, source: str, offset: Offset, limit: int) -> tuple[Sequence[Any], Offset]:
+        ...
+
+    def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
+        ...
+
+
+class RestTransport:
+    """Pages as qdrant-client records, over whichever client the engine has."""
+
+    def __init__(self, reader: SourceReader, engine: QdrantEngine) -> None:
+        self._reader, self._engine = reader, engine
+
+    def page(self, source: str, offset: Offset, limit: int) -> tuple[Sequence[Any], Offset]:
+        page = self._reader.page(source, offset, limit)
+        return page.points, page.next_offset
+
+    def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
+        upsert_records(self._engine, target, points, wait)
+
+
+def copy_transport(reader: SourceReader, engine: QdrantEngine) -> CopyTransport:
+    """gRPC when the connection names a gRPC port (protobuf end to end), else REST."""
+    if engine.points_stub() is not None:
+        return GrpcTransport(engine)
+    return RestTransport(reader, engine)
+
+
+def _copy_serially(transport: CopyTransport, source: str, target: str, offset: Offset,
+                   batch_size: int, max_batches: int) -> CopyProgress:
     copied = 0
     for _ in range(max_batches):
-        page = reader.page(source, offset, batch_size)
-        if page.points:
-            upsert_records(engine, target, page.points)
-            copied += len(page.points)
-        offset = page.next_offset
+        points, offset = transport.page(source, offset, batch_size)
+        if points:
+            transport.write(target, points, True)
+            copied += len(points)
         if offset is None:
             break
     return CopyProgress(copied, offset, offset is None)
@@ -140,29 +171,31 @@ def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: s
     are idempotent by ID, so repeating a step after a crash loses and duplicates nothing.
     ``deferred`` (a server) sends all but the step's last upsert without waiting for them to
     be applied; the last one waits, and a server applies one shard's writes in order, so it
-    is the barrier after which the whole step is applied.
+    is the barrier after which the whole step is applied. On a server with a gRPC port the
+    pages travel as protobuf (``grpccopy.py``).
     """
+    if source == target:
+        raise ValueError(f"a copy never writes its source ({source})")
+    transport = copy_transport(reader, engine)
     if parallelism == 1:  # the embedded engine: its lock would serialise a pipeline anyway
-        return _copy_serially(reader, engine, source, target, offset, batch_size, max_batches)
-    copied, unapplied = 0, list[qm.Record]()
+        return _copy_serially(transport, source, target, offset, batch_size, max_batches)
+    copied, unapplied = 0, list[Any]()
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="upsert") as pool:
         in_flight: deque[Future[None]] = deque()
         for batch in range(max_batches):
-            page = reader.page(source, offset, batch_size)
-            last = page.next_offset is None or batch == max_batches - 1
-            if page.points:
+            points, offset = transport.page(source, offset, batch_size)
+            last = offset is None or batch == max_batches - 1
+            if points:
                 barrier = not deferred or last
                 _drain(in_flight, keep=0 if deferred and last else parallelism - 1)
-                in_flight.append(pool.submit(upsert_records, engine, target, page.points,
-                                             barrier))
-                copied += len(page.points)
-                unapplied = [] if barrier else page.points
-            offset = page.next_offset
+                in_flight.append(pool.submit(transport.write, target, points, barrier))
+                copied += len(points)
+                unapplied = [] if barrier else list(points)
             if offset is None:
                 break
         _drain(in_flight, keep=0)
     if unapplied:  # the step ended on an empty page: its last write is repeated as barrier
-        upsert_records(engine, target, unapplied)
+        transport.write(target, unapplied, True)
     return CopyProgress(copied, offset, offset is None)
 
 
