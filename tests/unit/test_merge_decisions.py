@@ -9,6 +9,7 @@ import pytest
 
 from album_operator.core.collections import ObservedCollection, ObservedVector
 from album_operator.core.engine import EMBEDDED, SERVER
+from album_operator.core.idstreams import PointId
 from album_operator.core.merge import (
     TRANSITIONS,
     CopyRate,
@@ -24,10 +25,10 @@ from album_operator.core.merge import (
     masters_to_delete,
     may_swap,
     merge_ready,
-    merged_top_k,
     next_phase,
     next_version,
     parse_version,
+    ranked_union,
     rebuild_reason,
     source_check_due,
     sources_fingerprint,
@@ -209,10 +210,19 @@ def test_top_k_overlap() -> None:
     assert top_k_overlap([], [1]) == 1.0
 
 
-def test_the_union_of_sources_is_ranked_like_one_search() -> None:
-    per_source = [[(1, 0.9), (2, 0.5)], [(10, 0.95), (11, 0.4)], [(20, 0.6)]]
-    assert merged_top_k(per_source, 3) == [10, 1, 20]
-    assert merged_top_k([[(1, 3.0)], [(2, 1.0)]], 1, higher_is_better=False) == [2]
+HITS = [(0.9, 1, 0), (0.5, 2, 0), (0.95, 10, 1), (0.4, 11, 1), (0.6, 20, 2), (0.8, 2, 2)]
+
+
+@pytest.mark.parametrize(("higher", "left_out", "holder", "expected"), [
+    (True, (), {}, [10, 1, 2, 20, 11]),   # a shared ID once, at its best score
+    (False, (), {}, [11, 2, 20, 1, 10]),  # distances: the lowest first
+    (True, {10}, {}, [1, 2, 20, 11]),     # a point that changed since the catch-up
+    (True, (), {2: 0}, [10, 1, 20, 2, 11]),  # the master holds source 0's version of 2
+])
+def test_the_union_of_sources_is_ranked_like_one_search(
+        higher: bool, left_out: set[PointId], holder: dict[PointId, int],
+        expected: list[int]) -> None:
+    assert ranked_union(HITS, higher, left_out, holder) == expected
 
 
 def test_rollback_schedule_and_retention_do_not_change_the_build_digest() -> None:

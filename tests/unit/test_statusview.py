@@ -220,3 +220,16 @@ def test_a_catching_up_build_shows_its_pass(catch_up: dict[str, Any], expected: 
     build = section(lines, "Build album_master_v3")
     assert build[0].startswith("Build album_master_v3: CatchingUp")
     assert build[2] == "  " + expected
+
+
+def test_a_planned_merge_shows_its_plan_in_one_line() -> None:
+    body = load("mastermerge_mid_build.json")
+    body["status"]["plan"] = {
+        "plannedAt": "2026-12-03T10:45:00Z", "sources": [{"name": "album_2017", "points": 9}],
+        "pointsToCopy": 9, "distinctPoints": 9, "collidingIds": 0, "target": "album_master_v3",
+        "estimatedDiskBytes": 4096}
+    lines = story(MASTER_MERGE, body, [], QdrantFacts(where="http://qdrant:6333"), NOW)
+    plan = [line for line in lines if line.startswith("  plan (")]
+    assert plan == ["  plan (1m ago): 1 sources, 9 points to copy, 9 distinct, 0 IDs in more "
+                    "than one source; target album_master_v3; copy time unknown until a build "
+                    "has measured the rate; about 4.0 KiB of vectors and index"]

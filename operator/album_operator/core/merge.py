@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -245,12 +245,21 @@ def top_k_overlap(expected: Sequence[PointId], actual: Sequence[PointId]) -> flo
     return len(set(expected) & set(actual)) / len(expected)
 
 
-def merged_top_k(results: Iterable[Sequence[tuple[PointId, float]]], k: int,
-                 higher_is_better: bool = True) -> list[PointId]:
-    """The top-k of several sources' results, as one search over their union would rank."""
-    pooled = [hit for hits in results for hit in hits]
-    pooled.sort(key=lambda hit: hit[1], reverse=higher_is_better)
-    return [point_id for point_id, _ in pooled[:k]]
+def ranked_union(hits: Iterable[tuple[float, PointId, int]], higher_is_better: bool,
+                 left_out: Collection[PointId] = (),
+                 holder: Mapping[PointId, int] | None = None) -> list[PointId]:
+    """The IDs of several sources' hits (score, ID, source index) as one search over their
+    union would rank them, each once; ``left_out`` IDs are dropped, and so is the hit of a
+    source that does not hold the version ``holder`` names for a shared ID."""
+    holder = holder or {}
+    ranked: list[PointId] = []
+    seen: set[PointId] = set()
+    for _, pid, index in sorted(hits, key=lambda hit: hit[0], reverse=higher_is_better):
+        if pid in left_out or pid in seen or holder.get(pid, index) != index:
+            continue
+        seen.add(pid)
+        ranked.append(pid)
+    return ranked
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from album_operator.core.merge_plan import plan_message
 from album_operator.core.timeutil import parse_rfc3339
 from album_operator.models.kinds import ALL_KINDS, KindInfo
 
@@ -266,6 +267,9 @@ def _master_merge(spec: Mapping[str, Any], status: Mapping[str, Any],
     if status.get("nextRetryTime"):
         lines.append(f"  failed {status.get('failedBuildsInARow', 0)} times in a row; next "
                      f"retry {when(status['nextRetryTime'], now)}")
+    if status.get("plan") and status["plan"].get("sources"):
+        lines.append(f"  plan ({when(status['plan'].get('plannedAt'), now)}): "
+                     f"{_one_line(plan_message(status['plan']), 200)}")
     build = status.get("currentBuild")
     return lines + (_build(build, now) if build else _last_build(status, now))
 

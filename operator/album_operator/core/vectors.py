@@ -29,6 +29,12 @@ def cosine_names(layout: Mapping[str, HasDistance]) -> frozenset[str]:
     return frozenset(name for name, spec in layout.items() if spec.distance.lower() == "cosine")
 
 
+def distance_names(layout: Mapping[str, HasDistance]) -> frozenset[str]:
+    """The vector names of ``layout`` whose search score is a distance (lower ranks first)."""
+    return frozenset(name for name, spec in layout.items()
+                     if spec.distance.lower() in ("euclid", "manhattan"))
+
+
 def _unit(vector: Sequence[float]) -> list[float]:
     norm = math.sqrt(sum(x * x for x in vector)) or 1.0
     return [x / norm for x in vector]

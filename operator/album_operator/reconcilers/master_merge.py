@@ -75,7 +75,7 @@ from album_operator.core.merge_plan import (
 )
 from album_operator.core.schedule import next_scheduled_time, schedule_problem
 from album_operator.core.timeutil import parse_rfc3339, rfc3339
-from album_operator.core.vectors import cosine_names
+from album_operator.core.vectors import cosine_names, distance_names
 from album_operator.models.common import LabelSelector
 from album_operator.models.master_merge import MasterMergeSpec
 from album_operator.reconcilers.merge_verification import config_differences, verify_master
@@ -533,7 +533,7 @@ async def _verify(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any]
         verify_master, spec.verify, SourceReader(engine),
         [s["name"] for s in build["sources"]], build["name"], cosine_names(final.vectors),
         config_problems, build.get("version", 0),
-        IdSet.decode(snapshot) if snapshot else None)
+        IdSet.decode(snapshot) if snapshot else None, distance_names(final.vectors))
 
 
 async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,

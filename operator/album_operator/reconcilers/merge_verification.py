@@ -28,7 +28,7 @@ from album_operator.core.idstreams import (
     compare_ids,
     distinct_union,
 )
-from album_operator.core.merge import merged_top_k, top_k_overlap
+from album_operator.core.merge import ranked_union, top_k_overlap
 from album_operator.core.vectors import same_vectors
 from album_operator.models.master_merge import VerifySettings
 
@@ -86,30 +86,41 @@ class _IdSetTap:
 
 
 def _search_overlap(settings: VerifySettings, reader: SourceReader, sources: list[str],
-                    target: str, probe: Any, cosine: frozenset[str]) -> float:
+                    target: str, probe: Any, cosine: frozenset[str],
+                    ascending: frozenset[str]) -> float:
     """Top-k of the master against the top-k of the sources' union, both exact. Points that
-    differ between the two now (written into a source after the catch-up) rank in neither, so
-    a source being written does not count against the master."""
+    differ between the two now (written into a source after the catch-up) rank in neither,
+    and a shared ID ranks by the version the master holds (the later source's), so a source
+    being written does not count against the master. Only the IDs on which the two lists
+    disagree are read to find such points."""
     vector, using = probe.vector, None
     if isinstance(vector, dict):
         using, vector = next(iter(vector.items()))
     depth = settings.top_k * 2
-    per_source = [reader.search(s, vector, depth, using) for s in sources]
+    hits = [(score, pid, index) for index, source in enumerate(sources)
+            for pid, score in reader.search(source, vector, depth, using)]
+    higher_is_better = (using or "") not in ascending
     master = [pid for pid, _ in reader.search(target, vector, depth, using)]
-    candidates = {pid for hits in per_source for pid, _ in hits} | set(master)
-    compared = _differing_points(reader, sources, target, sorted(candidates, key=str), cosine)
-    # a shared ID ranks by the version the master holds, the later source's
-    current = [[(pid, score) for pid, score in hits if compared.holder.get(pid) == index]
-               for index, hits in enumerate(per_source)]
-    union = merged_top_k(current, depth)
-    expected = [pid for pid in union if pid not in compared.differing][:settings.top_k]
-    actual = [pid for pid in master if pid not in compared.differing][:settings.top_k]
-    return top_k_overlap(expected, actual)
+    unstable: set[PointId] = set()
+    holder: dict[PointId, int] = {}
+    checked: set[PointId] = set()
+    while True:
+        expected = ranked_union(hits, higher_is_better, unstable, holder)[:settings.top_k]
+        actual = [pid for pid in master if pid not in unstable][:settings.top_k]
+        suspects = (set(expected) ^ set(actual)) - checked
+        if not suspects:
+            return top_k_overlap(expected, actual)
+        checked |= suspects
+        compared = _differing_points(reader, sources, target, sorted(suspects, key=str),
+                                     cosine)
+        unstable |= compared.differing
+        holder.update(compared.holder)
 
 
 def _worst_overlap(settings: VerifySettings, reader: SourceReader, sources: list[str],
-                   target: str, probes: list[Any], cosine: frozenset[str]) -> float | None:
-    overlaps = [_search_overlap(settings, reader, sources, target, probe, cosine)
+                   target: str, probes: list[Any], cosine: frozenset[str],
+                   ascending: frozenset[str]) -> float | None:
+    overlaps = [_search_overlap(settings, reader, sources, target, probe, cosine, ascending)
                 for probe in probes]
     return min(overlaps, default=None)
 
@@ -133,10 +144,13 @@ def _id_problems(ids: IdSetDiff, actual: int, master_ids: IdSet, snapshot: IdSet
 
 def verify_master(settings: VerifySettings, reader: SourceReader, sources: list[str],
                   target: str, cosine: frozenset[str], config_problems: list[str], seed: int,
-                  snapshot: IdSet | None = None) -> dict[str, Any]:
+                  snapshot: IdSet | None = None, ascending: frozenset[str] = frozenset()
+                  ) -> dict[str, Any]:
     """Runs every check and returns ``status.verification``. ``cosine`` names the vectors
-    compared after normalisation; ``snapshot`` is the final catch-up's ID set, when the build
-    had one (without it the master must equal the sources as they are now)."""
+    compared after normalisation, ``ascending`` those whose search scores are distances
+    (Euclid, Manhattan: lower ranks first); ``snapshot`` is the final catch-up's ID set,
+    when the build had one (without it the master must equal the sources as they are
+    now)."""
     rng = random.Random(seed)
     sampler: Reservoir[PointId] = Reservoir(settings.sample_points, rng)
     master_ids = _IdSetTap()
@@ -151,7 +165,7 @@ def verify_master(settings: VerifySettings, reader: SourceReader, sources: list[
         problems.append(f"{len(differing)} of {len(sample)} sampled points differ")
     probes = [latest[p] for p in rng.sample(sample, min(settings.sample_queries, len(sample)))
               if p in latest]
-    overlap = _worst_overlap(settings, reader, sources, target, probes, cosine)
+    overlap = _worst_overlap(settings, reader, sources, target, probes, cosine, ascending)
     if overlap is not None and overlap < settings.min_top_k_overlap:
         problems.append(f"top-{settings.top_k} overlap {overlap:.2f} < "
                         f"{settings.min_top_k_overlap}")

@@ -16,6 +16,7 @@ from qdrant_client import grpc
 
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import REQUEST_TIMEOUT_S, QdrantEngine
+from album_operator.core.vectors import rows_match
 
 Offset = int | str | None
 
@@ -43,6 +44,11 @@ class GrpcTransport:
         self._engine = engine
 
     def page(self, source: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
+        points, following = self.scrolled(source, offset, limit)
+        return [as_upsert(point) for point in points], following
+
+    def scrolled(self, source: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
+        """A page of ``RetrievedPoint`` messages, and the offset of the next."""
         request = grpc.ScrollPoints(
             collection_name=source, limit=limit,
             with_payload=grpc.WithPayloadSelector(enable=True),
@@ -53,9 +59,75 @@ class GrpcTransport:
             lambda stub: stub.Scroll(request, timeout=REQUEST_TIMEOUT_S))
         following = (from_grpc_id(response.next_page_offset)
                      if response.HasField("next_page_offset") else None)
-        return [as_upsert(point) for point in response.result], following
+        return list(response.result), following
 
     def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
         request = grpc.UpsertPoints(collection_name=target, wait=wait, points=list(points))
         QDRANT_WRITES.labels("UpsertPoints").inc()
         self._engine.grpc(lambda stub: stub.Upsert(request, timeout=REQUEST_TIMEOUT_S))
+
+
+def _dense(vector: Any) -> Any:
+    """A ``VectorOutput``'s dense values, or None for a sparse or multi-vector one."""
+    if vector.HasField("dense"):
+        return vector.dense.data
+    if vector.HasField("sparse") or vector.HasField("multi_dense") or len(vector.indices.data):
+        return None
+    return vector.data
+
+
+def named_vectors(point: Any) -> dict[str, Any]:
+    """A ``RetrievedPoint``'s vectors by name ("" for the unnamed one), as ``VectorOutput``."""
+    vectors = point.vectors
+    if vectors.HasField("vectors"):
+        return dict(vectors.vectors.vectors)
+    return {"": vectors.vector} if vectors.HasField("vector") else {}
+
+
+def same_payload(left: Any, right: Any) -> bool:
+    return set(left.payload) == set(right.payload) and all(
+        left.payload[key] == right.payload[key] for key in left.payload)
+
+
+class GrpcPoints:
+    """The catch-up's view of points as ``RetrievedPoint`` messages (``catchup.py``)."""
+
+    def __init__(self, engine: QdrantEngine) -> None:
+        self._transport = GrpcTransport(engine)
+
+    def page(self, collection: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
+        return self._transport.scrolled(collection, offset, limit)
+
+    @staticmethod
+    def id_of(point: Any) -> int | str:
+        return from_grpc_id(point.id)
+
+    @staticmethod
+    def equal(pairs: Sequence[tuple[Any, Any]], cosine: frozenset[str]) -> list[bool]:
+        """Payloads compared value by value; dense vectors in bulk within float32 precision
+        (``rows_match``); sparse and multi-vectors byte for byte."""
+        verdict = [same_payload(a, b) for a, b in pairs]
+        mine = [named_vectors(a) for a, _ in pairs]
+        theirs = [named_vectors(b) for _, b in pairs]
+        for i, (ours, other) in enumerate(zip(mine, theirs, strict=True)):
+            verdict[i] = verdict[i] and ours.keys() == other.keys()
+        for name in {name for vectors in mine for name in vectors}:
+            rows, left, right = [], [], []
+            for i, ok in enumerate(verdict):
+                if not ok or name not in mine[i]:
+                    continue
+                a, b = _dense(mine[i][name]), _dense(theirs[i][name])
+                if a is None or b is None:
+                    verdict[i] = (mine[i][name].SerializeToString()
+                                  == theirs[i][name].SerializeToString())
+                else:
+                    rows.append(i)
+                    left.append(a)
+                    right.append(b)
+            for i, ok in zip(rows, rows_match(left, right, normalise=name in cosine),
+                             strict=True):
+                verdict[i] = ok
+        return verdict
+
+    def write(self, target: str, points: Sequence[Any]) -> None:
+        self._transport.write(target, [as_upsert(point) for point in points], True)
