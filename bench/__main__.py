@@ -38,6 +38,9 @@ def main() -> int:
                         help="points per source year for the merge benchmark")
     parser.add_argument("--merge-server-sizes", type=int, nargs="+", default=[2000],
                         help="points per source year for the merge benchmark's server half")
+    parser.add_argument("--merge-peers", type=int, default=1,
+                        help="the merge benchmark's server half on a cluster of this many "
+                             "peers (two shards per peer; the master inherits them)")
     parser.add_argument("--merge-batch", type=int, default=256,
                         help="MasterMerge copy batch size")
     parser.add_argument("--merge-parallelism", type=int, default=4,
@@ -66,7 +69,8 @@ def main() -> int:
             resync_seconds=args.resync_seconds, server_storage=args.server_storage), engines)
     if "merge" in args.which:
         results["merge"] = merge.run(args.merge_sizes, args.merge_batch,
-                                     args.merge_parallelism, args.merge_server_sizes, engines)
+                                     args.merge_parallelism, args.merge_server_sizes, engines,
+                                     args.merge_peers)
     if "edge" in args.which:
         results["edge"] = edge.run(args.edge_sizes, engines)
     if "edge_queue" in args.which and "embedded" in engines:  # it has no server half

@@ -103,11 +103,12 @@ def _generate(per_year: int) -> list[YearData]:
     return data
 
 
-def _seed(client: QdrantClient, data: list[YearData], prefix: str) -> list[str]:
+def _seed(client: QdrantClient, data: list[YearData], prefix: str, shards: int | None
+          ) -> list[str]:
     names = []
     for year in data:
         name = f"{prefix}album_{year.year}"
-        _create(client, name)
+        _create(client, name, shards=shards)
         for start in range(0, len(year.ids), SEED_BATCH):
             client.upsert(name, year.points(start, min(start + SEED_BATCH, len(year.ids))))
         names.append(name)
@@ -134,10 +135,11 @@ def _rate(*runs: Run) -> float:
     return sum(run.points for run in runs) / sum(run.seconds for run in runs)
 
 
-def _create(client: QdrantClient, name: str, bulk_load: bool = False) -> None:
+def _create(client: QdrantClient, name: str, bulk_load: bool = False,
+            shards: int | None = None) -> None:
     client.create_collection(name, vectors_config=qm.VectorParams(
         size=DIM, distance=qm.Distance.COSINE),
-        hnsw_config=qm.HnswConfigDiff(m=0) if bulk_load else None)
+        hnsw_config=qm.HnswConfigDiff(m=0) if bulk_load else None, shard_number=shards)
 
 
 def naive_loop(client: QdrantClient, dest: str, sources: list[str]) -> None:
@@ -214,7 +216,8 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
     """One size on one engine. With ``server`` (the engine is that server) the ceiling runs
     too, every pass starts on green collections, and the server's memory is reported."""
     data = _generate(per_year)
-    sources = engine.call(lambda c: _seed(c, data, prefix))
+    shards = server.shard_number if server is not None else None
+    sources = engine.call(lambda c: _seed(c, data, prefix, shards))
     if server is None:
         del data  # the embedded half holds no copy of the points while it is measured
     total = per_year * len(YEARS)
@@ -222,8 +225,8 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
                "ceiling": f"{prefix}ceiling_master",
                "grpc_ceiling": f"{prefix}grpc_ceiling_master"}
     bulk_load = engine.capabilities.applies_hnsw  # as MasterMerge creates its master
-    engine.call(lambda c: _create(c, targets["naive"]))
-    engine.call(lambda c: _create(c, targets["mastermerge"], bulk_load))
+    engine.call(lambda c: _create(c, targets["naive"], shards=shards))
+    engine.call(lambda c: _create(c, targets["mastermerge"], bulk_load, shards))
 
     copiers: dict[str, Callable[[], None]] = {
         "naive": lambda: engine.call(lambda c: naive_loop(c, targets["naive"], sources)),
@@ -231,11 +234,11 @@ def run_size(engine: QdrantEngine, per_year: int, batch_size: int, parallelism: 
                                              batch_size, parallelism),
     }
     if server is not None:
-        engine.call(lambda c: _create(c, targets["ceiling"], bulk_load))
+        engine.call(lambda c: _create(c, targets["ceiling"], bulk_load, shards))
         copiers["ceiling"] = lambda: ceiling_upsert(engine, data, targets["ceiling"],
                                                     batch_size, parallelism)
     if server is not None and engine.points_stub() is not None:
-        engine.call(lambda c: _create(c, targets["grpc_ceiling"], bulk_load))
+        engine.call(lambda c: _create(c, targets["grpc_ceiling"], bulk_load, shards))
         copiers["grpc_ceiling"] = lambda: grpc_ceiling_upsert(
             engine, data, targets["grpc_ceiling"], batch_size, parallelism)
     else:
@@ -347,7 +350,8 @@ def _run_on(engine: QdrantEngine, label: str, sizes: list[int], batch_size: int,
 
 def run(sizes: list[int], batch_size: int, parallelism: int = 4,
         server_sizes: list[int] | None = None,
-        engines: tuple[str, ...] = bench_server.ENGINES) -> list[dict[str, object]]:
+        engines: tuple[str, ...] = bench_server.ENGINES, peers: int = 1
+        ) -> list[dict[str, object]]:
     results: list[dict[str, object]] = []
     if "embedded" in engines:
         workdir = Path(tempfile.mkdtemp(prefix="bench-merge-"))
@@ -359,14 +363,16 @@ def run(sizes: list[int], batch_size: int, parallelism: int = 4,
             shutil.rmtree(workdir, ignore_errors=True)
     if "server" not in engines:
         return results
-    with bench_server.qdrant("merge") as server:
+    with bench_server.qdrant("merge", peers=peers) as server:
         if server is None:
             bench_server.skipped("merge")
             return results
         engine = open_engine(server.settings())
+        label = (f"Qdrant cluster of {peers} peers, {server.shard_number} shards"
+                 if peers > 1 else "Qdrant server")
         try:
             print(server.describe(), flush=True)
-            results += _run_on(engine, "Qdrant server", server_sizes or sizes, batch_size,
+            results += _run_on(engine, label, server_sizes or sizes, batch_size,
                                parallelism, "bench_", server)
         finally:
             engine.close()

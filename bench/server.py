@@ -42,6 +42,11 @@ class Server:
     local: LocalQdrant | None
 
     @property
+    def shard_number(self) -> int | None:
+        """Collections on a cluster get two shards per peer; a single server keeps one."""
+        return 2 * len(self.local.peers) if self.local and len(self.local.peers) > 1 else None
+
+    @property
     def grpc_port(self) -> int | None:
         return self.local.grpc_port if self.local is not None else None
 
@@ -117,7 +122,7 @@ def storage_root(storage: str) -> tuple[Path | None, str]:
 
 
 @contextmanager
-def qdrant(what: str, storage: str = "disk") -> Iterator[Server | None]:
+def qdrant(what: str, storage: str = "disk", peers: int = 1) -> Iterator[Server | None]:
     """The server for one benchmark's server half, or None (the half is then skipped)."""
     url = os.environ.get("QDRANT_URL")
     if url:
@@ -129,7 +134,9 @@ def qdrant(what: str, storage: str = "disk") -> Iterator[Server | None]:
         return
     root, _ = storage_root(storage)
     home = Path(tempfile.mkdtemp(prefix=f"bench-qdrant-{what}-", dir=root))
-    local = qdrant_server.start_single(binary, home, f"bench-{uuid.uuid4().hex}")
+    api_key = f"bench-{uuid.uuid4().hex}"
+    local = (qdrant_server.start_cluster(binary, home, api_key, peers) if peers > 1
+             else qdrant_server.start_single(binary, home, api_key))
     try:
         yield Server(local.url, local.api_key, local)
     finally:

@@ -10,7 +10,6 @@ from album_operator.core.catchup import (
     IdSet,
     PassTally,
     after_pass,
-    chunk_bound,
     differences,
     latest_union,
     within,
@@ -84,17 +83,6 @@ def test_passes_repeat_until_one_repairs_little(repaired: int, number: int,
                                                verdict: str) -> None:
     tally = PassTally(number=number, compared=1000, missing=repaired)
     assert after_pass(tally, quiet_points=10, max_passes=3) == verdict
-
-
-@pytest.mark.parametrize(("last_ids", "bound"), [
-    ([None, None], None),
-    ([5, None, 3], 3),
-    ([U2, 9, U1], 9),
-    ([U2, U1], U1),
-])
-def test_a_chunk_ends_at_the_lowest_last_id_of_the_full_pages(
-        last_ids: list[PointId | None], bound: PointId | None) -> None:
-    assert chunk_bound(last_ids) == bound
 
 
 @pytest.mark.parametrize(("point", "after", "bound", "inside"), [

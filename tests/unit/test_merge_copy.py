@@ -354,3 +354,56 @@ def test_a_grpc_copy_keeps_named_sparse_vectors_and_uuid_ids(engine: QdrantEngin
     first, following = transport.page("master_v1", None, 1)
     assert len(first) == 1
     assert following == max(ids)
+
+
+@pytest.mark.parametrize(("batch_size", "step_points"), [(3, 5), (32, 1000), (7, 64)])
+def test_catch_up_steps_repair_every_kind_of_difference_and_resume_between_steps(
+        engine: QdrantEngine, batch_size: int, step_points: int) -> None:
+    """The master lacks points, holds stale versions and holds points no source has (before,
+    between and after the sources' IDs); steps of a few points each, resumed from the last
+    settled ID, leave exactly the union."""
+    from album_operator.adapters.qdrant.catchup import catch_up_step
+    from album_operator.core.catchup import IdSet, PassTally
+
+    copy_all(SourceReader(engine), engine, "master_v1", parallelism=2)
+
+    def damage(client: QdrantClient) -> None:
+        client.delete("master_v1", qm.PointIdsList(points=[0, 17, 249, 1000, 1129]))
+        client.set_payload("master_v1", {"n": -1}, points=[5, 1064])
+        client.upsert("master_v1", [qm.PointStruct(id=i, vector=[1.0] * DIM, payload={})
+                                    for i in (500, 999, 5000, 9999)])
+        client.update_vectors("master_v1", [qm.PointVectors(id=100, vector=[2.0] * DIM)])
+    engine.call(damage)
+    tally, after, steps = PassTally(), None, 0
+    while True:
+        progress = catch_up_step(engine, list(SOURCES), "master_v1", after, batch_size,
+                                 frozenset({""}), step_points)
+        tally, after, steps = tally.add(progress.tally), progress.after, steps + 1
+        if progress.finished:
+            break
+    union = {i for ids in SOURCES.values() for i in ids}
+    assert (tally.missing, tally.changed, tally.removed) == (5, 3, 4)
+    assert tally.compared == len(union)
+    assert tally.ids == IdSet().with_ids(union)
+    assert steps >= len(union) // (step_points + batch_size), "resumed between steps"
+    reader = SourceReader(engine)
+    assert set(reader.ids("master_v1")) == union
+    assert_holds_the_union(engine, "master_v1")
+    again = catch_up_step(engine, list(SOURCES), "master_v1", None, batch_size,
+                          frozenset({""}), 10_000)
+    assert again.finished
+    assert again.tally.repaired == 0, "a second pass finds nothing left to repair"
+
+
+def assert_holds_the_union(engine: QdrantEngine, master: str) -> None:
+    """Every source point is in ``master`` with its payload and, to float32 precision, its
+    vector (the IDs of the sources do not collide)."""
+    def everything(name: str) -> dict[Any, Any]:
+        return {r.id: r for r in engine.call(lambda c: c.scroll(
+            name, limit=10_000, with_payload=True, with_vectors=True)[0])}
+    held = everything(master)
+    for name in SOURCES:
+        for pid, record in everything(name).items():
+            assert held[pid].payload == record.payload, pid
+            assert vectors_match(held[pid].vector, record.vector,
+                                 normalise=True), pid

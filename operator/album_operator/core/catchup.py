@@ -128,15 +128,6 @@ def after_pass(tally: PassTally, quiet_points: int, max_passes: int) -> PassVerd
     return "another pass"
 
 
-def chunk_bound(last_ids: Sequence[PointId | None]) -> PointId | None:
-    """The highest ID a chunk may settle: the lowest last ID of the sources whose page was
-    full (their later IDs are not read yet). None when every source was read to its end."""
-    candidates = [point_id for point_id in last_ids if point_id is not None]
-    if not candidates:
-        return None
-    return min(candidates, key=id_order_key)
-
-
 def within(point_id: PointId, after: PointId | None, bound: PointId | None) -> bool:
     """``after`` < ``point_id`` <= ``bound`` in scroll order (an open end when None)."""
     key = id_order_key(point_id)

@@ -1,16 +1,17 @@
 """The Qdrant side of a catch-up pass: reads the sources and the master chunk by chunk in
 scroll order and repairs the master (upserts what it lacks or holds in another version,
-deletes what no source holds any more). Sources are read through ``SourceReader`` only.
+deletes what no source holds any more). Sources are only scrolled; every write names the
+target.
 
-A chunk ends at an ID below which every source was read, so a pass can stop after any chunk
-and resume from the last settled ID (kept in status) without holding more than a page of
-every collection.
+A chunk is the sources' next points in scroll order and the master's up to the last of
+them, so a pass can stop after any chunk and resume from the last settled ID (kept in status)
+while holding about a page of every collection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,12 +30,10 @@ from album_operator.core.catchup import (
     Difference,
     IdSet,
     PassTally,
-    chunk_bound,
     differences,
     latest_union,
     within,
 )
-from album_operator.core.idstreams import id_order_key
 from album_operator.core.vectors import matching_pairs
 
 
@@ -96,40 +95,60 @@ def catch_up_step(engine: QdrantEngine, sources: Sequence[str], target: str, aft
                   batch_size: int, cosine: frozenset[str], max_points: int
                   ) -> CatchUpProgress:
     """Settles chunks above ``after`` until about ``max_points`` were compared or the pass
-    reached the end of every source."""
+    reached the end of every source. Every collection is read once, page by page, in scroll
+    order; a chunk is the union's next ``batch_size`` points and the master's up to them."""
     points = catch_up_points(engine)
-    workers = len(sources) if engine.capabilities.parallel_writes else 1
+    union = latest_union([_stream(points, source, after, batch_size) for source in sources],
+                         points.id_of, list(sources))
+    master = _Lookahead(_stream(points, target, after, batch_size), points.id_of)
     total = PassTally()
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, 8)),
-                            thread_name_prefix="catch-up") as pool:
-        while total.compared < max_points:
-            pages = list(pool.map(_page_after, [points] * len(sources), sources,
-                                  [after] * len(sources), [batch_size] * len(sources)))
-            bound = chunk_bound([points.id_of(page[-1]) if following is not None and page
-                                 else None for page, following in pages])
-            chunk = [[p for p in page if within(points.id_of(p), after, bound)]
-                     for page, _ in pages]
-            tally = _settle_chunk(points, engine, sources, target, chunk, after, bound,
-                                  batch_size, cosine)
-            total = total.add(tally)
-            if bound is None:
-                return CatchUpProgress(total, None, True)
-            after = bound
+    while total.compared < max_points:
+        wanted = list(itertools.islice(union, batch_size))
+        bound = points.id_of(wanted[-1]) if len(wanted) == batch_size else None
+        total = total.add(_settle_chunk(points, engine, target, wanted,
+                                        master.up_to(bound), batch_size, cosine))
+        if bound is None:
+            return CatchUpProgress(total, None, True)
+        after = bound
     return CatchUpProgress(total, after, False)
 
 
-def _page_after(points: CatchUpPoints, collection: str, after: Offset, batch_size: int
-                ) -> tuple[list[Any], Offset]:
-    """A page that starts above ``after``; scroll offsets are inclusive, so one more point
-    is read to keep a full page from ending at ``after`` itself."""
-    return points.page(collection, after, batch_size if after is None else batch_size + 1)
+def _stream(points: CatchUpPoints, collection: str, after: Offset, batch_size: int
+            ) -> Iterator[Any]:
+    """A collection's points above ``after`` in scroll order, read a page at a time."""
+    offset = after
+    while True:
+        page, following = points.page(collection, offset, batch_size)
+        yield from (p for p in page if within(points.id_of(p), after, None))
+        if following is None:
+            return
+        offset = following
 
 
-def _settle_chunk(points: CatchUpPoints, engine: QdrantEngine, sources: Sequence[str],
-                  target: str, chunk: list[list[Any]], after: Offset, bound: Offset,
-                  batch_size: int, cosine: frozenset[str]) -> PassTally:
-    wanted = list(latest_union(chunk, points.id_of, list(sources)))
-    held = _held(points, target, after, bound, batch_size)
+class _Lookahead:
+    """A point stream from which a chunk takes the points up to its bound, leaving the rest
+    for the next chunk."""
+
+    def __init__(self, stream: Iterator[Any], id_of: Callable[[Any], int | str]) -> None:
+        self._stream, self._id_of = stream, id_of
+        self._next: list[Any] = []
+
+    def up_to(self, bound: Offset) -> list[Any]:
+        taken: list[Any] = []
+        while True:
+            if not self._next:
+                following = next(self._stream, None)
+                if following is None:
+                    return taken
+                self._next.append(following)
+            if bound is not None and not within(self._id_of(self._next[0]), None, bound):
+                return taken
+            taken.append(self._next.pop())
+
+
+def _settle_chunk(points: CatchUpPoints, engine: QdrantEngine, target: str,
+                  wanted: list[Any], held: list[Any], batch_size: int,
+                  cosine: frozenset[str]) -> PassTally:
     equal = _equal_points(points, wanted, held, cosine)
     found = list(differences(wanted, held, points.id_of,
                              lambda want, _: points.id_of(want) in equal))
@@ -138,20 +157,6 @@ def _settle_chunk(points: CatchUpPoints, engine: QdrantEngine, sources: Sequence
     return PassTally(compared=len(wanted), missing=kinds.count("missing"),
                      changed=kinds.count("changed"), removed=kinds.count("unexpected"),
                      ids=IdSet().with_ids(points.id_of(p) for p in wanted))
-
-
-def _held(points: CatchUpPoints, target: str, after: Offset, bound: Offset, batch_size: int
-          ) -> list[Any]:
-    """The master's points in (after, bound]."""
-    held: list[Any] = []
-    offset = after
-    while True:
-        page, following = points.page(target, offset, batch_size)
-        held.extend(p for p in page if within(points.id_of(p), after, bound))
-        if following is None or (
-                bound is not None and id_order_key(following) > id_order_key(bound)):
-            return held
-        offset = following
 
 
 def _equal_points(points: CatchUpPoints, wanted: Sequence[Any], held: Sequence[Any],
