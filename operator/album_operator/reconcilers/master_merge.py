@@ -649,6 +649,7 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
     if phase == "Planning":
         status = await _plan(ref, spec, status, build, services, engine, now)
         build, outcome = dict(status["currentBuild"]), "done"
+        _running_copy(ref, spec, build, engine, services)  # copying before Copying is written
     elif phase == "Copying":
         build, finished = await _copy(ref, spec, build, engine, services, moment)
         outcome = "done" if finished else "more"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ from album_operator.core.idstreams import (
 from album_operator.core.merge import ranked_union, top_k_overlap
 from album_operator.core.vectors import same_vectors
 from album_operator.models.master_merge import VerifySettings
+
+PROBES_AT_ONCE = 4
 
 
 def config_differences(final: DesiredCollection, observed: ObservedCollection | None,
@@ -120,8 +123,12 @@ def _search_overlap(settings: VerifySettings, reader: SourceReader, sources: lis
 def _worst_overlap(settings: VerifySettings, reader: SourceReader, sources: list[str],
                    target: str, probes: list[Any], cosine: frozenset[str],
                    ascending: frozenset[str]) -> float | None:
-    overlaps = [_search_overlap(settings, reader, sources, target, probe, cosine, ascending)
-                for probe in probes]
+    def overlap(probe: Any) -> float:
+        return _search_overlap(settings, reader, sources, target, probe, cosine, ascending)
+    # Exact searches scan every vector on the server; a server runs several at once.
+    with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE if reader.concurrent else 1,
+                            thread_name_prefix="verify") as pool:
+        overlaps = list(pool.map(overlap, probes))
     return min(overlaps, default=None)
 
 

@@ -57,6 +57,11 @@ class SourceReader:
     def __init__(self, engine: QdrantEngine) -> None:
         self._engine = engine
 
+    @property
+    def concurrent(self) -> bool:
+        """Whether reads may run at once (a server; the embedded engine serialises them)."""
+        return self._engine.capabilities.parallel_writes
+
     def count(self, collection: str) -> int:
         return self._engine.call(lambda c: c.count(collection, exact=True).count)
 
