@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,31 +99,35 @@ def catch_up_step(engine: QdrantEngine, sources: Sequence[str], target: str, aft
     reached the end of every source. Every collection is read once, page by page, in scroll
     order; a chunk is the union's next ``batch_size`` points and the master's up to them."""
     points = catch_up_points(engine)
-    union = latest_union([_stream(points, source, after, batch_size) for source in sources],
-                         points.id_of, list(sources))
-    master = _Lookahead(_stream(points, target, after, batch_size), points.id_of)
-    total = PassTally()
-    while total.compared < max_points:
-        wanted = list(itertools.islice(union, batch_size))
-        bound = points.id_of(wanted[-1]) if len(wanted) == batch_size else None
-        total = total.add(_settle_chunk(points, engine, target, wanted,
-                                        master.up_to(bound), batch_size, cosine))
-        if bound is None:
-            return CatchUpProgress(total, None, True)
-        after = bound
-    return CatchUpProgress(total, after, False)
+    readers = len(sources) + 1 if engine.capabilities.parallel_writes else 1
+    with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="catch-up") as pool:
+        union = latest_union([_stream(points, source, after, batch_size, pool)
+                              for source in sources], points.id_of, list(sources))
+        master = _Lookahead(_stream(points, target, after, batch_size, pool), points.id_of)
+        total = PassTally()
+        while total.compared < max_points:
+            wanted = list(itertools.islice(union, batch_size))
+            bound = points.id_of(wanted[-1]) if len(wanted) == batch_size else None
+            total = total.add(_settle_chunk(points, engine, target, wanted,
+                                            master.up_to(bound), batch_size, cosine))
+            if bound is None:
+                return CatchUpProgress(total, None, True)
+            after = bound
+        return CatchUpProgress(total, after, False)
 
 
-def _stream(points: CatchUpPoints, collection: str, after: Offset, batch_size: int
-            ) -> Iterator[Any]:
-    """A collection's points above ``after`` in scroll order, read a page at a time."""
-    offset = after
+def _stream(points: CatchUpPoints, collection: str, after: Offset, batch_size: int,
+            pool: ThreadPoolExecutor) -> Iterator[Any]:
+    """A collection's points above ``after`` in scroll order, read a page at a time; the next
+    page is read while this one is compared (every collection's at once on a server)."""
+    reading = pool.submit(points.page, collection, after, batch_size)
     while True:
-        page, following = points.page(collection, offset, batch_size)
+        page, following = reading.result()
+        if following is not None:
+            reading = pool.submit(points.page, collection, following, batch_size)
         yield from (p for p in page if within(points.id_of(p), after, None))
         if following is None:
             return
-        offset = following
 
 
 class _Lookahead:
