@@ -184,7 +184,8 @@ def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_th
 
     built = ("aliasTarget", "conditions", "currentBuild", "failedBuildsInARow", "history",
              "lastBuiltDigest", "lastBuiltGeneration", "lastSwapTime", "masters",
-             "observedGeneration", "phase", "progress", "verification")
+             "observedGeneration", "phase", "plan", "progress", "sourcesFingerprint",
+             "verification")
     caplog.set_level(logging.INFO)
     seen = walk(kubectl, "mastermerge", "master", namespace, [
         Step("a source is missing", lambda: kubectl.apply(merge, namespace),
@@ -193,11 +194,12 @@ def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_th
                      "status.currentBuild.failureReason": "SourceMissing",
                      "status.history.0.points": 0, "status.history.0.result": "Failed",
                      "status.failedBuildsInARow": 1, "Building.status": "False",
+                     "Planned.status": "False", "Planned.reason": "SourceMissing",
                      "status.nextRetryTime": lambda v: isinstance(v, str)},
-             absent=("status.verification", "status.aliasTarget"),
+             absent=("status.verification", "status.aliasTarget", "status.plan"),
              fields=("conditions", "currentBuild", "failedBuildsInARow", "history",
                      "lastBuiltDigest", "lastBuiltGeneration", "masters", "nextRetryTime",
-                     "observedGeneration", "phase", "progress")),
+                     "observedGeneration", "phase", "progress", "sourcesFingerprint")),
         Step("the source appears: the failed build is retried without a spec change",
              create_late_source, until={"status.phase": "Succeeded"},
              expect={"Ready.status": "True", "Ready.reason": "Ready",
@@ -207,6 +209,7 @@ def test_master_merge_walks_through_failure_fix_and_recovery_and_status_tells_th
                          lambda m: m == f"alias {alias} -> {built_master['name']}",
                      "status.progress": f"{total}/{total}", "status.failedBuildsInARow": 0,
                      "status.verification.passed": True, "Verified.status": "True",
+                     "Planned.status": "True", "status.plan.distinctPoints": total,
                      "status.masters": lambda v: v == [built_master["name"]]},
              absent=("status.currentBuild.failureReason", "status.nextRetryTime"),
              fields=built),
