@@ -9,7 +9,7 @@
 -- The message is always Ready's own. The reason lists are those of the operator's catalogue,
 -- album_operator/core/health.py (a test keeps them equal).
 local progressing = {Building = true, NothingPublished = true, Pending = true}
-local suspended = {Paused = true, Suspended = true}
+local suspended = {DryRun = true, Paused = true, Suspended = true}
 
 local hs = {status = "Progressing", message = "waiting for the operator's Ready condition"}
 local ready = nil

@@ -86,6 +86,7 @@ MASTER_MERGE: Mapping[str, Reason] = {
     "Failed": _degraded("the latest build failed (its own reason unknown)"),
     "RetryScheduled": _degraded("the latest build failed; it is retried with backoff"),
     "RollbackTargetMissing": _degraded("spec.rollbackTo is not a kept master of this resource"),
+    "DryRun": Reason("Suspended", "spec.dryRun is true: the build is planned, nothing built"),
     # a build that failed (status.currentBuild.failureReason says the same)
     "SourceMissing": _degraded("a source collection does not exist"),
     "NoSources": _degraded("no source collection matched"),
