@@ -13,6 +13,7 @@ from typing import Any
 from album_operator.core.collections import DesiredCollection
 from album_operator.core.conditions import ConditionUpdate
 from album_operator.core.idstreams import CollisionScan
+from album_operator.core.merge import QDRANT_DEFAULT_HNSW_M
 
 BYTES_PER_COMPONENT = {"Float32": 4, "Float16": 2, "Uint8": 1}
 PRODUCT_COMPRESSION = {"x4": 4, "x8": 8, "x16": 16, "x32": 32, "x64": 64}
@@ -42,7 +43,8 @@ def quantized_bytes(size: int, quantization: Mapping[str, Any] | None) -> int:
 def estimated_disk_bytes(points: int, master: DesiredCollection) -> int:
     """The master's vectors, their quantized copies and HNSW links (layer 0 holds 2m links per
     point); payloads are not counted, their size is not known before reading them."""
-    hnsw_m = master.hnsw.m if master.hnsw and master.hnsw.m is not None else 16
+    hnsw_m = (master.hnsw.m if master.hnsw and master.hnsw.m is not None
+              else QDRANT_DEFAULT_HNSW_M)
     quantization = (master.quantization.model_dump(mode="json", exclude_none=True)
                     if master.quantization else None)
     per_point = POINT_OVERHEAD_BYTES

@@ -16,9 +16,10 @@ from qdrant_client import grpc
 
 from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import REQUEST_TIMEOUT_S, QdrantEngine
+from album_operator.core.idstreams import PointId
 from album_operator.core.vectors import rows_match
 
-Offset = int | str | None
+Offset = PointId | None
 
 
 def to_grpc_id(point_id: int | str) -> Any:
