@@ -35,6 +35,8 @@ SOURCES = {"album_2017": range(0, 90), "album_2018": range(1000, 1070),
 SPEC = MasterMergeSpec.model_validate({
     "sources": list(SOURCES), "alias": "album_master", "copy": {"batchSize": 8},
     "verify": {"samplePoints": 40, "sampleQueries": 5}})
+# A year no other test writes on the shared server: the missing-source retry creates it late.
+LATE_SOURCE = "album_2012"
 REF = ResourceRef(KIND, "photos", "master", "uid-merge", 1, "2026-01-01T00:00:00Z", {})
 
 
@@ -94,7 +96,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
 
 def owned(name: str) -> bool:
     """This test's collections (a shared test server holds other tests' too)."""
-    return name in SOURCES or name == "album_2020" or name.startswith("album_master_v")
+    return name in SOURCES or name == LATE_SOURCE or name.startswith("album_master_v")
 
 
 def collections(engine: QdrantEngine) -> set[str]:
@@ -349,7 +351,7 @@ def test_a_dry_run_plans_with_true_counts_and_collisions_and_creates_nothing(
 
 def test_a_failed_build_is_retried_as_soon_as_its_missing_source_appears(
         engine: QdrantEngine) -> None:
-    spec = SPEC.model_copy(update={"sources": [*SOURCES, "album_2020"]})
+    spec = SPEC.model_copy(update={"sources": [*SOURCES, LATE_SOURCE]})
     services = MergeServices(engine)
     status, _ = build_with(services, spec, {})
     assert (status["phase"], status["currentBuild"]["failureReason"]) == (
@@ -359,10 +361,11 @@ def test_a_failed_build_is_retried_as_soon_as_its_missing_source_appears(
     assert asyncio.run(step_master_merge(REF, spec, status, services))["phase"] == "Failed", \
         "nothing changed: the build waits for its backoff"
     engine.call(lambda c: c.create_collection(
-        "album_2020", vectors_config=qm.VectorParams(size=8, distance=qm.Distance.COSINE),
-        metadata=owner_stamp("photos", "album_2020")))
+        LATE_SOURCE, vectors_config=qm.VectorParams(size=8, distance=qm.Distance.COSINE),
+        metadata=owner_stamp("photos", LATE_SOURCE)))
     assert isinstance(services.kube, OwnersKube)
-    services.kube.live[("photos", "album-2020")] = {"metadata": {"uid": "uid-album_2020"}}
+    services.kube.live[("photos", LATE_SOURCE.replace("_", "-"))] = {
+        "metadata": {"uid": f"uid-{LATE_SOURCE}"}}
     services.now += dt.timedelta(seconds=11)
     status = asyncio.run(step_master_merge(REF, spec, status, services))
     assert status["currentBuild"]["trigger"] == "retrying the failed build: its sources changed"
