@@ -52,8 +52,15 @@ from album_operator.adapters.qdrant.connection import (
     QdrantEngine,
     open_engine,
 )
-from album_operator.adapters.qdrant.copier import ContinuousCopy, CopyPlan, SourceCheckpoint
+from album_operator.adapters.qdrant.copier import (
+    PAGES_PER_CHUNK,
+    ContinuousCopy,
+    CopyPlan,
+    whole_parts,
+)
 from album_operator.adapters.qdrant.grpccopy import GrpcTransport
+from album_operator.adapters.qdrant.merge import SourceReader, scan_sources
+from album_operator.core.merge import copy_range_points
 from album_operator.reconcilers.master_merge import UPSERTS_PER_STREAM
 from bench import merge_operator
 from bench import server as bench_server
@@ -161,13 +168,18 @@ def naive_loop(client: QdrantClient, dest: str, sources: list[str]) -> None:
 
 def operator_copy(engine: QdrantEngine, sources: list[str], target: str, batch_size: int,
                   parallelism: int) -> None:
-    """The reconciler's copy: a ``ContinuousCopy`` planned as ``_copy_plan`` plans it."""
+    """The reconciler's copy: a ``ContinuousCopy`` planned as ``_copy_plan`` plans it, the
+    sources cut into ranges by the planning scan (timed with the copy here; the operator
+    scans in its Planning phase)."""
     parallel = engine.capabilities.parallel_writes
-    plan = CopyPlan(target=target, batch_size=batch_size,
-                    streams=parallelism if parallel else 1,
+    streams = parallelism if parallel else 1
+    reader = SourceReader(engine)
+    every = copy_range_points(sum(reader.count(s) for s in sources), streams,
+                              batch_size * PAGES_PER_CHUNK)
+    _, ranges = scan_sources(reader, sources, every)
+    plan = CopyPlan(target=target, batch_size=batch_size, streams=streams,
                     upserts_per_stream=UPSERTS_PER_STREAM if parallel else 1,
-                    deferred_writes=parallel,
-                    sources={s: SourceCheckpoint(0, None, False) for s in sources})
+                    deferred_writes=parallel, parts=whole_parts(ranges))
     copy = ContinuousCopy(engine, plan).start()
     while copy.running:
         time.sleep(0.01)

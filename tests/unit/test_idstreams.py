@@ -10,13 +10,16 @@ import pytest
 
 from album_operator.core.idstreams import (
     Collision,
+    IdRange,
     OutOfOrder,
     PointId,
+    RangeCutter,
     Reservoir,
     collision_message,
     compare_ids,
     distinct_union,
     id_order_key,
+    precedes,
     scan_collisions,
 )
 
@@ -103,3 +106,36 @@ def test_the_reservoir_samples_uniformly_from_a_long_stream() -> None:
     assert min(hits) > 15
     assert max(hits) < 70
     assert sum(hits[:50]) == pytest.approx(sum(hits[50:]), rel=0.15)
+
+
+@pytest.mark.parametrize(("point_id", "bound", "before"), [
+    (3, None, True), (3, 4, True), (4, 4, False), (5, 4, False), (10**12, U1, True),
+    (U1, 10**12, False), (U1, U2, True), (U2, U2.upper(), False), (U2, U1, False)])
+def test_precedes_follows_scroll_order(point_id: PointId, bound: PointId | None,
+                                       before: bool) -> None:
+    assert precedes(point_id, bound) is before
+
+
+@pytest.mark.parametrize(("ids", "every", "ranges"), [
+    ([], 2, [IdRange(None, None, 0)]),
+    ([5], 2, [IdRange(None, None, 1)]),
+    ([1, 2, 3, 4], 2, [IdRange(None, 3, 2), IdRange(3, None, 2)]),
+    ([1, 2, 3, 4, 9], 2, [IdRange(None, 3, 2), IdRange(3, 9, 2), IdRange(9, None, 1)]),
+    ([7, 8, U1, U2], 3, [IdRange(None, U2, 3), IdRange(U2, None, 1)]),
+    ([1, 2, 3], None, [IdRange(None, None, 3)]),
+    ([1, 2, 3], 1, [IdRange(None, 2, 1), IdRange(2, 3, 1), IdRange(3, None, 1)]),
+])
+def test_a_cutter_cuts_a_stream_into_ranges_that_cover_every_id(
+        ids: list[PointId], every: int | None, ranges: list[IdRange]) -> None:
+    cutter = RangeCutter(every)
+    assert list(cutter.tap(ids)) == ids, "the stream passes through unchanged"
+    assert cutter.ranges == ranges
+    assert sum(r.expected for r in ranges) == len(ids)
+    for point_id in ids:  # each ID in exactly one range
+        assert sum(1 for r in ranges if (r.start is None or not precedes(point_id, r.start))
+                   and precedes(point_id, r.until)) == 1
+
+
+def test_a_range_holds_at_least_one_id() -> None:
+    with pytest.raises(ValueError, match="at least one ID"):
+        RangeCutter(0)

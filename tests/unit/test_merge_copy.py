@@ -18,9 +18,11 @@ from album_operator.adapters.qdrant import copier
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.adapters.qdrant.copier import (
     ContinuousCopy,
+    CopyPart,
     CopyPlan,
     CopyRegistry,
     SourceCheckpoint,
+    whole_parts,
 )
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
@@ -28,6 +30,7 @@ from album_operator.adapters.qdrant.merge import (
     copy_step,
     decode_offset,
     encode_offset,
+    scan_sources,
     swap_alias,
 )
 from album_operator.core.vectors import vectors_match
@@ -181,10 +184,17 @@ def test_offsets_round_trip_through_status() -> None:
 TOTAL = sum(len(ids) for ids in SOURCES.values())
 
 
-def plan(target: str, sources: dict[str, SourceCheckpoint] | None = None,
+def plan(target: str, parts: dict[CopyPart, SourceCheckpoint] | None = None,
          streams: int = 2) -> CopyPlan:
     return CopyPlan(target=target, batch_size=16, streams=streams, upserts_per_stream=2,
-                    sources=sources or {s: SourceCheckpoint(0, None, False) for s in SOURCES})
+                    parts=parts or {CopyPart(s): SourceCheckpoint(0, None, False)
+                                    for s in SOURCES})
+
+
+def ranged(engine: QdrantEngine, every: int) -> dict[CopyPart, SourceCheckpoint]:
+    """Every source cut into ranges of ``every`` points, as a build plans its copy."""
+    _, ranges = scan_sources(SourceReader(engine), list(SOURCES), every)
+    return whole_parts(ranges)
 
 
 def finish(copy: ContinuousCopy, timeout: float = 60.0) -> ContinuousCopy:
@@ -207,15 +217,46 @@ def test_a_copy_writes_every_point_of_every_source(engine: QdrantEngine) -> None
     copy = finish(ContinuousCopy(engine, plan("master_v1", streams=parallel(engine))).start())
     assert copy.error is None
     assert copy.done
-    assert copy.checkpoint() == {name: SourceCheckpoint(len(ids), None, True)
+    assert copy.checkpoint() == {CopyPart(name): SourceCheckpoint(len(ids), None, True)
                                  for name, ids in SOURCES.items()}
     assert count(engine, "master_v1") == TOTAL
 
 
+def test_ranges_are_copied_side_by_side_each_point_by_exactly_one_range(
+        engine: QdrantEngine) -> None:
+    parts = ranged(engine, every=60)
+    assert [(p.source, p.number) for p in parts][:5] == [
+        ("album_2017", 0), ("album_2017", 1), ("album_2017", 2), ("album_2017", 3),
+        ("album_2017", 4)]
+    assert [(c.next_offset, c.until, c.expected) for c in parts.values()] == [
+        (None, 60, 60), (60, 120, 60), (120, 180, 60), (180, 240, 60), (240, None, 10),
+        (None, 1060, 60), (1060, 1120, 60), (1120, None, 10)]
+    copy = finish(ContinuousCopy(engine, plan("master_v1", parts, parallel(engine))).start())
+    assert copy.error is None
+    assert [point.copied for point in copy.checkpoint().values()] == [
+        c.expected for c in parts.values()], "no range copies a point of another"
+    assert count(engine, "master_v1") == TOTAL
+    finish(ContinuousCopy(engine, plan("master_v2")).start())
+    assert checksum(engine, "master_v1") == checksum(engine, "master_v2")
+
+
+def test_a_copy_step_stops_before_the_end_of_its_range(engine: QdrantEngine) -> None:
+    reader = SourceReader(engine)
+    progress = copy_step(reader, engine, "album_2018", "master_v1", 1010, batch_size=16,
+                         max_batches=100, parallelism=parallel(engine), until=1050)
+    assert (progress.copied, progress.next_offset, progress.done) == (40, None, True)
+    assert set(reader.ids("master_v1")) == set(range(1010, 1050))
+    progress = copy_step(reader, engine, "album_2018", "master_v1", 1050, batch_size=16,
+                         max_batches=1, parallelism=parallel(engine), until=1055)
+    assert (progress.copied, progress.done) == (5, True), "a page cut at the range's end"
+
+
+@pytest.mark.parametrize("every", [None, 45])
 def test_a_stopped_copy_resumes_from_its_checkpoint_to_exactly_the_union(
-        engine: QdrantEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine: QdrantEngine, monkeypatch: pytest.MonkeyPatch, every: int | None) -> None:
     monkeypatch.setattr(copier, "PAGES_PER_CHUNK", 1)
-    first = ContinuousCopy(engine, plan("master_v1", streams=1))
+    first = ContinuousCopy(engine, plan("master_v1", ranged(engine, every) if every else None,
+                                        streams=1))
     real_step = copy_step
 
     def step_then_stop(*args: Any, **kwargs: Any) -> Any:
@@ -276,7 +317,8 @@ def test_a_deferred_copy_step_is_applied_when_it_returns(engine: QdrantEngine) -
 def test_a_throttled_copy_keeps_to_its_rate(engine: QdrantEngine) -> None:
     """A lower bound only: however fast the machine, the copy may not go faster."""
     throttled = CopyPlan(target="master_v1", batch_size=16, streams=2, upserts_per_stream=2,
-                         sources={s: SourceCheckpoint(0, None, False) for s in SOURCES},
+                         parts={CopyPart(s): SourceCheckpoint(0, None, False)
+                                for s in SOURCES},
                          max_points_per_second=1000)
     started = time.monotonic()
     copy = finish(ContinuousCopy(engine, throttled).start())
@@ -354,6 +396,32 @@ def test_a_grpc_copy_keeps_named_sparse_vectors_and_uuid_ids(engine: QdrantEngin
     first, following = transport.page("master_v1", None, 1)
     assert len(first) == 1
     assert following == max(ids)
+
+
+@pytest.mark.parametrize("engine", ["server"], indirect=True)
+def test_id_scans_over_grpc_and_rest_read_the_same_ids_in_scroll_order_page_after_page(
+        qdrant_server_target: Any, engine: QdrantEngine, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    from album_operator.adapters.qdrant import merge
+    from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
+
+    if engine.points_stub() is None:
+        pytest.skip("the test server has no gRPC port (set QDRANT_GRPC_PORT)")
+    uuids = ["0b5c0e6e-3f3c-4a59-9d0f-6c1f6f0d8a01", "ff000000-0000-4000-8000-000000000001"]
+    engine.call(lambda c: c.upsert("master_v1", [
+        qm.PointStruct(id=pid, vector=[1.0] * DIM) for pid in [*uuids, 7, 3, 900]]))
+    monkeypatch.setattr(merge, "ID_PAGE_SIZE", 2)  # three pages, read ahead
+    rest = open_engine(ConnectionSettings(url=qdrant_server_target.url,
+                                          api_key=qdrant_server_target.api_key))
+    try:
+        scans = []
+        for via in (engine, rest):
+            with SourceReader(via).id_streams(["master_v1", "album_2018"]) as streams:
+                scans.append({name: list(ids) for name, ids in streams})
+    finally:
+        rest.close()
+    assert scans[0] == scans[1] == {"master_v1": [3, 7, 900, *uuids],
+                                    "album_2018": list(SOURCES["album_2018"])}
 
 
 @pytest.mark.parametrize(("batch_size", "step_points"), [(3, 5), (32, 1000), (7, 64)])

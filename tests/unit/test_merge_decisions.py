@@ -18,6 +18,7 @@ from album_operator.core.merge import (
     StepOutcome,
     TriggerState,
     bulk_load_collection,
+    copy_range_points,
     copy_rate,
     failed_build_retry_at,
     indexing_outcome,
@@ -347,3 +348,16 @@ def test_ready_is_computed_from_the_state_after_each_step_never_kept(
         facts: MergeFacts, status: str, reason: str, message: str) -> None:
     ready = merge_ready(facts)
     assert (ready.status, ready.reason, ready.message) == (status, reason, message)
+
+
+@pytest.mark.parametrize(("total", "streams", "min_points", "every"), [
+    (200_000, 4, 4096, 6250),  # 32 ranges: each of 4 streams takes about 8
+    (50_004, 4, 4096, 4096),  # small sources: a range is still one chunk of pages
+    (270, 2, 8, 17),
+    (1, 4, 1, 1),
+    (10_000, 1, 4096, None),  # one stream (the embedded engine): sources whole
+    (0, 4, 4096, None),
+])
+def test_copy_ranges_are_sized_so_the_streams_finish_together(
+        total: int, streams: int, min_points: int, every: int | None) -> None:
+    assert copy_range_points(total, streams, min_points) == every

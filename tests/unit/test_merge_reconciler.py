@@ -142,6 +142,7 @@ def build_with(services: MergeServices, spec: MasterMergeSpec, status: dict[str,
 def test_a_crash_in_any_phase_repeats_the_step_and_ends_with_one_verified_master(
         engine: QdrantEngine, crash_in: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(master_merge, "CATCH_UP_POINTS_PER_STEP", 50)  # several steps
+    monkeypatch.setattr(master_merge, "RANGE_MIN_PAGES", 1)  # ranges of 17 points
     services = MergeServices(engine)
     status, phases = build(services, crash_in)
     assert status["phase"] == "Succeeded", status.get("currentBuild")
@@ -163,6 +164,12 @@ def test_a_crash_in_any_phase_repeats_the_step_and_ends_with_one_verified_master
     build_status = status["currentBuild"]
     assert [s["copied"] >= s["total"] for s in build_status["sources"]] == [True] * 3
     assert build_status["copiedPoints"] >= total  # a repeated copy step may count twice
+    ranges = [r for s in build_status["sources"] for r in s["ranges"]]
+    assert sum(r["expected"] for r in ranges) == total
+    assert all(r["done"] and r["copied"] >= r["expected"] for r in ranges)
+    # a server copies two streams side by side, in ranges of ceil(270 / (2 * 8)) = 17
+    # points: 6 + 5 + 7 ranges of sources of 90, 70 and 110 points
+    assert len(ranges) == (18 if engine.capabilities.parallel_writes else 3)
 
 
 @pytest.mark.parametrize(("stamped", "live_uid", "reason", "message"), [

@@ -157,3 +157,48 @@ class Reservoir(Generic[T]):
         for item in items:
             self.offer(item)
             yield item
+
+
+def precedes(point_id: PointId, bound: PointId | None) -> bool:
+    """``point_id`` comes before ``bound`` in scroll order (everything precedes no bound)."""
+    return bound is None or id_order_key(point_id) < id_order_key(bound)
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """The IDs from ``start`` (inclusive) up to ``until`` (exclusive) in scroll order, of
+    which ``expected`` were counted when the range was cut; None is an open end."""
+
+    start: PointId | None
+    until: PointId | None
+    expected: int
+
+
+class RangeCutter:
+    """Cuts an ID stream into ranges of ``every`` IDs while it passes through (None: one
+    range), so that one source's copy can run as several streams side by side."""
+
+    def __init__(self, every: int | None) -> None:
+        if every is not None and every < 1:
+            raise ValueError("a range holds at least one ID")
+        self.every = every
+        self.count = 0
+        self._cuts: list[PointId] = []
+
+    def tap(self, ids: Iterable[PointId]) -> Iterator[PointId]:
+        for point_id in ids:
+            if self.every and self.count and self.count % self.every == 0:
+                self._cuts.append(point_id)
+            self.count += 1
+            yield point_id
+
+    @property
+    def ranges(self) -> list[IdRange]:
+        """Ranges covering every ID, including any written after the cut: the first starts
+        at the beginning, the last runs to the end."""
+        starts: list[PointId | None] = [None, *self._cuts]
+        ends: list[PointId | None] = [*self._cuts, None]
+        full = (self.every or 0) * len(self._cuts)
+        sizes = [self.every or 0] * len(self._cuts) + [self.count - full]
+        return [IdRange(start, until, size)
+                for start, until, size in zip(starts, ends, sizes, strict=True)]

@@ -278,6 +278,19 @@ def copy_rate(copied: int, expected: int, started: dt.datetime | None, now: dt.d
     return CopyRate(round(rate, 1), math.ceil(max(expected - copied, 0) / rate))
 
 
+COPY_RANGES_PER_STREAM = 8
+"""Ranges per copy stream: enough that the streams finish close together (each takes the
+largest range left), few enough that a build's status stays small."""
+
+
+def copy_range_points(total_points: int, streams: int, min_points: int) -> int | None:
+    """Points per copy range, or None to copy each source whole (one stream has nothing
+    to balance). ``min_points`` keeps a range at least one chunk of pages."""
+    if streams <= 1 or total_points <= 0:
+        return None
+    return max(min_points, -(-total_points // (streams * COPY_RANGES_PER_STREAM)))
+
+
 def checkpoint_due(last: dt.datetime | None, now: dt.datetime, every_seconds: float) -> bool:
     """A running copy's checkpoint is written every ``every_seconds``, not at every step."""
     return last is None or (now - last).total_seconds() >= every_seconds

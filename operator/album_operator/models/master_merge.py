@@ -61,7 +61,8 @@ class CopySettings(CamelModel):
     batch_size: int = Field(default=256, ge=1, le=10000,
                             description="Points per scroll page and per upsert.")
     parallelism: int = Field(default=2, ge=1, le=16,
-                             description="Sources copied at once (servers only).")
+                             description="Copy streams at once, each taking the largest "
+                             "ID range of a source left (servers only).")
     max_points_per_second: int | None = Field(
         default=None, ge=1, le=10_000_000,
         description="Throttle: at most this many points a second over the whole copy, to "
@@ -161,15 +162,31 @@ class MasterMergeSpec(CamelModel):
         default=None, description="Another Qdrant than the operator-wide default.")
 
 
+class RangeProgress(CamelModel):
+    """Copy progress of one ID range of a source (ranges are copied side by side)."""
+
+    from_id: str | None = Field(default=None, alias="from", description=(
+        "First point ID of the range, JSON-encoded; absent: the source's beginning."))
+    until: str | None = Field(default=None, description=(
+        "First point ID after the range, JSON-encoded; absent: the source's end."))
+    expected: int = Field(default=0, description="Points in the range at planning.")
+    copied: int = Field(default=0, description="Points copied so far.")
+    next_offset: str | None = Field(default=None,
+                                    description="Scroll checkpoint (JSON-encoded point ID).")
+    done: bool = Field(default=False, description="All points of the range copied.")
+
+
 class SourceProgress(CamelModel):
     """Copy progress of one source."""
 
     name: str = Field(description="Source collection.")
     total: int = Field(default=0, description="Points counted at planning.")
     copied: int = Field(default=0, description="Points copied so far.")
-    next_offset: str | None = Field(default=None,
-                                    description="Scroll checkpoint (JSON-encoded point ID).")
+    next_offset: str | None = Field(default=None, description=(
+        "Scroll checkpoint (JSON-encoded point ID) of a build planned without ranges."))
     done: bool = Field(default=False, description="All points copied.")
+    ranges: list[RangeProgress] = Field(default_factory=list, description=(
+        "The source's ID ranges and their checkpoints, on a server."))
 
 
 class IdSetSummary(CamelModel):

@@ -18,7 +18,13 @@ from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant import collections as qdrant_collections
 from album_operator.adapters.qdrant.catchup import catch_up_step
 from album_operator.adapters.qdrant.connection import QdrantEngine
-from album_operator.adapters.qdrant.copier import ContinuousCopy, CopyPlan, SourceCheckpoint
+from album_operator.adapters.qdrant.copier import (
+    PAGES_PER_CHUNK,
+    ContinuousCopy,
+    CopyPart,
+    CopyPlan,
+    SourceCheckpoint,
+)
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
     alias_target,
@@ -27,6 +33,7 @@ from album_operator.adapters.qdrant.merge import (
     delete_alias,
     encode_offset,
     owned_versions,
+    scan_sources,
     swap_alias,
 )
 from album_operator.adapters.tenancy import collection_access
@@ -39,9 +46,9 @@ from album_operator.core.collections import (
 from album_operator.core.conditions import ConditionUpdate, merge_conditions
 from album_operator.core.idstreams import (
     CollisionScan,
+    IdRange,
     OutOfOrder,
     collision_message,
-    scan_collisions,
 )
 from album_operator.core.merge import (
     TERMINAL,
@@ -51,6 +58,7 @@ from album_operator.core.merge import (
     build_digest,
     bulk_load_collection,
     checkpoint_due,
+    copy_range_points,
     copy_rate,
     failed_build_retry_at,
     indexing_outcome,
@@ -87,6 +95,8 @@ REBUILD_ANNOTATION = "albumops.io/rebuild"
 # Upserts in flight per source on a server: the next page is scrolled while they run.
 UPSERTS_PER_STREAM = 2
 # Points a catch-up step compares before it writes its progress to status.
+RANGE_MIN_PAGES = PAGES_PER_CHUNK
+"""A copy range is at least one chunk of pages: a range's last page is cut at its end."""
 CATCH_UP_POINTS_PER_STEP = 20_000
 # A catch-up pass that repairs more than this many points is followed by another, up to
 # CATCH_UP_MAX_PASSES: writes that landed during a long copy are caught by the first pass,
@@ -272,6 +282,7 @@ class _Resolved:
     sources: list[str]
     observed: dict[str, ObservedCollection]
     scan: CollisionScan
+    ranges: dict[str, list[IdRange]]
     final: DesiredCollection
 
 
@@ -289,12 +300,27 @@ async def _resolve(ref: ResourceRef, spec: MasterMergeSpec, target: str, service
         detail = "; ".join(f"{s}: {layout}" for s, layout in layouts.items())
         raise BuildFailed("IncompatibleSources",
                           f"sources disagree on vector names, sizes or distances: {detail}")
-    reader = SourceReader(engine)
-    scan = await asyncio.to_thread(
-        lambda: scan_collisions([(s, reader.ids(s)) for s in sources]))
+    streams = spec.copy_settings.parallelism if engine.capabilities.parallel_writes else 1
+    every = copy_range_points(sum(o.points_count for o in observed.values()), streams,
+                              spec.copy_settings.batch_size * RANGE_MIN_PAGES)
+    scan, ranges = await asyncio.to_thread(scan_sources, SourceReader(engine), sources, every)
     final = master_collection(target, observed[sources[0]], spec.target_overrides,
                               ref.owner().metadata())
-    return _Resolved(sources, observed, scan, final)
+    return _Resolved(sources, observed, scan, ranges, final)
+
+
+def _range_status(id_range: IdRange) -> dict[str, Any]:
+    bounds = {"from": encode_offset(id_range.start), "until": encode_offset(id_range.until)}
+    return {**{k: v for k, v in bounds.items() if v is not None},
+            "expected": id_range.expected, "copied": 0, "done": False}
+
+
+def _ranges_of(source: dict[str, Any]) -> list[dict[str, Any]]:
+    """A source's ranges in status; a build planned before ranges has one, the source."""
+    return source.get("ranges") or [{
+        "expected": source.get("total", 0), "copied": source.get("copied", 0),
+        "done": source.get("done", False),
+        **({"nextOffset": source["nextOffset"]} if source.get("nextOffset") else {})}]
 
 
 def _plan_of(spec: MasterMergeSpec, resolved: _Resolved, status: dict[str, Any], now: str,
@@ -328,10 +354,12 @@ async def _plan(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
     observed = resolved.observed
     return {**status, "currentBuild": {
         **build, "sources": [{"name": s, "total": observed[s].points_count, "copied": 0,
-                              "done": False} for s in resolved.sources],
+                              "done": False,
+                              "ranges": [_range_status(r) for r in resolved.ranges[s]]}
+                             for s in resolved.sources],
         "expectedPoints": resolved.scan.distinct,
         "pointsToCopy": sum(observed[s].points_count for s in resolved.sources),
-        "copyStartedAt": now}}
+        "copyStartedAt": rfc3339(services.clock())}}  # after the scan: the rate is the copy's
 
 
 async def _dry_run(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
@@ -407,8 +435,15 @@ def _copy_plan(spec: MasterMergeSpec, build: dict[str, Any], engine: QdrantEngin
         streams=spec.copy_settings.parallelism if parallel else 1,
         upserts_per_stream=UPSERTS_PER_STREAM if parallel else 1, deferred_writes=parallel,
         max_points_per_second=spec.copy_settings.max_points_per_second,
-        sources={s["name"]: SourceCheckpoint(s["copied"], decode_offset(s.get("nextOffset")),
-                                             s["done"]) for s in build["sources"]})
+        parts={CopyPart(source["name"], number): _range_checkpoint(id_range)
+               for source in build["sources"]
+               for number, id_range in enumerate(_ranges_of(source))})
+
+
+def _range_checkpoint(id_range: dict[str, Any]) -> SourceCheckpoint:
+    start = id_range.get("nextOffset") or id_range.get("from")
+    return SourceCheckpoint(id_range["copied"], decode_offset(start), id_range["done"],
+                            decode_offset(id_range.get("until")), id_range.get("expected", 0))
 
 
 def _running_copy(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
@@ -442,19 +477,15 @@ async def _copy(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],
     return _with_checkpoint(build, checkpoint, moment), finished
 
 
-def _with_checkpoint(build: dict[str, Any], checkpoint: dict[str, SourceCheckpoint],
+def _with_checkpoint(build: dict[str, Any], checkpoint: dict[CopyPart, SourceCheckpoint],
                      moment: dt.datetime) -> dict[str, Any]:
     sources = []
     for source in build["sources"]:
-        point = checkpoint.get(source["name"])
-        updated = {k: v for k, v in source.items() if k != "nextOffset"}
-        if point is not None:
-            updated.update(copied=point.copied, done=point.done)
-            if point.next_offset is not None:  # absent rather than null: list items are
-                updated["nextOffset"] = encode_offset(point.next_offset)  # not merged
-        elif source.get("nextOffset") is not None:
-            updated["nextOffset"] = source["nextOffset"]
-        sources.append(updated)
+        ranges = [_range_with(id_range, checkpoint.get(CopyPart(source["name"], number)))
+                  for number, id_range in enumerate(_ranges_of(source))]
+        kept = {k: v for k, v in source.items() if k not in ("nextOffset", "ranges")}
+        sources.append({**kept, "copied": sum(r["copied"] for r in ranges),
+                        "done": all(r["done"] for r in ranges), "ranges": ranges})
     copied = sum(s["copied"] for s in sources)
     started = build.get("copyStartedAt")
     rate = copy_rate(copied, build.get("pointsToCopy", 0),
@@ -462,6 +493,16 @@ def _with_checkpoint(build: dict[str, Any], checkpoint: dict[str, SourceCheckpoi
     measured = {"pointsPerSecond": rate.points_per_second, "etaSeconds": rate.eta_seconds}
     return {**build, "sources": sources, "copiedPoints": copied,
             **{k: v for k, v in measured.items() if v is not None}}
+
+
+def _range_with(id_range: dict[str, Any], point: SourceCheckpoint | None) -> dict[str, Any]:
+    if point is None:
+        return id_range
+    updated = {k: v for k, v in id_range.items() if k != "nextOffset"}
+    updated.update(copied=point.copied, done=point.done)
+    if point.next_offset is not None:  # absent rather than null: list items are not merged
+        updated["nextOffset"] = encode_offset(point.next_offset)
+    return updated
 
 
 async def _index(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any],

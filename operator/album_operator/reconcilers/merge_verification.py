@@ -161,8 +161,9 @@ def verify_master(settings: VerifySettings, reader: SourceReader, sources: list[
     rng = random.Random(seed)
     sampler: Reservoir[PointId] = Reservoir(settings.sample_points, rng)
     master_ids = _IdSetTap()
-    ids = compare_ids(distinct_union([(s, reader.ids(s)) for s in sources]),
-                      sampler.tap(master_ids.tap(reader.ids(target))))
+    with reader.id_streams([*sources, target]) as streams:
+        master_stream = streams.pop()[1]
+        ids = compare_ids(distinct_union(streams), sampler.tap(master_ids.tap(master_stream)))
     actual = reader.count(target)
     problems = _id_problems(ids, actual, master_ids.value, snapshot)
     sample = sampler.items

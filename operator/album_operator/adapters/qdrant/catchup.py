@@ -25,6 +25,7 @@ from album_operator.adapters.qdrant.merge import (
     Offset,
     SourceReader,
     point_id,
+    read_ahead,
     upsert_records,
 )
 from album_operator.core.catchup import (
@@ -120,14 +121,8 @@ def _stream(points: CatchUpPoints, collection: str, after: Offset, batch_size: i
             pool: ThreadPoolExecutor) -> Iterator[Any]:
     """A collection's points above ``after`` in scroll order, read a page at a time; the next
     page is read while this one is compared (every collection's at once on a server)."""
-    reading = pool.submit(points.page, collection, after, batch_size)
-    while True:
-        page, following = reading.result()
-        if following is not None:
-            reading = pool.submit(points.page, collection, following, batch_size)
-        yield from (p for p in page if within(points.id_of(p), after, None))
-        if following is None:
-            return
+    pages = read_ahead(lambda offset: points.page(collection, offset, batch_size), after, pool)
+    return (p for p in pages if within(points.id_of(p), after, None))
 
 
 class _Lookahead:

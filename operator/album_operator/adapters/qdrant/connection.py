@@ -82,7 +82,8 @@ class ConnectionSettings:
             self.url)
 
 
-def _error_from(exc: Exception) -> QdrantError:
+def redacted_error(exc: Exception) -> QdrantError:
+    """A client failure as a ``QdrantError`` that names its cause with secrets redacted."""
     status = getattr(exc, "status_code", None)
     text = f"{type(exc).__name__}: {exc}"
     # qdrant-client wraps transport failures (a timeout, a refused connection) in an
@@ -139,7 +140,7 @@ class QdrantEngine:
                         grpc_port=settings.grpc_port, timeout=REQUEST_TIMEOUT_S,
                         check_compatibility=False)
                 except Exception as exc:
-                    raise _error_from(exc) from None
+                    raise redacted_error(exc) from None
             return self._grpc_client.grpc_points
 
     def grpc(self, fn: Callable[[Any], T]) -> T:
@@ -152,7 +153,7 @@ class QdrantEngine:
         except QdrantError:
             raise
         except Exception as exc:
-            raise _error_from(exc) from None
+            raise redacted_error(exc) from None
 
     @property
     def is_async(self) -> bool:
@@ -169,7 +170,7 @@ class QdrantEngine:
         except QdrantError:
             raise
         except Exception as exc:
-            raise _error_from(exc) from None
+            raise redacted_error(exc) from None
 
     async def run(self, fn: Callable[[QdrantClient], T]) -> T:
         """``call`` from async code, off the event loop: on the embedded engine's own thread,
@@ -190,7 +191,7 @@ class QdrantEngine:
             try:
                 client = self._new_async_client()
             except Exception as exc:
-                raise _error_from(exc) from None
+                raise redacted_error(exc) from None
             self._async_clients[loop] = client
         return client
 
@@ -204,7 +205,7 @@ class QdrantEngine:
         except QdrantError:
             raise
         except Exception as exc:
-            raise _error_from(exc) from None
+            raise redacted_error(exc) from None
 
     def _request_slot(self) -> asyncio.Semaphore:
         """At most REQUESTS_IN_FLIGHT requests at once; the rest wait in order. A fleet
@@ -262,7 +263,7 @@ def open_engine(settings: ConnectionSettings) -> QdrantEngine:
         client = QdrantClient(url=settings.url, api_key=settings.api_key,
                               timeout=REQUEST_TIMEOUT_S, check_compatibility=False, **extra)
     except Exception as exc:
-        raise _error_from(exc) from None
+        raise redacted_error(exc) from None
 
     def async_client() -> AsyncQdrantClient:
         return AsyncQdrantClient(url=settings.url, api_key=settings.api_key,

@@ -2,7 +2,9 @@
 upsert into the master at the server's pace, while the build's step only reads their
 checkpoint and writes it to status.
 
-A checkpoint names, per source, the offset below which every point is confirmed written
+A source is copied as one or more ID ranges (cut at planning), each an independent stream
+of work; a stream takes the largest range left, so the streams finish close together. A
+checkpoint names, per range, the offset below which every point is confirmed written
 (``copy_step`` returns an offset only after its upserts are acknowledged). A copy that dies,
 with the operator or on an error, restarts from the checkpoint last written to status:
 upserts are idempotent by ID, so a repeated chunk loses and duplicates nothing.
@@ -15,34 +17,55 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.merge import Offset, SourceReader, copy_step
+from album_operator.core.idstreams import IdRange
 
 # Pages copied between two checkpoints of one source: large enough that the upsert pipeline
 # rarely drains, small enough that a stop or a crash repeats little.
 PAGES_PER_CHUNK = 16
 
 
+class CopyPart(NamedTuple):
+    """One range of one source: the unit a copy stream takes."""
+
+    source: str
+    number: int = 0
+
+
 @dataclass(frozen=True)
 class SourceCheckpoint:
+    """Where a range's copy stands; ``until`` is the range's exclusive end (None: the
+    source's end) and ``expected`` its size at planning."""
+
     copied: int
     next_offset: Offset
     done: bool
+    until: Offset = None
+    expected: int = 0
 
 
 @dataclass(frozen=True)
 class CopyPlan:
     target: str
-    sources: Mapping[str, SourceCheckpoint]
+    parts: Mapping[CopyPart, SourceCheckpoint]
     batch_size: int
     streams: int
-    """Sources copied at once (1 on the embedded engine, whose calls are serialised)."""
+    """Ranges copied at once (1 on the embedded engine, whose calls are serialised)."""
     upserts_per_stream: int
     deferred_writes: bool = False
     """Upserts not waited for, each chunk ending with one that waits (``copy_step``)."""
     max_points_per_second: int | None = None
     """Shared by every stream; a throttled copy moves one page at a time."""
+
+
+def whole_parts(ranges: Mapping[str, list[IdRange]]) -> dict[CopyPart, SourceCheckpoint]:
+    """Fresh checkpoints for every range of every source, nothing copied yet."""
+    return {CopyPart(source, number): SourceCheckpoint(0, r.start, False, r.until, r.expected)
+            for source, source_ranges in ranges.items()
+            for number, r in enumerate(source_ranges)}
 
 
 class ContinuousCopy:
@@ -54,8 +77,9 @@ class ContinuousCopy:
         self._reader = SourceReader(engine)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._checkpoints = dict(plan.sources)
-        self._queue = [name for name, point in plan.sources.items() if not point.done]
+        self._checkpoints = dict(plan.parts)
+        self._queue = sorted((part for part, point in plan.parts.items() if not point.done),
+                             key=lambda part: plan.parts[part].copied - plan.parts[part].expected)
         self._error: BaseException | None = None
         self._started = time.monotonic()
         self._copied_here = 0
@@ -70,7 +94,7 @@ class ContinuousCopy:
             thread.start()
         return self
 
-    def checkpoint(self) -> dict[str, SourceCheckpoint]:
+    def checkpoint(self) -> dict[CopyPart, SourceCheckpoint]:
         with self._lock:
             return dict(self._checkpoints)
 
@@ -90,31 +114,32 @@ class ContinuousCopy:
         """Asks the threads to stop after their current chunk (its upserts confirmed)."""
         self._stop.set()
 
-    def _next_source(self) -> str | None:
+    def _next_part(self) -> CopyPart | None:
         with self._lock:
             return self._queue.pop(0) if self._queue and self._error is None else None
 
     def _work(self) -> None:
         try:
-            while not self._stop.is_set() and (source := self._next_source()) is not None:
-                self._copy_source(source)
+            while not self._stop.is_set() and (part := self._next_part()) is not None:
+                self._copy_part(part)
         except BaseException as exc:  # reported to the build's step, which restarts the copy
             with self._lock:
                 self._error = exc
 
-    def _copy_source(self, source: str) -> None:
-        point = self.checkpoint()[source]
+    def _copy_part(self, part: CopyPart) -> None:
+        point = self.checkpoint()[part]
         pages = 1 if self.plan.max_points_per_second else PAGES_PER_CHUNK
         while not point.done and not self._stop.is_set() and self._error is None:
             if self._pace():
                 continue
-            progress = copy_step(self._reader, self._engine, source, self.plan.target,
+            progress = copy_step(self._reader, self._engine, part.source, self.plan.target,
                                  point.next_offset, self.plan.batch_size, pages,
-                                 self.plan.upserts_per_stream, self.plan.deferred_writes)
+                                 self.plan.upserts_per_stream, self.plan.deferred_writes,
+                                 until=point.until)
             point = replace(point, copied=point.copied + progress.copied,
                             next_offset=progress.next_offset, done=progress.done)
             with self._lock:
-                self._checkpoints[source] = point
+                self._checkpoints[part] = point
                 self._copied_here += progress.copied
 
     def _pace(self) -> bool:

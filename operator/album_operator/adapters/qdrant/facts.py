@@ -10,7 +10,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient
 
-from album_operator.adapters.qdrant.connection import ConnectionSettings, _error_from
+from album_operator.adapters.qdrant.connection import ConnectionSettings, redacted_error
 from album_operator.adapters.redaction import redact, register_secret
 from album_operator.core.statusview import CollectionFacts, QdrantFacts, QdrantQuestion
 
@@ -36,7 +36,7 @@ def read_facts(settings: ConnectionSettings, question: QdrantQuestion) -> Qdrant
         finally:
             client.close()
     except Exception as exc:  # every way a server can fail a read-only look is one line
-        return QdrantFacts(where=where, problem=f"unreachable: {_error_from(exc)}")
+        return QdrantFacts(where=where, problem=f"unreachable: {redacted_error(exc)}")
 
 
 def _tls(settings: ConnectionSettings) -> dict[str, Any]:

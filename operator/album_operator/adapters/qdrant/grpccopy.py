@@ -50,17 +50,32 @@ class GrpcTransport:
 
     def scrolled(self, source: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
         """A page of ``RetrievedPoint`` messages, and the offset of the next."""
+        response, following = self._scroll(source, offset, limit, whole_points=True)
+        return list(response.result), following
+
+    def id_page(self, collection: str, offset: Offset, limit: int
+                ) -> tuple[list[int | str], Offset]:
+        """A page of IDs alone (no payload, no vectors), and the offset of the next."""
+        response, following = self._scroll(collection, offset, limit, whole_points=False)
+        return [from_grpc_id(point.id) for point in response.result], following
+
+    def _scroll(self, collection: str, offset: Offset, limit: int, whole_points: bool
+                ) -> tuple[Any, Offset]:
         request = grpc.ScrollPoints(
-            collection_name=source, limit=limit,
-            with_payload=grpc.WithPayloadSelector(enable=True),
-            with_vectors=grpc.WithVectorsSelector(enable=True))
+            collection_name=collection, limit=limit,
+            with_payload=grpc.WithPayloadSelector(enable=whole_points),
+            with_vectors=grpc.WithVectorsSelector(enable=whole_points))
         if offset is not None:
             request.offset.CopyFrom(to_grpc_id(offset))
         response = self._engine.grpc(
             lambda stub: stub.Scroll(request, timeout=REQUEST_TIMEOUT_S))
         following = (from_grpc_id(response.next_page_offset)
                      if response.HasField("next_page_offset") else None)
-        return list(response.result), following
+        return response, following
+
+    @staticmethod
+    def id_of(point: Any) -> int | str:
+        return from_grpc_id(point.id)
 
     def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
         request = grpc.UpsertPoints(collection_name=target, wait=wait, points=list(points))

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -21,10 +22,20 @@ from album_operator.adapters.metrics import QDRANT_WRITES
 from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.grpccopy import GrpcTransport
 from album_operator.core.collections import OWNER_KIND, OWNER_UID
-from album_operator.core.idstreams import PointId
+from album_operator.core.idstreams import (
+    CollisionScan,
+    IdRange,
+    PointId,
+    RangeCutter,
+    precedes,
+    scan_collisions,
+)
 from album_operator.core.merge import parse_version
 
 Offset = PointId | None
+T = TypeVar("T")
+ID_PAGE_SIZE = 8192
+"""IDs per scroll of an ID scan: pages without payloads or vectors are small."""
 EXACT_SEARCH = qm.SearchParams(exact=True, quantization=qm.QuantizationSearchParams(ignore=True))
 
 
@@ -72,17 +83,33 @@ class SourceReader:
             return Page(points, None if next_offset is None else point_id(next_offset))
         return self._engine.call(scroll)
 
-    def ids(self, collection: str, page_size: int = 1024) -> Iterator[PointId]:
-        offset: Offset = None
-        while True:
-            def scroll(client: QdrantClient, start: Offset = offset
-                       ) -> tuple[list[qm.Record], Any]:
-                return client.scroll(collection, limit=page_size, offset=start,
-                                     with_payload=False, with_vectors=False)
-            points, offset = self._engine.call(scroll)
-            yield from (point_id(p.id) for p in points)
-            if offset is None:
-                return
+    def ids(self, collection: str, pool: Executor | None = None) -> Iterator[PointId]:
+        """A collection's IDs in scroll order; with a ``pool``, the next page is read while
+        this one is consumed."""
+        return read_ahead(lambda offset: self.id_page(collection, offset), None, pool)
+
+    def id_page(self, collection: str, offset: Offset) -> tuple[list[PointId], Offset]:
+        if self._engine.points_stub() is not None:
+            return GrpcTransport(self._engine).id_page(collection, offset, ID_PAGE_SIZE)
+
+        def scroll(client: QdrantClient) -> tuple[list[qm.Record], Any]:
+            return client.scroll(collection, limit=ID_PAGE_SIZE, offset=offset,
+                                 with_payload=False, with_vectors=False)
+        points, following = self._engine.call(scroll)
+        return [point_id(p.id) for p in points], (
+            None if following is None else point_id(following))
+
+    @contextmanager
+    def id_streams(self, collections: Sequence[str]
+                   ) -> Iterator[list[tuple[str, Iterator[PointId]]]]:
+        """Every collection's IDs, read ahead all at once on a server (an ID scan waits on
+        the slowest stream, so they are read side by side rather than one after another)."""
+        if not self.concurrent:
+            yield [(name, self.ids(name)) for name in collections]
+            return
+        with ThreadPoolExecutor(max_workers=len(collections) or 1,
+                                thread_name_prefix="id-scan") as pool:
+            yield [(name, self.ids(name, pool)) for name in collections]
 
     def retrieve(self, collection: str, ids: Sequence[PointId]) -> list[qm.Record]:
         return self._engine.call(lambda c: c.retrieve(collection, list(ids), with_payload=True,
@@ -109,6 +136,37 @@ def upsert_records(engine: QdrantEngine, target: str, records: Sequence[qm.Recor
     engine.call(lambda c: c.upsert(target, points, wait=wait))
 
 
+def scan_sources(reader: SourceReader, sources: Sequence[str], every: int | None
+                 ) -> tuple[CollisionScan, dict[str, list[IdRange]]]:
+    """One pass over every source's IDs: the collisions, and each source cut into ranges of
+    ``every`` points (None: whole) for the copy."""
+    cutters = {source: RangeCutter(every) for source in sources}
+    with reader.id_streams(sources) as streams:
+        scan = scan_collisions([(name, cutters[name].tap(ids)) for name, ids in streams])
+    return scan, {source: cutter.ranges for source, cutter in cutters.items()}
+
+
+def read_ahead(fetch: Callable[[Offset], tuple[Sequence[T], Offset]], start: Offset,
+               pool: Executor | None) -> Iterator[T]:
+    """The items of the pages ``fetch`` returns from ``start`` on. With a ``pool`` the next
+    page is fetched while this one is consumed, so at most two pages are held."""
+    if pool is None:
+        offset = start
+        while True:
+            page, offset = fetch(offset)
+            yield from page
+            if offset is None:
+                return
+    reading = pool.submit(fetch, start)
+    while True:
+        page, following = reading.result()
+        if following is not None:
+            reading = pool.submit(fetch, following)
+        yield from page
+        if following is None:
+            return
+
+
 @dataclass(frozen=True)
 class CopyProgress:
     copied: int
@@ -125,6 +183,9 @@ class CopyTransport(Protocol):
     def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
         ...
 
+    def id_of(self, point: Any) -> PointId:
+        ...
+
 
 class RestTransport:
     """Pages as qdrant-client records, over whichever client the engine has."""
@@ -139,6 +200,10 @@ class RestTransport:
     def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
         upsert_records(self._engine, target, points, wait)
 
+    @staticmethod
+    def id_of(point: Any) -> PointId:
+        return point_id(point.id)
+
 
 def copy_transport(reader: SourceReader, engine: QdrantEngine) -> CopyTransport:
     """gRPC when the connection names a gRPC port (protobuf end to end), else REST."""
@@ -147,11 +212,24 @@ def copy_transport(reader: SourceReader, engine: QdrantEngine) -> CopyTransport:
     return RestTransport(reader, engine)
 
 
+def _page_before(transport: CopyTransport, source: str, offset: Offset, limit: int,
+                 until: Offset) -> tuple[Sequence[Any], Offset]:
+    """A page of the range that ends before ``until``: points at or past it belong to the
+    next range, and the range is done when it reaches one."""
+    points, following = transport.page(source, offset, limit)
+    if until is None:
+        return points, following
+    kept = [point for point in points if precedes(transport.id_of(point), until)]
+    if len(kept) < len(points) or (following is not None and not precedes(following, until)):
+        return kept, None
+    return kept, following
+
+
 def _copy_serially(transport: CopyTransport, source: str, target: str, offset: Offset,
-                   batch_size: int, max_batches: int) -> CopyProgress:
+                   batch_size: int, max_batches: int, until: Offset) -> CopyProgress:
     copied = 0
     for _ in range(max_batches):
-        points, offset = transport.page(source, offset, batch_size)
+        points, offset = _page_before(transport, source, offset, batch_size, until)
         if points:
             transport.write(target, points, True)
             copied += len(points)
@@ -167,8 +245,9 @@ def _drain(in_flight: deque[Future[None]], keep: int) -> None:
 
 def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
               offset: Offset, batch_size: int, max_batches: int, parallelism: int = 1,
-              deferred: bool = False) -> CopyProgress:
-    """Copies up to ``max_batches`` pages from ``offset``; resumable from ``next_offset``.
+              deferred: bool = False, until: Offset = None) -> CopyProgress:
+    """Copies up to ``max_batches`` pages from ``offset``, stopping before ``until`` (the
+    end of the range, None for the source's end); resumable from ``next_offset``.
 
     The next page is scrolled while up to ``parallelism`` upserts are in flight, so memory
     stays at ``batch_size * (parallelism + 1)`` points whatever the collection's size. The
@@ -183,12 +262,13 @@ def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: s
         raise ValueError(f"a copy never writes its source ({source})")
     transport = copy_transport(reader, engine)
     if parallelism == 1:  # the embedded engine: its lock would serialise a pipeline anyway
-        return _copy_serially(transport, source, target, offset, batch_size, max_batches)
+        return _copy_serially(transport, source, target, offset, batch_size, max_batches,
+                              until)
     copied, unapplied = 0, list[Any]()
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="upsert") as pool:
         in_flight: deque[Future[None]] = deque()
         for batch in range(max_batches):
-            points, offset = transport.page(source, offset, batch_size)
+            points, offset = _page_before(transport, source, offset, batch_size, until)
             last = offset is None or batch == max_batches - 1
             if points:
                 barrier = not deferred or last
