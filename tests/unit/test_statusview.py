@@ -114,6 +114,23 @@ def test_a_master_merge_mid_build_shows_its_conditions_progress_and_sources() ->
     assert len(rows) == 9
 
 
+def test_a_source_copied_in_ranges_shows_how_many_are_done() -> None:
+    body = load("mastermerge_mid_build.json")
+    source = body["status"]["currentBuild"]["sources"][5]
+    assert source["name"] == "album_2022"
+    source.pop("nextOffset")
+    source["ranges"] = [
+        {"until": "50006250", "expected": 6250, "copied": 6250, "done": True},
+        {"from": "50006250", "until": "50012500", "expected": 6250, "copied": 6250,
+         "done": True},
+        {"from": "50012500", "expected": 7500, "copied": 5932, "done": False,
+         "nextOffset": "50018432"}]
+    lines = story(MASTER_MERGE, body, [], QdrantFacts(where="http://qdrant:6333"), NOW)
+    rows = {line.split()[0]: line for line in section(lines, "Build album_master_v3")[3:]}
+    assert rows["album_2022"].endswith("92%, 2/3 ranges done")
+    assert rows["album_2021"].endswith("92%"), "a build planned before ranges"
+
+
 def test_the_qdrant_section_shows_what_the_server_says() -> None:
     facts = QdrantFacts(where="http://qdrant:6333", aliases={"album_master": ""},
                         collections=[CollectionFacts("album_master_v3", True, 95_872, "yellow"),

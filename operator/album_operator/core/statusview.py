@@ -290,11 +290,19 @@ def _build(build: Mapping[str, Any], now: dt.datetime) -> list[str]:
     sources = build.get("sources") or []
     if sources:
         rows = [[s.get("name", ""), f"{s.get('copied', 0):,} / {s.get('total', 0):,}",
-                 "done" if s.get("done") else progress_bar(s.get("copied", 0),
-                                                           s.get("total", 0))]
-                for s in sources]
+                 _copy_state(s)] for s in sources]
         lines.extend(table(["SOURCE", "COPIED", "STATE"], rows))
     return lines
+
+
+def _copy_state(source: Mapping[str, Any]) -> str:
+    if source.get("done"):
+        return "done"
+    bar = progress_bar(source.get("copied", 0), source.get("total", 0))
+    ranges = source.get("ranges") or []
+    if len(ranges) < 2:
+        return bar
+    return f"{bar}, {sum(1 for r in ranges if r.get('done'))}/{len(ranges)} ranges done"
 
 
 def _catch_up(state: Mapping[str, Any], now: dt.datetime) -> str:
