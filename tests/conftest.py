@@ -152,11 +152,33 @@ def helm() -> Path:
     return build.build(build.HELM)
 
 
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> str:
-    name = f"{TEST_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
+def engine_namespace_prefix(engine: str) -> str:
+    """Each engine's session operator watches only its own tests' namespaces, so the second
+    one started in a session does not first work through the objects the first one's tests
+    left (a bare API server has no namespace controller to delete them)."""
+    return f"{TEST_NAMESPACE_PREFIX}{engine[:3]}-"
+
+
+def pool_engine(pool: QdrantPool) -> str:
+    return "embedded" if pool.default.is_embedded else "server"
+
+
+def create_namespace(kubectl: Kubectl, prefix: str) -> str:
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     kubectl.run("create", "namespace", name)
     return name
+
+
+def sibling_namespace(kubectl: Kubectl, namespace: str) -> str:
+    """Another namespace watched by the same session operator as ``namespace``."""
+    return create_namespace(kubectl, namespace.rsplit("-", 1)[0] + "-")
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> str:
+    callspec = getattr(request.node, "callspec", None)
+    engine = callspec.params.get("qdrant_pool", "embedded") if callspec else "embedded"
+    return create_namespace(kubectl, engine_namespace_prefix(engine))
 
 
 @dataclass(frozen=True)
@@ -268,10 +290,12 @@ def qdrant_pool(request: pytest.FixtureRequest,
 @pytest.fixture(scope="session")
 def operator(kubectl: Kubectl, qdrant_pool: QdrantPool,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorThread]:
-    """One operator for the session, watching every test namespace, sharing the Qdrant pool."""
+    """One operator per engine for the session, watching that engine's test namespaces,
+    sharing the Qdrant pool."""
     from album_operator.config import OperatorConfig
 
-    config = OperatorConfig(namespaces=(f"{TEST_NAMESPACE_PREFIX}*",), resync_seconds=2.0,
+    watched = f"{engine_namespace_prefix(pool_engine(qdrant_pool))}*"
+    config = OperatorConfig(namespaces=(watched,), resync_seconds=2.0,
                             retry_backoff_seconds=1.0, retry_cap_seconds=8.0,
                             merge_retry_seconds=2.0, merge_checkpoint_seconds=1.0,
                             deletion_grace_seconds=5.0,

@@ -17,7 +17,6 @@ import json
 import logging
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import StringIO
@@ -38,7 +37,7 @@ from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.adapters.redaction import RedactingFilter
 from album_operator.edge.protocol import MAX_JSON_DEPTH, MAX_MANIFEST_BYTES
 from album_operator.runner import OperatorThread, snapshot_tls
-from tests.conftest import TEST_NAMESPACE_PREFIX
+from tests.conftest import create_namespace, engine_namespace_prefix, pool_engine
 from tests.helpers import Kubectl
 from tests.integration.test_edge_snapshot_policy import (
     DIM,
@@ -73,8 +72,7 @@ class Published:
 def published(kubectl: Kubectl, operator: OperatorThread, qdrant_pool: QdrantPool
               ) -> Published:
     """One policy with a published snapshot and uploads on, for the whole module."""
-    namespace = f"{TEST_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
-    kubectl.run("create", "namespace", namespace)
+    namespace = create_namespace(kubectl, engine_namespace_prefix(pool_engine(qdrant_pool)))
     collection = seed_collection(kubectl, namespace,
                                  lambda fn: qdrant_pool.engine().call(fn))
     kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)

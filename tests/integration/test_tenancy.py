@@ -15,7 +15,7 @@ import pytest
 import requests
 from qdrant_client import models as qm
 
-from tests.conftest import TEST_NAMESPACE_PREFIX
+from tests.conftest import sibling_namespace
 from tests.helpers import Kubectl, condition, wait_for
 from tests.integration.test_edge_snapshot_policy import policy, prefix, token_secret
 
@@ -24,10 +24,6 @@ DIM = 16
 POINTS = 50
 
 
-def other_namespace(kubectl: Kubectl) -> str:
-    name = f"{TEST_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
-    kubectl.run("create", "namespace", name)
-    return name
 
 
 def album(name: str, collection: str, **spec: Any) -> dict[str, Any]:
@@ -85,7 +81,7 @@ def merge(sources: list[str], alias: str) -> dict[str, Any]:
 
 def test_another_namespace_cannot_merge_publish_or_write_a_tenants_collection_without_a_grant(
         kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], edge_url: str) -> None:
-    tenant_a, tenant_b = namespace, other_namespace(kubectl)
+    tenant_a, tenant_b = namespace, sibling_namespace(kubectl, namespace)
     collection = f"{prefix(tenant_a)}_2024"
     original = owned_collection(kubectl, tenant_a, qdrant, collection)
 
