@@ -80,8 +80,11 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration")
     settings.execution.default_backoff = config.retry_backoff_seconds
-    settings.watching.server_timeout = 120
-    settings.watching.client_timeout = 150
+    # A watch that stays silent (seen once on a fresh API server: the objects applied right
+    # after the operator started never arrived) is closed and resumed from its last version
+    # within a minute, so the missed events still come in time for a `kubectl wait`.
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 75
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     # A timer tick running when its object is deleted must end before the finalizer goes;
