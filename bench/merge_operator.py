@@ -78,12 +78,14 @@ class PhaseWatch:
         return str(self.status.get("phase"))
 
 
-def _album_collection(source: str, size: int) -> dict[str, Any]:
+def _album_collection(source: str, size: int, shards: int | None) -> dict[str, Any]:
+    """The AlbumCollection that adopts a seeded source: its spec must match the collection
+    (a cluster's sources have several shards), or the operator refuses to adopt it."""
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AlbumCollection",
             "metadata": {"name": source.replace("_", "-")},
             "spec": {"year": int(source[-4:]), "collectionName": source,
                      "vectors": {"size": size, "distance": "Cosine"},
-                     "deletionPolicy": "Retain"}}
+                     "shardNumber": shards or 1, "deletionPolicy": "Retain"}}
 
 
 def _master_merge(sources: list[str], batch_size: int, parallelism: int) -> dict[str, Any]:
@@ -119,7 +121,8 @@ def measure(server: bench_server.Server, sources: list[str], points: int, size: 
              "--health-port", str(free_port()), "--metrics-port", str(free_port())],
             stdout=subprocess.DEVNULL, stderr=(work / "operator.log").open("w"), env=env)
         try:
-            run = _build(kubectl, operator, sources, points, size, batch_size, parallelism)
+            run = _build(kubectl, operator, sources, points, size, batch_size, parallelism,
+                         server.shard_number)
             return OperatorRun(run.points_per_s, run.fields | {
                 "operator_log": str(work / "operator.log")})
         finally:
@@ -131,8 +134,9 @@ def measure(server: bench_server.Server, sources: list[str], points: int, size: 
 
 
 def _build(kubectl: list[str], operator: subprocess.Popen[bytes], sources: list[str],
-           points: int, size: int, batch_size: int, parallelism: int) -> OperatorRun:
-    _apply(kubectl, *(_album_collection(s, size) for s in sources))
+           points: int, size: int, batch_size: int, parallelism: int, shards: int | None
+           ) -> OperatorRun:
+    _apply(kubectl, *(_album_collection(s, size, shards) for s in sources))
     subprocess.run([*kubectl, "wait", "--for=condition=Ready", "albumcollections", "--all",
                     "--timeout=300s"], check=True, capture_output=True)
     watch = PhaseWatch().start()
