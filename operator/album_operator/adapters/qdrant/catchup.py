@@ -23,8 +23,8 @@ from album_operator.adapters.qdrant.connection import QdrantEngine
 from album_operator.adapters.qdrant.grpccopy import GrpcPoints
 from album_operator.adapters.qdrant.merge import (
     Offset,
+    RestTransport,
     SourceReader,
-    point_id,
     read_ahead,
     upsert_records,
 )
@@ -75,9 +75,7 @@ class RestPoints:
         page = self._reader.page(collection, offset, limit)
         return page.points, page.next_offset
 
-    @staticmethod
-    def id_of(point: Any) -> int | str:
-        return point_id(point.id)
+    id_of = staticmethod(RestTransport.id_of)
 
     @staticmethod
     def equal(pairs: Sequence[tuple[Any, Any]], cosine: frozenset[str]) -> list[bool]:

@@ -114,9 +114,7 @@ class GrpcPoints:
     def page(self, collection: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
         return self._transport.scrolled(collection, offset, limit)
 
-    @staticmethod
-    def id_of(point: Any) -> int | str:
-        return from_grpc_id(point.id)
+    id_of = staticmethod(GrpcTransport.id_of)
 
     @staticmethod
     def equal(pairs: Sequence[tuple[Any, Any]], cosine: frozenset[str]) -> list[bool]:
