@@ -475,3 +475,55 @@ def assert_holds_the_union(engine: QdrantEngine, master: str) -> None:
             assert held[pid].payload == record.payload, pid
             assert vectors_match(held[pid].vector, record.vector,
                                  normalise=True), pid
+
+
+@pytest.mark.parametrize("engine", ["server"], indirect=True)
+def test_sharded_collections_are_read_by_id_and_copied_and_caught_up_whole(
+        qdrant_server_target: Any, engine: QdrantEngine) -> None:
+    """On a sharded server collection a page is a page of IDs and then those points (a whole
+    scroll would read every shard's page); the pages are the scroll's own, and a continuous
+    copy and a catch-up over sharded sources and master end with exactly the union."""
+    from album_operator.adapters.qdrant.catchup import catch_up_step
+    from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
+    from album_operator.adapters.qdrant.grpccopy import GrpcTransport
+
+    def reshard(client: QdrantClient) -> None:
+        for name in (*SOURCES, "master_v1"):
+            records = client.scroll(name, limit=10_000, with_payload=True,
+                                    with_vectors=True)[0]
+            client.delete_collection(name)
+            client.create_collection(name, shard_number=3, vectors_config=qm.VectorParams(
+                size=DIM, distance=qm.Distance.COSINE))
+            if records:
+                client.upsert(name, [qm.PointStruct(id=r.id, vector=r.vector or [],
+                                                    payload=r.payload) for r in records])
+    engine.call(reshard)
+    reader = SourceReader(engine)
+    assert reader.read_by_id([*SOURCES, "master_v1", "master_v2"]) == {*SOURCES, "master_v1"}
+    rest = open_engine(ConnectionSettings(url=qdrant_server_target.url,
+                                          api_key=qdrant_server_target.api_key))
+    try:
+        for offset, limit in ((None, 32), (40, 100), (1100, 64)):
+            source = "album_2017" if offset != 1100 else "album_2018"
+            whole = reader.page(source, offset, limit)
+            by_id = SourceReader(rest).page(source, offset, limit, by_id=True)
+            assert [r.id for r in by_id.points] == [r.id for r in whole.points]
+            assert by_id.next_offset == whole.next_offset
+            assert [r.payload for r in by_id.points] == [r.payload for r in whole.points]
+            if engine.points_stub() is not None:
+                grpc_pages = [GrpcTransport(engine, read).scrolled(source, offset, limit)
+                              for read in (frozenset(), frozenset({source}))]
+                assert grpc_pages[0] == grpc_pages[1]
+    finally:
+        rest.close()
+    copy = finish(ContinuousCopy(engine, plan("master_v1", ranged(engine, 45), 2)).start())
+    assert copy.error is None
+    assert count(engine, "master_v1") == TOTAL
+    assert_holds_the_union(engine, "master_v1")
+    engine.call(lambda c: c.delete("master_v1", qm.PointIdsList(points=[0, 17, 1129])))
+    engine.call(lambda c: c.set_payload("master_v1", {"n": -1}, points=[5]))
+    progress = catch_up_step(engine, list(SOURCES), "master_v1", None, 16, frozenset({""}),
+                             10_000)
+    assert progress.finished
+    assert (progress.tally.missing, progress.tally.changed) == (3, 1)
+    assert_holds_the_union(engine, "master_v1")

@@ -30,6 +30,7 @@ from album_operator.core.merge import (
     next_version,
     parse_version,
     ranked_union,
+    reads_by_id,
     rebuild_reason,
     source_check_due,
     sources_fingerprint,
@@ -361,3 +362,15 @@ def test_ready_is_computed_from_the_state_after_each_step_never_kept(
 def test_copy_ranges_are_sized_so_the_streams_finish_together(
         total: int, streams: int, min_points: int, every: int | None) -> None:
     assert copy_range_points(total, streams, min_points) == every
+
+
+@pytest.mark.parametrize(("applies_sharding", "shard_number", "by_id"), [
+    (True, 6, True),  # a sharded server collection: a scroll would read 6 pages per page
+    (True, 2, True),
+    (True, 1, False),  # one shard: a scroll reads what it returns
+    (True, None, False),  # the server's default, one shard
+    (False, 6, False),  # the embedded engine has no shards whatever the spec says
+])
+def test_sharded_collections_are_read_by_id_not_scrolled_whole(
+        applies_sharding: bool, shard_number: int | None, by_id: bool) -> None:
+    assert reads_by_id(applies_sharding, shard_number) is by_id

@@ -291,6 +291,15 @@ def copy_range_points(total_points: int, streams: int, min_points: int) -> int |
     return max(min_points, -(-total_points // (streams * COPY_RANGES_PER_STREAM)))
 
 
+def reads_by_id(applies_sharding: bool, shard_number: int | None) -> bool:
+    """Whether a collection is read as a page of IDs and then those points by ID, rather
+    than scrolled whole. A scroll of N points asks every shard for N + 1 whole points and
+    keeps N of all of them (Qdrant's ``scroll_by``), so on S shards it reads and moves S
+    times the points it returns; a scroll of IDs alone is small, and a retrieve by ID reads
+    each point once, from the one shard that holds it."""
+    return applies_sharding and (shard_number or 1) > 1
+
+
 def checkpoint_due(last: dt.datetime | None, now: dt.datetime, every_seconds: float) -> bool:
     """A running copy's checkpoint is written every ``every_seconds``, not at every step."""
     return last is None or (now - last).total_seconds() >= every_seconds

@@ -68,11 +68,13 @@ class CatchUpPoints(Protocol):
 class RestPoints:
     """Points as qdrant-client records."""
 
-    def __init__(self, engine: QdrantEngine) -> None:
+    def __init__(self, engine: QdrantEngine, read_by_id: frozenset[str] = frozenset()
+                 ) -> None:
         self._reader, self._engine = SourceReader(engine), engine
+        self._read_by_id = read_by_id
 
     def page(self, collection: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
-        page = self._reader.page(collection, offset, limit)
+        page = self._reader.page(collection, offset, limit, collection in self._read_by_id)
         return page.points, page.next_offset
 
     id_of = staticmethod(RestTransport.id_of)
@@ -87,8 +89,11 @@ class RestPoints:
         upsert_records(self._engine, target, points)
 
 
-def catch_up_points(engine: QdrantEngine) -> CatchUpPoints:
-    return GrpcPoints(engine) if engine.points_stub() is not None else RestPoints(engine)
+def catch_up_points(engine: QdrantEngine, read_by_id: frozenset[str] = frozenset()
+                    ) -> CatchUpPoints:
+    if engine.points_stub() is not None:
+        return GrpcPoints(engine, read_by_id)
+    return RestPoints(engine, read_by_id)
 
 
 def catch_up_step(engine: QdrantEngine, sources: Sequence[str], target: str, after: Offset,
@@ -97,7 +102,7 @@ def catch_up_step(engine: QdrantEngine, sources: Sequence[str], target: str, aft
     """Settles chunks above ``after`` until about ``max_points`` were compared or the pass
     reached the end of every source. Every collection is read once, page by page, in scroll
     order; a chunk is the union's next ``batch_size`` points and the master's up to them."""
-    points = catch_up_points(engine)
+    points = catch_up_points(engine, SourceReader(engine).read_by_id([*sources, target]))
     readers = len(sources) + 1 if engine.capabilities.parallel_writes else 1
     with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="catch-up") as pool:
         union = latest_union([_stream(points, source, after, batch_size, pool)

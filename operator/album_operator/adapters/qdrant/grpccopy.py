@@ -41,17 +41,32 @@ def as_upsert(point: Any) -> Any:
 class GrpcTransport:
     """Pages of a source and upserts into the target, as protobuf messages end to end."""
 
-    def __init__(self, engine: QdrantEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: QdrantEngine, read_by_id: frozenset[str] = frozenset()
+                 ) -> None:
+        self._engine, self._read_by_id = engine, read_by_id
 
     def page(self, source: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
         points, following = self.scrolled(source, offset, limit)
         return [as_upsert(point) for point in points], following
 
     def scrolled(self, source: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
-        """A page of ``RetrievedPoint`` messages, and the offset of the next."""
+        """A page of ``RetrievedPoint`` messages, and the offset of the next; a collection
+        in ``read_by_id`` as a page of IDs and then those points."""
+        if source in self._read_by_id:
+            ids, following = self.id_page(source, offset, limit)
+            return self._get(source, ids), following
         response, following = self._scroll(source, offset, limit, whole_points=True)
         return list(response.result), following
+
+    def _get(self, collection: str, ids: Sequence[int | str]) -> list[Any]:
+        if not ids:
+            return []
+        request = grpc.GetPoints(collection_name=collection,
+                                 ids=[to_grpc_id(point_id) for point_id in ids],
+                                 with_payload=grpc.WithPayloadSelector(enable=True),
+                                 with_vectors=grpc.WithVectorsSelector(enable=True))
+        response = self._engine.grpc(lambda stub: stub.Get(request, timeout=REQUEST_TIMEOUT_S))
+        return list(response.result)
 
     def id_page(self, collection: str, offset: Offset, limit: int
                 ) -> tuple[list[int | str], Offset]:
@@ -108,8 +123,9 @@ def same_payload(left: Any, right: Any) -> bool:
 class GrpcPoints:
     """The catch-up's view of points as ``RetrievedPoint`` messages (``catchup.py``)."""
 
-    def __init__(self, engine: QdrantEngine) -> None:
-        self._transport = GrpcTransport(engine)
+    def __init__(self, engine: QdrantEngine, read_by_id: frozenset[str] = frozenset()
+                 ) -> None:
+        self._transport = GrpcTransport(engine, read_by_id)
 
     def page(self, collection: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
         return self._transport.scrolled(collection, offset, limit)

@@ -30,7 +30,7 @@ from album_operator.core.idstreams import (
     precedes,
     scan_collisions,
 )
-from album_operator.core.merge import parse_version
+from album_operator.core.merge import parse_version, reads_by_id
 
 Offset = PointId | None
 T = TypeVar("T")
@@ -76,24 +76,44 @@ class SourceReader:
     def count(self, collection: str) -> int:
         return self._engine.call(lambda c: c.count(collection, exact=True).count)
 
-    def page(self, collection: str, offset: Offset, limit: int) -> Page:
+    def page(self, collection: str, offset: Offset, limit: int, by_id: bool = False) -> Page:
+        """The next ``limit`` points from ``offset``; ``by_id``: a page of IDs, then those
+        points (``core.merge.reads_by_id``)."""
+        if by_id:
+            ids, following = self.id_page(collection, offset, limit)
+            return Page(self.retrieve(collection, ids) if ids else [], following)
+
         def scroll(client: QdrantClient) -> Page:
             points, next_offset = client.scroll(collection, limit=limit, offset=offset,
                                                 with_payload=True, with_vectors=True)
             return Page(points, None if next_offset is None else point_id(next_offset))
         return self._engine.call(scroll)
 
+    def read_by_id(self, collections: Sequence[str]) -> frozenset[str]:
+        """The collections a copy reads by ID rather than by whole scrolled pages."""
+        sharding = self._engine.capabilities.applies_sharding
+        if not sharding:
+            return frozenset()
+
+        def shard_numbers(client: QdrantClient) -> dict[str, int | None]:
+            return {name: client.get_collection(name).config.params.shard_number
+                    for name in collections}
+        numbers = self._engine.call(shard_numbers)
+        return frozenset(name for name, shards in numbers.items()
+                         if reads_by_id(sharding, shards))
+
     def ids(self, collection: str, pool: Executor | None = None) -> Iterator[PointId]:
         """A collection's IDs in scroll order; with a ``pool``, the next page is read while
         this one is consumed."""
         return read_ahead(lambda offset: self.id_page(collection, offset), None, pool)
 
-    def id_page(self, collection: str, offset: Offset) -> tuple[list[PointId], Offset]:
+    def id_page(self, collection: str, offset: Offset, limit: int = ID_PAGE_SIZE
+                ) -> tuple[list[PointId], Offset]:
         if self._engine.points_stub() is not None:
-            return GrpcTransport(self._engine).id_page(collection, offset, ID_PAGE_SIZE)
+            return GrpcTransport(self._engine).id_page(collection, offset, limit)
 
         def scroll(client: QdrantClient) -> tuple[list[qm.Record], Any]:
-            return client.scroll(collection, limit=ID_PAGE_SIZE, offset=offset,
+            return client.scroll(collection, limit=limit, offset=offset,
                                  with_payload=False, with_vectors=False)
         points, following = self._engine.call(scroll)
         return [point_id(p.id) for p in points], (
@@ -190,11 +210,12 @@ class CopyTransport(Protocol):
 class RestTransport:
     """Pages as qdrant-client records, over whichever client the engine has."""
 
-    def __init__(self, reader: SourceReader, engine: QdrantEngine) -> None:
-        self._reader, self._engine = reader, engine
+    def __init__(self, reader: SourceReader, engine: QdrantEngine,
+                 read_by_id: frozenset[str] = frozenset()) -> None:
+        self._reader, self._engine, self._read_by_id = reader, engine, read_by_id
 
     def page(self, source: str, offset: Offset, limit: int) -> tuple[Sequence[Any], Offset]:
-        page = self._reader.page(source, offset, limit)
+        page = self._reader.page(source, offset, limit, source in self._read_by_id)
         return page.points, page.next_offset
 
     def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
@@ -205,11 +226,13 @@ class RestTransport:
         return point_id(point.id)
 
 
-def copy_transport(reader: SourceReader, engine: QdrantEngine) -> CopyTransport:
-    """gRPC when the connection names a gRPC port (protobuf end to end), else REST."""
+def copy_transport(reader: SourceReader, engine: QdrantEngine,
+                   read_by_id: frozenset[str] = frozenset()) -> CopyTransport:
+    """gRPC when the connection names a gRPC port (protobuf end to end), else REST; the
+    collections in ``read_by_id`` are read by ID (``core.merge.reads_by_id``)."""
     if engine.points_stub() is not None:
-        return GrpcTransport(engine)
-    return RestTransport(reader, engine)
+        return GrpcTransport(engine, read_by_id)
+    return RestTransport(reader, engine, read_by_id)
 
 
 def _page_before(transport: CopyTransport, source: str, offset: Offset, limit: int,
@@ -245,7 +268,8 @@ def _drain(in_flight: deque[Future[None]], keep: int) -> None:
 
 def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
               offset: Offset, batch_size: int, max_batches: int, parallelism: int = 1,
-              deferred: bool = False, until: Offset = None) -> CopyProgress:
+              deferred: bool = False, until: Offset = None,
+              read_by_id: frozenset[str] = frozenset()) -> CopyProgress:
     """Copies up to ``max_batches`` pages from ``offset``, stopping before ``until`` (the
     end of the range, None for the source's end); resumable from ``next_offset``.
 
@@ -256,11 +280,12 @@ def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: s
     ``deferred`` (a server) sends all but the step's last upsert without waiting for them to
     be applied; the last one waits, and a server applies one shard's writes in order, so it
     is the barrier after which the whole step is applied. On a server with a gRPC port the
-    pages travel as protobuf (``grpccopy.py``).
+    pages travel as protobuf (``grpccopy.py``); a source in ``read_by_id`` is read as pages
+    of IDs and then those points.
     """
     if source == target:
         raise ValueError(f"a copy never writes its source ({source})")
-    transport = copy_transport(reader, engine)
+    transport = copy_transport(reader, engine, read_by_id)
     if parallelism == 1:  # the embedded engine: its lock would serialise a pipeline anyway
         return _copy_serially(transport, source, target, offset, batch_size, max_batches,
                               until)
