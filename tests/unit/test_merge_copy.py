@@ -76,7 +76,7 @@ def checksum(engine: QdrantEngine, collection: str) -> str:
 
 
 def copy_all(reader: SourceReader, engine: QdrantEngine, target: str,
-             crash_after_steps: int | None = None, parallelism: int = 1
+             crash_after_steps: int | None = None, parallelism: int = 1, by_id: bool = False
              ) -> dict[str, str | None]:
     """Copies every source in steps of 3 pages; returns the checkpoints of an early stop."""
     checkpoints: dict[str, str | None] = {}
@@ -85,7 +85,7 @@ def copy_all(reader: SourceReader, engine: QdrantEngine, target: str,
         offset = None
         while True:
             progress = copy_step(reader, engine, source, target, offset, batch_size=32,
-                                 max_batches=3, parallelism=parallelism)
+                                 max_batches=3, parallelism=parallelism, by_id=by_id)
             offset = progress.next_offset
             checkpoints[source] = encode_offset(offset)
             steps += 1
@@ -96,12 +96,12 @@ def copy_all(reader: SourceReader, engine: QdrantEngine, target: str,
     return checkpoints
 
 
-@pytest.mark.parametrize("parallelism", [1, 4])
+@pytest.mark.parametrize(("parallelism", "by_id"), [(1, False), (4, False), (4, True)])
 def test_copy_preserves_ids_payloads_and_vectors_and_leaves_sources_unchanged(
-        engine: QdrantEngine, parallelism: int) -> None:
+        engine: QdrantEngine, parallelism: int, by_id: bool) -> None:
     before = {name: checksum(engine, name) for name in SOURCES}
     reader = SourceReader(engine)
-    copy_all(reader, engine, "master_v1", parallelism=parallelism)
+    copy_all(reader, engine, "master_v1", parallelism=parallelism, by_id=by_id)
     assert {name: checksum(engine, name) for name in SOURCES} == before
     master_ids = set(reader.ids("master_v1"))
     assert master_ids == {i for ids in SOURCES.values() for i in ids}
@@ -113,12 +113,12 @@ def test_copy_preserves_ids_payloads_and_vectors_and_leaves_sources_unchanged(
                              normalise=True)
 
 
-@pytest.mark.parametrize("parallelism", [1, 3])
+@pytest.mark.parametrize(("parallelism", "by_id"), [(1, False), (3, False), (3, True)])
 def test_a_copy_resumed_from_its_checkpoint_ends_with_exactly_the_union(
-        engine: QdrantEngine, parallelism: int) -> None:
+        engine: QdrantEngine, parallelism: int, by_id: bool) -> None:
     reader = SourceReader(engine)
     checkpoints = copy_all(reader, engine, "master_v1", crash_after_steps=2,
-                           parallelism=parallelism)
+                           parallelism=parallelism, by_id=by_id)
     partial = reader.count("master_v1")
     assert 0 < partial < sum(len(ids) for ids in SOURCES.values())
     # Resume: the interrupted source continues from its checkpoint, the rest from the start.
@@ -240,15 +240,22 @@ def test_ranges_are_copied_side_by_side_each_point_by_exactly_one_range(
     assert checksum(engine, "master_v1") == checksum(engine, "master_v2")
 
 
-def test_a_copy_step_stops_before_the_end_of_its_range(engine: QdrantEngine) -> None:
+@pytest.mark.parametrize("by_id", [False, True])
+def test_a_copy_step_stops_before_the_end_of_its_range(engine: QdrantEngine, by_id: bool
+                                                       ) -> None:
     reader = SourceReader(engine)
     progress = copy_step(reader, engine, "album_2018", "master_v1", 1010, batch_size=16,
-                         max_batches=100, parallelism=parallel(engine), until=1050)
+                         max_batches=100, parallelism=parallel(engine), until=1050,
+                         by_id=by_id)
     assert (progress.copied, progress.next_offset, progress.done) == (40, None, True)
     assert set(reader.ids("master_v1")) == set(range(1010, 1050))
     progress = copy_step(reader, engine, "album_2018", "master_v1", 1050, batch_size=16,
-                         max_batches=1, parallelism=parallel(engine), until=1055)
+                         max_batches=1, parallelism=parallel(engine), until=1055, by_id=by_id)
     assert (progress.copied, progress.done) == (5, True), "a page cut at the range's end"
+    progress = copy_step(reader, engine, "album_2018", "master_v1", 1060, batch_size=16,
+                         max_batches=2, parallelism=parallel(engine), until=1100, by_id=by_id)
+    assert (progress.copied, progress.next_offset, progress.done) == (32, 1092, False), (
+        "a step of two pages ends at the first ID of the next")
 
 
 @pytest.mark.parametrize("every", [None, 45])
@@ -485,7 +492,7 @@ def test_sharded_collections_are_read_by_id_and_copied_and_caught_up_whole(
     copy and a catch-up over sharded sources and master end with exactly the union."""
     from album_operator.adapters.qdrant.catchup import catch_up_step
     from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
-    from album_operator.adapters.qdrant.grpccopy import GrpcTransport
+    from album_operator.adapters.qdrant.grpccopy import GrpcPoints
 
     def reshard(client: QdrantClient) -> None:
         for name in (*SOURCES, "master_v1"):
@@ -511,7 +518,7 @@ def test_sharded_collections_are_read_by_id_and_copied_and_caught_up_whole(
             assert by_id.next_offset == whole.next_offset
             assert [r.payload for r in by_id.points] == [r.payload for r in whole.points]
             if engine.points_stub() is not None:
-                grpc_pages = [GrpcTransport(engine, read).scrolled(source, offset, limit)
+                grpc_pages = [GrpcPoints(engine, read).page(source, offset, limit)
                               for read in (frozenset(), frozenset({source}))]
                 assert grpc_pages[0] == grpc_pages[1]
     finally:

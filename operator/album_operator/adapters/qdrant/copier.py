@@ -129,14 +129,14 @@ class ContinuousCopy:
     def _copy_part(self, part: CopyPart) -> None:
         point = self.checkpoint()[part]
         pages = 1 if self.plan.max_points_per_second else PAGES_PER_CHUNK
-        read_by_id = self._reader.read_by_id([part.source])
+        by_id = part.source in self._reader.read_by_id([part.source])
         while not point.done and not self._stop.is_set() and self._error is None:
             if self._pace():
                 continue
             progress = copy_step(self._reader, self._engine, part.source, self.plan.target,
                                  point.next_offset, self.plan.batch_size, pages,
                                  self.plan.upserts_per_stream, self.plan.deferred_writes,
-                                 until=point.until, read_by_id=read_by_id)
+                                 until=point.until, by_id=by_id)
             point = replace(point, copied=point.copied + progress.copied,
                             next_offset=progress.next_offset, done=progress.done)
             with self._lock:

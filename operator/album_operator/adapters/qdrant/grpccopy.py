@@ -41,24 +41,23 @@ def as_upsert(point: Any) -> Any:
 class GrpcTransport:
     """Pages of a source and upserts into the target, as protobuf messages end to end."""
 
-    def __init__(self, engine: QdrantEngine, read_by_id: frozenset[str] = frozenset()
-                 ) -> None:
-        self._engine, self._read_by_id = engine, read_by_id
+    def __init__(self, engine: QdrantEngine) -> None:
+        self._engine = engine
 
     def page(self, source: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
         points, following = self.scrolled(source, offset, limit)
         return [as_upsert(point) for point in points], following
 
+    def by_id(self, source: str, ids: Sequence[int | str]) -> list[Any]:
+        return [as_upsert(point) for point in self.retrieved(source, ids)]
+
     def scrolled(self, source: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
-        """A page of ``RetrievedPoint`` messages, and the offset of the next; a collection
-        in ``read_by_id`` as a page of IDs and then those points."""
-        if source in self._read_by_id:
-            ids, following = self.id_page(source, offset, limit)
-            return self._get(source, ids), following
+        """A page of ``RetrievedPoint`` messages, and the offset of the next."""
         response, following = self._scroll(source, offset, limit, whole_points=True)
         return list(response.result), following
 
-    def _get(self, collection: str, ids: Sequence[int | str]) -> list[Any]:
+    def retrieved(self, collection: str, ids: Sequence[int | str]) -> list[Any]:
+        """The points of ``ids`` that exist, as ``RetrievedPoint`` messages in that order."""
         if not ids:
             return []
         request = grpc.GetPoints(collection_name=collection,
@@ -125,9 +124,14 @@ class GrpcPoints:
 
     def __init__(self, engine: QdrantEngine, read_by_id: frozenset[str] = frozenset()
                  ) -> None:
-        self._transport = GrpcTransport(engine, read_by_id)
+        self._transport, self._read_by_id = GrpcTransport(engine), read_by_id
 
     def page(self, collection: str, offset: Offset, limit: int) -> tuple[list[Any], Offset]:
+        """A page of ``RetrievedPoint`` messages; a collection in ``read_by_id`` as a page of
+        IDs and then those points (``core.merge.reads_by_id``)."""
+        if collection in self._read_by_id:
+            ids, following = self._transport.id_page(collection, offset, limit)
+            return self._transport.retrieved(collection, ids), following
         return self._transport.scrolled(collection, offset, limit)
 
     id_of = staticmethod(GrpcTransport.id_of)

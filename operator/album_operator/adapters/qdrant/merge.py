@@ -200,6 +200,13 @@ class CopyTransport(Protocol):
     def page(self, source: str, offset: Offset, limit: int) -> tuple[Sequence[Any], Offset]:
         ...
 
+    def id_page(self, source: str, offset: Offset, limit: int
+                ) -> tuple[Sequence[PointId], Offset]:
+        ...
+
+    def by_id(self, source: str, ids: Sequence[PointId]) -> Sequence[Any]:
+        ...
+
     def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
         ...
 
@@ -210,13 +217,19 @@ class CopyTransport(Protocol):
 class RestTransport:
     """Pages as qdrant-client records, over whichever client the engine has."""
 
-    def __init__(self, reader: SourceReader, engine: QdrantEngine,
-                 read_by_id: frozenset[str] = frozenset()) -> None:
-        self._reader, self._engine, self._read_by_id = reader, engine, read_by_id
+    def __init__(self, reader: SourceReader, engine: QdrantEngine) -> None:
+        self._reader, self._engine = reader, engine
 
     def page(self, source: str, offset: Offset, limit: int) -> tuple[Sequence[Any], Offset]:
-        page = self._reader.page(source, offset, limit, source in self._read_by_id)
+        page = self._reader.page(source, offset, limit)
         return page.points, page.next_offset
+
+    def id_page(self, source: str, offset: Offset, limit: int
+                ) -> tuple[Sequence[PointId], Offset]:
+        return self._reader.id_page(source, offset, limit)
+
+    def by_id(self, source: str, ids: Sequence[PointId]) -> Sequence[Any]:
+        return self._reader.retrieve(source, ids)
 
     def write(self, target: str, points: Sequence[Any], wait: bool) -> None:
         upsert_records(self._engine, target, points, wait)
@@ -226,39 +239,62 @@ class RestTransport:
         return point_id(point.id)
 
 
-def copy_transport(reader: SourceReader, engine: QdrantEngine,
-                   read_by_id: frozenset[str] = frozenset()) -> CopyTransport:
-    """gRPC when the connection names a gRPC port (protobuf end to end), else REST; the
-    collections in ``read_by_id`` are read by ID (``core.merge.reads_by_id``)."""
+def copy_transport(reader: SourceReader, engine: QdrantEngine) -> CopyTransport:
+    """gRPC when the connection names a gRPC port (protobuf end to end), else REST."""
     if engine.points_stub() is not None:
-        return GrpcTransport(engine, read_by_id)
-    return RestTransport(reader, engine, read_by_id)
+        return GrpcTransport(engine)
+    return RestTransport(reader, engine)
 
 
-def _page_before(transport: CopyTransport, source: str, offset: Offset, limit: int,
-                 until: Offset) -> tuple[Sequence[Any], Offset]:
-    """A page of the range that ends before ``until``: points at or past it belong to the
-    next range, and the range is done when it reaches one."""
-    points, following = transport.page(source, offset, limit)
+def _before(items: Sequence[T], following: Offset, until: Offset,
+            id_of: Callable[[T], PointId]) -> tuple[Sequence[T], Offset]:
+    """A page cut at the end of its range: items at or past ``until`` belong to the next
+    range, and the range is done when it reaches one."""
     if until is None:
-        return points, following
-    kept = [point for point in points if precedes(transport.id_of(point), until)]
-    if len(kept) < len(points) or (following is not None and not precedes(following, until)):
+        return items, following
+    kept = [item for item in items if precedes(id_of(item), until)]
+    if len(kept) < len(items) or (following is not None and not precedes(following, until)):
         return kept, None
     return kept, following
 
 
-def _copy_serially(transport: CopyTransport, source: str, target: str, offset: Offset,
-                   batch_size: int, max_batches: int, until: Offset) -> CopyProgress:
-    copied = 0
+def _pages(transport: CopyTransport, source: str, offset: Offset, batch_size: int,
+           max_batches: int, until: Offset, by_id: bool
+           ) -> Iterator[tuple[Sequence[Any], Offset]]:
+    """A step's pages of ``source`` from ``offset``, each with the offset after it (None:
+    the range is done). ``by_id``: the step's IDs in one read, then their points a page at
+    a time (``core.merge.reads_by_id``)."""
+    if by_id:
+        ids, following = _before(*transport.id_page(source, offset, batch_size * max_batches),
+                                 until, _same)
+        for start in range(0, len(ids), batch_size):
+            end = start + batch_size
+            yield (transport.by_id(source, ids[start:end]),
+                   ids[end] if end < len(ids) else following)
+        if not ids:
+            yield [], following
+        return
     for _ in range(max_batches):
-        points, offset = _page_before(transport, source, offset, batch_size, until)
+        points, offset = _before(*transport.page(source, offset, batch_size), until,
+                                 transport.id_of)
+        yield points, offset
+        if offset is None:
+            return
+
+
+def _same(point: PointId) -> PointId:
+    return point
+
+
+def _copy_serially(transport: CopyTransport, target: str,
+                   pages: Iterator[tuple[Sequence[Any], Offset]]) -> CopyProgress:
+    copied, reached = 0, None
+    for points, following in pages:
         if points:
             transport.write(target, points, True)
             copied += len(points)
-        if offset is None:
-            break
-    return CopyProgress(copied, offset, offset is None)
+        reached = following
+    return CopyProgress(copied, reached, reached is None)
 
 
 def _drain(in_flight: deque[Future[None]], keep: int) -> None:
@@ -268,45 +304,42 @@ def _drain(in_flight: deque[Future[None]], keep: int) -> None:
 
 def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: str,
               offset: Offset, batch_size: int, max_batches: int, parallelism: int = 1,
-              deferred: bool = False, until: Offset = None,
-              read_by_id: frozenset[str] = frozenset()) -> CopyProgress:
+              deferred: bool = False, until: Offset = None, by_id: bool = False
+              ) -> CopyProgress:
     """Copies up to ``max_batches`` pages from ``offset``, stopping before ``until`` (the
     end of the range, None for the source's end); resumable from ``next_offset``.
 
-    The next page is scrolled while up to ``parallelism`` upserts are in flight, so memory
-    stays at ``batch_size * (parallelism + 1)`` points whatever the collection's size. The
-    returned offset is reached only after every upsert before it was confirmed, and upserts
-    are idempotent by ID, so repeating a step after a crash loses and duplicates nothing.
+    The next page is read while up to ``parallelism`` upserts are in flight, so memory
+    stays at ``batch_size * (parallelism + 1)`` points whatever the collection's size (and
+    ``batch_size * max_batches`` IDs when read ``by_id``). The returned offset is reached
+    only after every upsert before it was confirmed, and upserts are idempotent by ID, so
+    repeating a step after a crash loses and duplicates nothing.
     ``deferred`` (a server) sends all but the step's last upsert without waiting for them to
     be applied; the last one waits, and a server applies one shard's writes in order, so it
     is the barrier after which the whole step is applied. On a server with a gRPC port the
-    pages travel as protobuf (``grpccopy.py``); a source in ``read_by_id`` is read as pages
-    of IDs and then those points.
+    pages travel as protobuf (``grpccopy.py``).
     """
     if source == target:
         raise ValueError(f"a copy never writes its source ({source})")
-    transport = copy_transport(reader, engine, read_by_id)
+    transport = copy_transport(reader, engine)
+    pages = _pages(transport, source, offset, batch_size, max_batches, until, by_id)
     if parallelism == 1:  # the embedded engine: its lock would serialise a pipeline anyway
-        return _copy_serially(transport, source, target, offset, batch_size, max_batches,
-                              until)
-    copied, unapplied = 0, list[Any]()
+        return _copy_serially(transport, target, pages)
+    copied, unapplied, reached = 0, list[Any](), offset
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="upsert") as pool:
         in_flight: deque[Future[None]] = deque()
-        for batch in range(max_batches):
-            points, offset = _page_before(transport, source, offset, batch_size, until)
-            last = offset is None or batch == max_batches - 1
+        for batch, (points, reached) in enumerate(pages):
+            last = reached is None or batch == max_batches - 1
             if points:
                 barrier = not deferred or last
                 _drain(in_flight, keep=0 if deferred and last else parallelism - 1)
                 in_flight.append(pool.submit(transport.write, target, points, barrier))
                 copied += len(points)
                 unapplied = [] if barrier else list(points)
-            if offset is None:
-                break
         _drain(in_flight, keep=0)
     if unapplied:  # the step ended on an empty page: its last write is repeated as barrier
         transport.write(target, unapplied, True)
-    return CopyProgress(copied, offset, offset is None)
+    return CopyProgress(copied, reached, reached is None)
 
 
 def alias_target(engine: QdrantEngine, alias: str) -> str | None:
