@@ -30,6 +30,7 @@ ceiling, MasterMerge, naive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -50,6 +51,7 @@ from qdrant_client.conversions.conversion import RestToGrpc
 from album_operator.adapters.qdrant.connection import (
     ConnectionSettings,
     QdrantEngine,
+    QdrantError,
     open_engine,
 )
 from album_operator.adapters.qdrant.copier import (
@@ -215,8 +217,24 @@ def grpc_ceiling_upsert(engine: QdrantEngine, data: list[YearData], target: str,
         list(pool.map(lambda batch: upsert(*batch), batches))
 
 
+DROP_TIMEOUT_S = 600.0
+
+
 def _drop(engine: QdrantEngine, name: str) -> None:
-    engine.call(lambda client: client.delete_collection(name))
+    """Deletes a target; a server still optimising a large one can take longer than one
+    request's timeout to let it go, so a timed-out delete is repeated until it is gone."""
+    deadline = time.monotonic() + DROP_TIMEOUT_S
+    while True:
+        try:
+            engine.call(lambda client: client.delete_collection(name))
+            return
+        except QdrantError:
+            if time.monotonic() > deadline:
+                raise
+            print(f"deleting {name} timed out; trying again", flush=True)
+        with contextlib.suppress(QdrantError):
+            if not engine.call(lambda client: client.collection_exists(name)):
+                return
 
 
 def _count(engine: QdrantEngine, name: str) -> int:
