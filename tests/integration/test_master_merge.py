@@ -160,6 +160,15 @@ def test_an_id_collision_fails_the_build_and_leaves_the_alias_alone(
     assert "2018003" in build["message"]
     assert alias_of(qdrant, alias) is None
 
+    # The cause fixed in the spec: the failed build is retried for it, and succeeds.
+    kubectl.run("patch", "mastermerge/master", "--type=merge", "-p",
+                json.dumps({"spec": {"idConflictPolicy": "PreferLater"}}), namespace=namespace)
+    obj = wait_phase(kubectl, namespace, "Succeeded")
+    retried = obj["status"]["currentBuild"]
+    assert retried["name"] != build["name"]
+    assert retried["trigger"] == "the build settings changed"
+    assert alias_of(qdrant, alias) == retried["name"]
+
 
 def test_incompatible_sources_are_refused(kubectl: Kubectl, namespace: str,
                                           qdrant: Callable[..., Any]) -> None:
