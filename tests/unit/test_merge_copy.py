@@ -486,10 +486,12 @@ def assert_holds_the_union(engine: QdrantEngine, master: str) -> None:
 
 @pytest.mark.parametrize("engine", ["server"], indirect=True)
 def test_sharded_collections_are_read_by_id_and_copied_and_caught_up_whole(
-        qdrant_server_target: Any, engine: QdrantEngine) -> None:
+        qdrant_server_target: Any, engine: QdrantEngine, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
     """On a sharded server collection a page is a page of IDs and then those points (a whole
     scroll would read every shard's page); the pages are the scroll's own, and a continuous
     copy and a catch-up over sharded sources and master end with exactly the union."""
+    from album_operator.adapters.qdrant import catchup
     from album_operator.adapters.qdrant.catchup import catch_up_step
     from album_operator.adapters.qdrant.connection import ConnectionSettings, open_engine
     from album_operator.adapters.qdrant.grpccopy import GrpcPoints
@@ -523,8 +525,24 @@ def test_sharded_collections_are_read_by_id_and_copied_and_caught_up_whole(
                 assert grpc_pages[0] == grpc_pages[1]
     finally:
         rest.close()
+    steps_by_id: list[bool] = []
+    real_step, real_points = copy_step, catchup.catch_up_points
+
+    def recording_step(*args: Any, **kwargs: Any) -> Any:
+        steps_by_id.append(kwargs["by_id"])
+        return real_step(*args, **kwargs)
+
+    read_by_id: list[frozenset[str]] = []
+
+    def recording_points(via: QdrantEngine, read: frozenset[str]) -> Any:
+        read_by_id.append(read)
+        return real_points(via, read)
+    monkeypatch.setattr(copier, "copy_step", recording_step)
+    monkeypatch.setattr(catchup, "catch_up_points", recording_points)
     copy = finish(ContinuousCopy(engine, plan("master_v1", ranged(engine, 45), 2)).start())
     assert copy.error is None
+    assert steps_by_id, "the copy took steps"
+    assert all(steps_by_id), "every copy step read its sharded source by ID"
     assert count(engine, "master_v1") == TOTAL
     assert_holds_the_union(engine, "master_v1")
     engine.call(lambda c: c.delete("master_v1", qm.PointIdsList(points=[0, 17, 1129])))
@@ -532,5 +550,6 @@ def test_sharded_collections_are_read_by_id_and_copied_and_caught_up_whole(
     progress = catch_up_step(engine, list(SOURCES), "master_v1", None, 16, frozenset({""}),
                              10_000)
     assert progress.finished
+    assert read_by_id == [{*SOURCES, "master_v1"}], "the catch-up read them by ID"
     assert (progress.tally.missing, progress.tally.changed) == (3, 1)
     assert_holds_the_union(engine, "master_v1")
