@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint unit integration bench crds chart-docs cluster-up cluster-down clean
+.PHONY: setup demo test lint unit integration bench crds chart-docs chart-package version \
+        cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
@@ -51,6 +52,29 @@ crds: setup
 ## The chart README's table of values, from values.schema.json and values.yaml.
 chart-docs: setup
 	$(BIN)/python -m album_operator_dev.chartdocs generate
+
+## The chart as dist/album-operator-<version>.tgz, for `helm push` (docs/release.md); helm from
+## the cache (built on first use) unless HELM names one.
+chart-package: setup
+	@mkdir -p dist
+	helm="$(HELM)"; test -n "$$helm" || helm=$$($(BIN)/python -c \
+	  'from album_operator_dev.localcluster import build; print(build.build(build.HELM))') \
+	  && "$$helm" package charts/album-operator --destination dist
+
+## pyproject.toml's version is the project's; Chart.yaml's version and appVersion (the image
+## tag's default) and the Dockerfile's VERSION follow it. `make version` checks that they
+## agree; `make version NEW_VERSION=0.2.0` sets all of them, reinstalls, then checks.
+version: setup
+ifdef NEW_VERSION
+	@echo '$(NEW_VERSION)' | grep -Eqx '[0-9]+\.[0-9]+\.[0-9]+' \
+	  || { echo "NEW_VERSION must be MAJOR.MINOR.PATCH, got '$(NEW_VERSION)'"; exit 2; }
+	sed -i -E 's/^version = "[^"]*"/version = "$(NEW_VERSION)"/' pyproject.toml
+	sed -i -E 's/^version: .*/version: $(NEW_VERSION)/; s/^appVersion: .*/appVersion: "$(NEW_VERSION)"/' \
+	  charts/album-operator/Chart.yaml
+	sed -i -E 's/^ARG VERSION=.*/ARG VERSION=$(NEW_VERSION)/' Dockerfile
+	$(MAKE) --no-print-directory setup
+endif
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_packaging.py -k version
 
 cluster-up: setup
 	$(BIN)/album-operator local-cluster up

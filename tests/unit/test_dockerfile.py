@@ -1,11 +1,14 @@
-"""The Dockerfile, checked without a Docker engine: a non-root user, the console script as
-entrypoint, and a build context that holds everything ``pip install .`` needs."""
+"""The Dockerfile, checked without a Docker engine: one pinned base that a builder without a
+registry can replace, a non-root user, the console script as entrypoint, OCI labels from build
+arguments, and a build context that holds everything ``pip install .`` needs."""
 
 from __future__ import annotations
 
 import fnmatch
+import glob
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,11 +46,98 @@ def project() -> dict[str, object]:
     return loaded
 
 
-def test_every_stage_builds_on_python_3_11_slim() -> None:
-    bases = [args.split()[0] for op, args in instructions() if op == "FROM"]
-    assert len(bases) >= 2, "multi-stage"
-    assert set(bases) == {"python:3.11-slim"}
+def build_args(steps: list[tuple[str, str]]) -> dict[str, str]:
+    """Each ARG's default ("" when it has none), quotes removed."""
+    declared = {}
+    for op, args in steps:
+        if op == "ARG":
+            name, _, default = args.partition("=")
+            declared[name] = "".join(shlex.split(default))
+    return declared
+
+
+def before_the_first_from() -> list[tuple[str, str]]:
+    steps = instructions()
+    return steps[:next(i for i, (op, _) in enumerate(steps) if op == "FROM")]
+
+
+def test_every_stage_starts_from_one_base_argument_that_defaults_to_pinned_3_11_slim() -> None:
+    """A builder without a registry passes --build-arg PYTHON_IMAGE=<a local image>; everyone
+    else gets python:3.11-slim by digest, so that a rebuild does not change its base."""
+    stages = [args.split() for op, args in instructions() if op == "FROM"]
+    assert [stage[0] for stage in stages] == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert [stage[1:] for stage in stages] == [["AS", "build"], ["AS", "runtime"]]
+    default = build_args(before_the_first_from())["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", default), default
     assert project()["requires-python"] == ">=3.11"
+
+
+def test_no_syntax_directive_and_no_buildkit_only_flags() -> None:
+    """``# syntax=`` makes BuildKit pull a frontend image (no registry, no build); RUN --mount
+    fails on the classic builder."""
+    text = (REPO / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
+    assert not [args for op, args in instructions() if op == "RUN" and "--mount" in args]
+
+
+def test_the_steps_find_python_and_the_tools_on_a_debian_base_too() -> None:
+    """A base built from Debian packages has python at /usr/bin (python:3.11-slim: /usr/local/bin)
+    and may declare no PATH: nothing names an interpreter's location or extends $PATH."""
+    text = " ".join(args for _, args in instructions())
+    assert "/usr/local/bin/python" not in text
+    assert "python -m venv /opt/venv" in text
+    paths = [args for op, args in instructions() if op == "ENV" and "PATH=" in args]
+    assert len(paths) == 2
+    for env in paths:
+        value = re.search(r"(?:^|\s)PATH=(\S+)", env)
+        assert value, env
+        assert "$" not in value.group(1)
+        assert value.group(1).split(":")[:1] == ["/opt/venv/bin"]
+        assert {"/usr/bin", "/usr/sbin", "/bin", "/usr/local/bin"} <= set(value.group(1).split(":"))
+
+
+def labels() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for op, args in final_stage():
+        if op == "LABEL":
+            found |= dict(pair.split("=", 1) for pair in shlex.split(args))
+    return found
+
+
+def test_the_image_carries_oci_labels_from_build_arguments_with_defaults() -> None:
+    oci = "org.opencontainers.image."
+    assert {key.removeprefix(oci): value for key, value in labels().items()} == {
+        "title": "album-operator",
+        "description": "Kubernetes operator for Qdrant album collections",
+        "licenses": "Apache-2.0",
+        "version": "${VERSION}",
+        "revision": "${REVISION}",
+        "source": "${SOURCE_URL}",
+        "created": "${CREATED}",
+    }
+    assert project()["license"] == "Apache-2.0"
+    declared = build_args(final_stage())
+    assert declared["VERSION"] == project()["version"]
+    assert declared["REVISION"] == "unknown"
+    assert {"SOURCE_URL", "CREATED"} <= set(declared)
+
+
+def test_the_image_tells_the_operator_its_revision_for_the_build_info_metric() -> None:
+    env = " ".join(args for op, args in final_stage() if op == "ENV")
+    assert re.search(r"(?:^|\s)ALBUMOPS_REVISION=\$\{REVISION\}(?:\s|$)", env), env
+
+
+def test_pip_trusts_a_ca_bundle_the_builder_puts_into_the_context_and_only_then() -> None:
+    """TLS to the package index through a re-signing proxy: the builder copies its bundle to
+    pip-ca.pem (docs/release.md); without one the optional pattern copies nothing."""
+    build_stage = instructions()[:max(i for i, (op, _) in enumerate(instructions())
+                                       if op == "FROM")]
+    copies = " ".join(args for op, args in build_stage if op == "COPY")
+    assert "pip-ca.pe[m]" in copies.split()
+    assert dockerignore_allows("pip-ca.pem")
+    install = next(args for op, args in build_stage if op == "RUN" and "pip install ." in args)
+    assert install.startswith("if [ -f pip-ca.pem ]; then export PIP_CERT=/src/pip-ca.pem; fi")
+    assert not [args for op, args in final_stage() if op == "COPY" and "--from" not in args]
 
 
 def test_the_image_runs_as_the_non_root_uid_10001() -> None:
@@ -91,6 +181,7 @@ def dockerignore_allows(path: str) -> bool:
 
 
 def copied_sources() -> list[str]:
+    """What the COPY lines name, the optional patterns (pip-ca.pe[m]) included."""
     sources = []
     for op, args in instructions():
         if op == "COPY" and "--from=" not in args:
@@ -98,9 +189,13 @@ def copied_sources() -> list[str]:
     return sources
 
 
+def required_sources() -> list[str]:
+    return [source for source in copied_sources() if not glob.has_magic(source)]
+
+
 def test_the_build_context_holds_what_the_copies_name() -> None:
-    sources = copied_sources()
-    assert {"pyproject.toml", "README.md", "operator/album_operator"} <= set(sources)
+    sources = required_sources()
+    assert {"pyproject.toml", "README.md", "LICENSE", "operator/album_operator"} <= set(sources)
     for source in sources:
         assert (REPO / source).exists(), source
         assert dockerignore_allows(source), f"{source} is excluded by .dockerignore"
@@ -121,10 +216,11 @@ def test_the_image_carries_only_the_operator_not_the_developer_tooling() -> None
 
 
 def test_the_copied_context_builds_a_wheel_with_both_console_scripts(tmp_path: Path) -> None:
-    """What the build stage's ``pip install .`` starts from: only the copied files."""
+    """What the build stage's ``pip install .`` starts from: only the copied files. The build
+    gives no warning about the license, and the wheel declares it and carries its text."""
     context = tmp_path / "context"
     context.mkdir()
-    for source in copied_sources():
+    for source in required_sources():
         origin = REPO / source
         if origin.is_dir():
             shutil.copytree(origin, context / source,
@@ -132,9 +228,12 @@ def test_the_copied_context_builds_a_wheel_with_both_console_scripts(tmp_path: P
         else:
             shutil.copy2(origin, context / source)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
+        [sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "-w", str(tmp_path),
          str(context)], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
+    build_log = result.stdout + result.stderr
+    assert "license" not in " ".join(
+        line for line in build_log.splitlines() if "Warning" in line).lower(), build_log
     wheel = next(tmp_path.glob("qdrant_album_operator-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -143,6 +242,10 @@ def test_the_copied_context_builds_a_wheel_with_both_console_scripts(tmp_path: P
         metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "album-operator = album_operator.cli:main" in text
     assert "album_operator/runner.py" in names
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    license_text = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read(license_text) == (REPO / "LICENSE").read_bytes()
     assert not [n for n in names if n.startswith("album_operator_dev/")], "dev tooling left out"
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines()
                 if line.startswith("Requires-Dist:")]

@@ -1,10 +1,16 @@
-"""Per-resource metrics: the readiness gauge, and every series of a deleted resource removed."""
+"""Per-resource metrics: the readiness gauge, and every series of a deleted resource removed;
+the build information on the metrics endpoint."""
 
 from __future__ import annotations
 
+import platform
+import tomllib
 import uuid
+from importlib import metadata
+from pathlib import Path
 
 import pytest
+import requests
 from prometheus_client import REGISTRY
 
 from album_operator.adapters import metrics
@@ -24,10 +30,15 @@ from album_operator.adapters.metrics import (
     MERGE_VERIFICATIONS,
     RESOURCE_METRICS,
     forget_resource,
+    publish_build_info,
+    serve,
     set_resource_ready,
     set_state,
     set_timestamp,
 )
+from album_operator_dev.localcluster.cluster import free_port
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -230,3 +241,43 @@ def test_a_merge_step_records_its_phase_failures_copy_and_times_from_the_whole_s
                  name="m") == 1_700_000_010
     assert value("albumops_merge_next_scheduled_timestamp_seconds", namespace=ns,
                  name="m") is None
+
+
+def build_info(revision: str) -> float | None:
+    """The value of the one ``albumops_build_info`` series this process should show."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return value("albumops_build_info", version=project["version"], revision=revision,
+                 python_version=platform.python_version(),
+                 kopf_version=metadata.version("kopf"),
+                 qdrant_client_version=metadata.version("qdrant-client"))
+
+
+def test_the_build_info_names_the_version_the_image_revision_and_the_libraries() -> None:
+    publish_build_info({"ALBUMOPS_REVISION": "0123abc"})
+    assert build_info("0123abc") == 1
+    samples = [sample for family in REGISTRY.collect() if family.name == "albumops_build"
+               for sample in family.samples]
+    assert len(samples) == 1, "one series: a new revision replaces the old one"
+
+
+@pytest.mark.parametrize("environ", [{}, {"ALBUMOPS_REVISION": ""}])
+def test_the_build_info_revision_is_unknown_outside_an_image(environ: dict[str, str]) -> None:
+    publish_build_info(environ)
+    assert build_info("unknown") == 1
+
+
+def test_the_metrics_endpoint_serves_the_build_info_with_the_revision_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALBUMOPS_REVISION", "fedcba9")
+    port = free_port()
+    server = serve(port)
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    lines = [line for line in text.splitlines() if line.startswith("albumops_build_info{")]
+    assert len(lines) == 1, text
+    assert 'revision="fedcba9"' in lines[0]
+    assert f'kopf_version="{metadata.version("kopf")}"' in lines[0]
+    assert lines[0].endswith(" 1.0")

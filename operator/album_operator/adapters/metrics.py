@@ -4,18 +4,29 @@ Metrics about one resource carry its ``namespace`` and ``name`` (and maybe more 
 ``result``); they are :class:`ResourceCounter` and :class:`ResourceGauge`, which remember every
 label tuple a series was created with, so that ``forget_resource`` can remove all of a deleted
 resource's series (an alert on "time since last swap" must not fire for a merge that is gone).
+
+``albumops_build_info`` (always 1) names what is running: the operator's version and source
+revision, and the versions of Python, kopf and qdrant-client; ``serve`` sets it.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import threading
 from collections.abc import Iterable, Mapping
+from importlib import metadata
 from typing import Self
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from album_operator import installed_version
 from album_operator.core.timeutil import parse_rfc3339
+
+# set by the image from its REVISION build argument (Dockerfile)
+REVISION_ENV = "ALBUMOPS_REVISION"
 
 _SERIES_LOCK = threading.Lock()
 # per-resource metric -> the label tuples of its series
@@ -128,6 +139,11 @@ EDGE_HTTP_IN_FLIGHT = Gauge(
 EDGE_HTTP_CONNECTIONS = Gauge(
     "albumops_edge_http_connections", "Open connections to the snapshot endpoint.")
 
+BUILD_INFO = Info(
+    "albumops_build",
+    "What is running: the operator's version and revision, and its Python, kopf and "
+    "qdrant-client versions; always 1.")
+
 RESOURCE_READY = ResourceGauge(
     "albumops_resource_ready",
     "1 while the resource's Ready condition is True, else 0; by kind, namespace and name.",
@@ -183,5 +199,30 @@ def _forget(metric: ResourceCounter | ResourceGauge, prefix: tuple[str, ...]) ->
         metric.remove(*labels)
 
 
-def serve(port: int) -> None:
-    start_http_server(port)
+def build_labels(environ: Mapping[str, str]) -> dict[str, str]:
+    """The labels of ``albumops_build_info``; the revision from ``ALBUMOPS_REVISION``."""
+    return {
+        "version": installed_version(),
+        "revision": environ.get(REVISION_ENV) or "unknown",
+        "python_version": platform.python_version(),
+        "kopf_version": _distribution_version("kopf"),
+        "qdrant_client_version": _distribution_version("qdrant-client"),
+    }
+
+
+def _distribution_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def publish_build_info(environ: Mapping[str, str]) -> None:
+    BUILD_INFO.info(build_labels(environ))
+
+
+def serve(port: int) -> WSGIServer:
+    """Serves every metric on ``port`` from a daemon thread; the server, to shut it down."""
+    publish_build_info(os.environ)
+    server, _ = start_http_server(port)
+    return server
