@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import tomllib
 import uuid
@@ -141,6 +142,30 @@ def test_the_chart_versions_follow_the_project_and_its_crds_are_the_generated_on
     assert shipped == generated
     assert len(shipped) == 4  # the three kinds and kopf's peering kinds
     assert not (CHART / "crds").exists(), "Helm would install it besides the templated CRDs"
+
+
+def test_the_packaged_chart_carries_the_project_version_and_its_image_defaults_to_it(
+        helm: Path, tmp_path: Path) -> None:
+    """What `make chart-package` writes and `helm push` publishes (docs/release.md): the
+    archive named and versioned after pyproject.toml, with the subchart, schema and CRDs."""
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    packager = Helm(helm, kubeconfig="", home=tmp_path / "helm-home")
+    packager.run("package", str(CHART), "--destination", str(tmp_path))
+    archive = tmp_path / f"album-operator-{version}.tgz"
+    assert [p.name for p in tmp_path.glob("*.tgz")] == [archive.name]
+    with tarfile.open(archive) as tgz:
+        names = set(tgz.getnames())
+        packaged_file = tgz.extractfile("album-operator/Chart.yaml")
+        assert packaged_file is not None
+        packaged = yaml.safe_load(packaged_file.read())
+    assert (packaged["version"], packaged["appVersion"]) == (version, version)
+    assert {"album-operator/values.schema.json",
+            "album-operator/charts/kopf-peering-crds/Chart.yaml",
+            *(f"album-operator/files/crds/{p.name}" for p in (REPO / "crds").glob("*.yaml")
+              if "kopf" not in p.name)} <= names
+    rendered = packager.run("template", "rel", str(archive), "--namespace", "ops").stdout
+    docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    assert container(docs)["image"] == f"album-operator:{version}"
 
 
 def test_helm_lint_strict_passes_with_default_and_with_server_values(
