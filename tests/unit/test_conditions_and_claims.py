@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from album_operator.core.claims import Claimant, rightful_owner
+import pytest
+
+from album_operator.core.claims import Claimant, rightful_owner, stamp_is_stale, stamped_by
+from album_operator.core.collections import Owner
 from album_operator.core.conditions import ConditionUpdate, find, merge_conditions, status_patch
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
@@ -65,3 +68,27 @@ def test_within_one_second_the_incumbent_keeps_its_claim() -> None:
     assert rightful_owner([a, b], incumbent_uid="uid-b") == b
     older = Claimant("2025-12-31T23:59:59Z", "uid-z", "ns", "z")
     assert rightful_owner([a, b, older], incumbent_uid="uid-b") == older
+
+
+MERGE = Owner("MasterMerge", "photos", "master", "uid-now")
+
+
+@pytest.mark.parametrize(("metadata", "owned", "stale"), [
+    (MERGE.metadata(), True, False),
+    # the same resource deleted and applied again (GitOps replace, restore): a new uid
+    ({**MERGE.metadata(), "albumops.io/owner-uid": "uid-before"}, True, True),
+    # written by the first operator version, as every version has written it
+    ({"albumops.io/owner-kind": "MasterMerge", "albumops.io/owner": "photos/master",
+      "albumops.io/owner-uid": "7d3c-old"}, True, True),
+    (Owner("MasterMerge", "other", "master", "uid-now").metadata(), False, False),
+    (Owner("MasterMerge", "photos", "master-2", "uid-now").metadata(), False, False),
+    (Owner("AlbumCollection", "photos", "master", "uid-now").metadata(), False, False),
+    # the uid alone proves nothing
+    ({"albumops.io/owner-kind": "MasterMerge", "albumops.io/owner-uid": "uid-now"}, False,
+     False),
+    ({}, False, False),
+])
+def test_an_owner_stamp_names_its_resource_by_kind_namespace_and_name_not_by_uid(
+        metadata: dict[str, str], owned: bool, stale: bool) -> None:
+    assert stamped_by(metadata, MERGE) is owned
+    assert stamp_is_stale(metadata, MERGE) is stale

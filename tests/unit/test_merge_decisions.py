@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from album_operator.core.collections import ObservedCollection, ObservedVector
+from album_operator.core.collections import ObservedCollection, ObservedVector, Owner
 from album_operator.core.engine import EMBEDDED, SERVER
 from album_operator.core.idstreams import PointId
 from album_operator.core.merge import (
@@ -17,9 +17,11 @@ from album_operator.core.merge import (
     Phase,
     StepOutcome,
     TriggerState,
+    alias_read_back,
     bulk_load_collection,
     copy_range_points,
     copy_rate,
+    deletion_refusal,
     failed_build_retry_at,
     indexing_outcome,
     master_collection,
@@ -28,6 +30,7 @@ from album_operator.core.merge import (
     merge_ready,
     next_phase,
     next_version,
+    owned_masters,
     parse_version,
     ranked_union,
     reads_by_id,
@@ -175,35 +178,88 @@ def test_missed_scheduled_runs_collapse_into_one_catch_up() -> None:
     assert due_scheduled_time("0 * * * *", NOW, NOW) is None
 
 
-@pytest.mark.parametrize(("alias_target", "last_left", "allowed"), [
-    (None, None, True),
-    (None, "album_master_v1", True),
-    ("album_master_v1", "album_master_v1", True),
-    ("someone_elses", "album_master_v1", False),
-    ("album_master_v1", None, False),
+@pytest.mark.parametrize(("alias_target", "owned", "allowed"), [
+    (None, [], True),
+    (None, ["album_master_v1"], True),
+    ("album_master_v1", ["album_master_v1"], True),
+    # applied again: status knows nothing, the stamps say v1 is this resource's
+    ("album_master_v1", ["album_master_v1", "album_master_v2"], True),
+    ("someone_elses", ["album_master_v1"], False),
+    ("album_master_v1", [], False),  # another namespace's master of the same name
 ])
-def test_the_alias_moves_only_from_where_this_resource_left_it(
-        alias_target: str | None, last_left: str | None, allowed: bool) -> None:
-    assert may_swap(alias_target, last_left) is allowed
+def test_the_alias_moves_only_from_nowhere_or_from_a_master_of_this_resource(
+        alias_target: str | None, owned: list[str], allowed: bool) -> None:
+    assert may_swap(alias_target, owned) is allowed
+
+
+def stamp(kind: str, ref: str, uid: str) -> dict[str, str]:
+    return {"albumops.io/owner-kind": kind, "albumops.io/owner": ref,
+            "albumops.io/owner-uid": uid}
+
+
+def test_the_masters_of_a_resource_are_those_its_namespace_and_name_stamped() -> None:
+    owner = Owner("MasterMerge", "photos", "master", "uid-now")
+    stamps = {
+        "album_master_v3": stamp("MasterMerge", "photos/master", "uid-now"),
+        "album_master_v1": stamp("MasterMerge", "photos/master", "uid-before-reapply"),
+        "album_master_v2": stamp("MasterMerge", "other/master", "uid-other"),
+        "album_master_v4": stamp("AlbumCollection", "photos/master", "uid-now"),
+        "album_master_v5": {},
+        "album_master_v10": stamp("MasterMerge", "photos/master", "uid-now"),
+        "album_master_old": stamp("MasterMerge", "photos/master", "uid-now"),
+    }
+    assert owned_masters(stamps, "album_master", owner) == [
+        "album_master_v1", "album_master_v3", "album_master_v10"]
 
 
 OWNED = [f"album_master_v{v}" for v in range(1, 7)]
 
 
-@pytest.mark.parametrize(("alias_target", "last_verified", "keep", "deleted"), [
-    ("album_master_v6", "album_master_v6", 2, ["album_master_v1", "album_master_v2",
-                                               "album_master_v3"]),
-    ("album_master_v6", "album_master_v6", 0, [f"album_master_v{v}" for v in range(1, 6)]),
-    ("album_master_v6", "album_master_v6", 10, []),
-    ("album_master_v2", "album_master_v6", 1, ["album_master_v1", "album_master_v3",
-                                               "album_master_v4"]),
-    (None, None, 3, ["album_master_v1", "album_master_v2", "album_master_v3"]),
+@pytest.mark.parametrize(("serving", "failed", "keep", "deleted"), [
+    ({"album_master_v6"}, set(), 2, ["album_master_v1", "album_master_v2", "album_master_v3"]),
+    ({"album_master_v6"}, set(), 0, [f"album_master_v{v}" for v in range(1, 6)]),
+    ({"album_master_v6"}, set(), 10, []),
+    # a rollback to v2: the newest verified master (v6) stays whatever keepPrevious says
+    ({"album_master_v2"}, set(), 1, ["album_master_v1", "album_master_v3", "album_master_v4"]),
+    ({"album_master_v2"}, set(), 0, ["album_master_v1", "album_master_v3", "album_master_v4",
+                                     "album_master_v5"]),
+    ({"album_master_v1"}, set(), 0, [f"album_master_v{v}" for v in range(2, 6)]),
+    # v6 failed verification (kept for inspection): v5 is the newest verified
+    ({"album_master_v2"}, {"album_master_v6"}, 0, ["album_master_v1", "album_master_v3",
+                                                   "album_master_v4", "album_master_v6"]),
+    (set(), set(), 3, ["album_master_v1", "album_master_v2"]),
+    ({"album_master_v3", "album_master_v1"}, set(), 0, [
+        "album_master_v2", "album_master_v4", "album_master_v5"]),
 ])
-def test_retention_keeps_the_alias_target_the_last_verified_and_n_previous(
-        alias_target: str | None, last_verified: str | None, keep: int,
-        deleted: list[str]) -> None:
-    assert masters_to_delete([*OWNED, "unrelated"], "album_master", alias_target,
-                             last_verified, keep) == deleted
+def test_retention_never_deletes_the_alias_target_nor_the_newest_verified_master(
+        serving: set[str], failed: set[str], keep: int, deleted: list[str]) -> None:
+    assert masters_to_delete([*OWNED, "unrelated"], "album_master", serving, failed,
+                             keep) == deleted
+
+
+@pytest.mark.parametrize(("aliases", "refused"), [
+    ({}, None),
+    ({"album_master": "album_master_v2"}, None),
+    ({"album_master": "album_master_v1"},
+     "album_master_v1 was not deleted: alias album_master points at it (a collection behind "
+     "an alias is never deleted)"),
+    ({"pinned": "album_master_v1", "album_master": "album_master_v1", "x": "album_2019"},
+     "album_master_v1 was not deleted: alias album_master, pinned points at it (a collection "
+     "behind an alias is never deleted)"),
+])
+def test_a_collection_behind_any_alias_is_never_deleted(aliases: dict[str, str],
+                                                         refused: str | None) -> None:
+    assert deletion_refusal("album_master_v1", aliases) == refused
+
+
+@pytest.mark.parametrize(("seen", "recorded"), [
+    ("album_master_v2", None),
+    ("album_master_v1", "album_master_v1"),  # a lagging peer still shows the previous master
+    (None, ""),
+])
+def test_a_read_of_the_alias_after_an_acknowledged_swap_is_only_recorded(
+        seen: str | None, recorded: str | None) -> None:
+    assert alias_read_back(seen, "album_master_v2") == recorded
 
 
 def test_top_k_overlap() -> None:
@@ -344,6 +400,16 @@ FACTS = MergeFacts(alias="album_master", alias_target=None, build_name="album_ma
     (replace(FACTS, schedule_problem="schedule '0 0 31 2 *' never matches a date",
              alias_target="album_master_v1"),
      "False", "InvalidSchedule", "schedule '0 0 31 2 *' never matches a date"),
+    (replace(FACTS, build_phase="Succeeded", alias_target="album_master_v2",
+             alias_read_back="album_master_v1"), "False", "SwapNotConfirmed",
+     "Qdrant acknowledged moving alias album_master to album_master_v2, but a read of the "
+     "alias returned album_master_v1 (a lagging peer or a proxy?); the swap stands, and the "
+     "alias is read again until it agrees"),
+    (replace(FACTS, rolled_back_to="album_master_v1", alias_target="album_master_v1",
+             alias_read_back=""), "False", "SwapNotConfirmed",
+     "Qdrant acknowledged moving alias album_master to album_master_v1, but a read of the "
+     "alias returned no alias (a lagging peer or a proxy?); the swap stands, and the alias is "
+     "read again until it agrees"),
 ])
 def test_ready_is_computed_from_the_state_after_each_step_never_kept(
         facts: MergeFacts, status: str, reason: str, message: str) -> None:

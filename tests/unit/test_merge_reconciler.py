@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,18 +18,33 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from album_operator.adapters.qdrant import copier
-from album_operator.adapters.qdrant.connection import ConnectionSettings, QdrantEngine, QdrantPool
+from album_operator.adapters.qdrant.connection import (
+    ConnectionSettings,
+    QdrantEngine,
+    QdrantPool,
+    open_engine,
+)
 from album_operator.adapters.qdrant.merge import alias_target, copy_step, point_id
 from album_operator.config import OperatorConfig
 from album_operator.core.collections import Owner
 from album_operator.core.timeutil import rfc3339
 from album_operator.models.common import ConnectionSpec
-from album_operator.models.master_merge import CopySettings, MasterMergeSpec, SourceChangeTrigger
+from album_operator.models.master_merge import (
+    CopySettings,
+    MasterMergeSpec,
+    RetentionSettings,
+    SourceChangeTrigger,
+)
 from album_operator.reconcilers import master_merge
-from album_operator.reconcilers.master_merge import KIND, step_master_merge
+from album_operator.reconcilers.master_merge import (
+    KIND,
+    delete_master_merge,
+    step_master_merge,
+)
 from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
-from tests.conftest import ENGINES, engine_under_test
+from tests.conftest import ENGINES, ServerTarget, engine_under_test
+from tests.faultproxy import FaultProxy
 
 SOURCES = {"album_2017": range(0, 90), "album_2018": range(1000, 1070),
            "album_2019": range(5000, 5110)}
@@ -38,6 +54,8 @@ SPEC = MasterMergeSpec.model_validate({
 # A year no other test writes on the shared server: the missing-source retry creates it late.
 LATE_SOURCE = "album_2012"
 REF = ResourceRef(KIND, "photos", "master", "uid-merge", 1, "2026-01-01T00:00:00Z", {})
+PINNED = "album_pinned"
+"""An alias a person made, by hand, to one of the masters."""
 
 
 class OwnersKube:
@@ -80,7 +98,7 @@ class MergeServices(Services):
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
     """A real engine (in memory, or the test server) holding the three sources."""
-    with engine_under_test(request, owned, aliases=("album_master",)) as engine:
+    with engine_under_test(request, owned, aliases=("album_master", PINNED)) as engine:
         rng = np.random.default_rng(8)
 
         def seed(client: QdrantClient) -> None:
@@ -96,7 +114,8 @@ def engine(request: pytest.FixtureRequest) -> Iterator[QdrantEngine]:
 
 def owned(name: str) -> bool:
     """This test's collections (a shared test server holds other tests' too)."""
-    return name in SOURCES or name == LATE_SOURCE or name.startswith("album_master_v")
+    return name in SOURCES or name == LATE_SOURCE or name.startswith(
+        ("album_master_v", "elsewhere_master_v"))
 
 
 def collections(engine: QdrantEngine) -> set[str]:
@@ -116,12 +135,13 @@ def build(services: MergeServices, crash_in: str | None) -> tuple[dict[str, Any]
 
 
 def build_with(services: MergeServices, spec: MasterMergeSpec, status: dict[str, Any],
-               crash_in: str | None = None) -> tuple[dict[str, Any], list[str]]:
+               crash_in: str | None = None, ref: ResourceRef = REF
+               ) -> tuple[dict[str, Any], list[str]]:
     phases: list[str] = []
     crashed = False
     for _ in range(500):
         phase = (status.get("currentBuild") or {}).get("phase")
-        after = asyncio.run(step_master_merge(REF, spec, status, services))
+        after = asyncio.run(step_master_merge(ref, spec, status, services))
         if phase == crash_in and not crashed:
             crashed = True  # the operator died before writing this step's status,
             services.copies.stop_all()  # and its running copy with it
@@ -405,3 +425,152 @@ def test_rebuild_on_source_change_waits_for_a_change_and_its_interval(
     services.now += dt.timedelta(seconds=60)
     status = asyncio.run(step_master_merge(REF, spec, status, services))
     assert status["currentBuild"]["name"] == "album_master_v2", "not within the interval"
+
+
+def rebuilt(ref: ResourceRef, token: str) -> ResourceRef:
+    """``ref`` with the albumops.io/rebuild annotation set to ``token``."""
+    return replace(ref, annotations={"albumops.io/rebuild": token})
+
+
+def ready(status: dict[str, Any]) -> tuple[str, str, str]:
+    found = next(c for c in status["conditions"] if c["type"] == "Ready")
+    return found["status"], found["reason"], found["message"]
+
+
+def owner_uid(engine: QdrantEngine, collection: str) -> str:
+    metadata = engine.call(lambda c: c.get_collection(collection).config.metadata) or {}
+    return str(metadata.get("albumops.io/owner-uid"))
+
+
+def test_a_merge_deleted_and_applied_again_adopts_its_alias_and_masters_and_swaps(
+        engine: QdrantEngine) -> None:
+    services = MergeServices(engine)
+    status, _ = build_with(services, SPEC, {})
+    assert status["aliasTarget"] == "album_master_v1"
+    # deleted (deletionPolicy Retain keeps the alias and v1) and applied again, as a GitOps
+    # replace or a backup restore does: a new uid, no status
+    again = replace(REF, uid="uid-merge-applied-again")
+    status = asyncio.run(step_master_merge(again, SPEC, {}, services))
+    assert status["currentBuild"]["name"] == "album_master_v2", "v1 is its own: not reused"
+    assert ready(status) == ("True", "Ready", "alias album_master -> album_master_v1; "
+                             "building album_master_v2 (Planning)")
+    assert owner_uid(engine, "album_master_v1") == again.uid, "adopted: stamped anew"
+    status, _ = build_with(services, SPEC, status, ref=again)
+    assert status["phase"] == "Succeeded", status["currentBuild"].get("message")
+    assert status["aliasTarget"] == "album_master_v2"
+    assert alias_target(engine, "album_master") == "album_master_v2"
+    assert status["masters"] == ["album_master_v1", "album_master_v2"], "kept for rollback"
+    assert [h["result"] for h in status["history"]] == ["Succeeded"]
+    # the earlier self's master is a rollback target like any other
+    pinned = SPEC.model_copy(update={"rollback_to": "album_master_v1"})
+    status = asyncio.run(step_master_merge(again, pinned, status, services))
+    assert alias_target(engine, "album_master") == "album_master_v1"
+    assert ready(status)[:2] == ("True", "RolledBack")
+
+
+def test_another_namespaces_merge_of_the_same_name_never_takes_the_alias(
+        engine: QdrantEngine) -> None:
+    services = MergeServices(engine)
+    build_with(services, SPEC, {})
+    kube = services.kube
+    assert isinstance(kube, OwnersKube)
+    for name in SOURCES:  # the sources are shared with it: the build reaches the swap
+        key = ("photos", name.replace("_", "-"))
+        kube.live[key] = {**kube.live[key], "spec": {"sharedWith": [{"namespace": "elsewhere"}]}}
+    elsewhere = ResourceRef(KIND, "elsewhere", "master", "uid-elsewhere", 1,
+                            "2026-01-01T00:00:00Z", {})
+    spec = SPEC.model_copy(update={"target_prefix": "elsewhere_master"})
+    status, phases = build_with(services, spec, {}, ref=elsewhere)
+    assert "Swapping" in phases
+    assert (status["phase"], status["currentBuild"]["failureReason"]) == ("Failed", "Conflict")
+    assert status["currentBuild"]["message"] == (
+        "alias album_master points at album_master_v1, which is not a master of this "
+        "MasterMerge (elsewhere/master); not moving it")
+    assert alias_target(engine, "album_master") == "album_master_v1"
+    assert owner_uid(engine, "album_master_v1") == REF.uid
+
+
+def test_a_master_behind_any_alias_is_never_deleted_by_retention_or_the_deletion_policy(
+        engine: QdrantEngine) -> None:
+    spec = SPEC.model_copy(update={"retention": RetentionSettings(keep_previous=0),
+                                   "deletion_policy": "Delete"})
+    services = MergeServices(engine)
+    status, _ = build_with(services, spec, {})
+    engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=[
+        qm.CreateAliasOperation(create_alias=qm.CreateAlias(
+            collection_name="album_master_v1", alias_name=PINNED))]))
+    status, _ = build_with(services, spec, status, ref=rebuilt(REF, "2"))
+    refusal = ("album_master_v1 was not deleted: alias album_pinned points at it (a "
+               "collection behind an alias is never deleted)")
+    assert status["aliasTarget"] == "album_master_v2"
+    assert status["currentBuild"]["message"] == f"alias album_master -> album_master_v2; {refusal}"
+    assert status["masters"] == ["album_master_v1", "album_master_v2"]
+    assert alias_target(engine, PINNED) == "album_master_v1"
+
+    message = asyncio.run(delete_master_merge(REF, spec, services))
+    assert message == f"deleted 1 masters and alias album_master; {refusal}"
+    assert collections(engine) == {*SOURCES, "album_master_v1"}
+    assert alias_target(engine, "album_master") is None
+    assert alias_target(engine, PINNED) == "album_master_v1"
+
+
+def test_lowering_keep_previous_then_rolling_back_keeps_the_newest_verified_master(
+        engine: QdrantEngine) -> None:
+    services = MergeServices(engine)
+    status, _ = build_with(services, SPEC, {})
+    for token in ("2", "3"):
+        status, _ = build_with(services, SPEC, status, ref=rebuilt(REF, token))
+    assert status["masters"] == ["album_master_v1", "album_master_v2", "album_master_v3"]
+    spec = SPEC.model_copy(update={"retention": RetentionSettings(keep_previous=0),
+                                   "rollback_to": "album_master_v1"})
+    status = asyncio.run(step_master_merge(rebuilt(REF, "3"), spec, status, services))
+    assert alias_target(engine, "album_master") == "album_master_v1"
+    assert ready(status)[:2] == ("True", "RolledBack")
+    assert status["masters"] == ["album_master_v1", "album_master_v3"]
+    assert collections(engine) == {*SOURCES, "album_master_v1", "album_master_v3"}
+
+
+def step_until_finished(services: MergeServices, ref: ResourceRef, spec: MasterMergeSpec,
+                        status: dict[str, Any]) -> dict[str, Any]:
+    """Steps a build (started by the first step) until it succeeds or fails."""
+    status = asyncio.run(step_master_merge(ref, spec, status, services))
+    deadline = time.monotonic() + 120
+    while status["phase"] not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+        time.sleep(0.01)  # the copy runs between steps
+        status = asyncio.run(step_master_merge(ref, spec, status, services))
+    return status
+
+
+@pytest.mark.parametrize("engine", ["server"], indirect=True)
+def test_a_stale_read_of_the_alias_after_the_swap_is_reported_never_a_failed_build(
+        engine: QdrantEngine, qdrant_server_target: ServerTarget) -> None:
+    """Between the operator and the server, a proxy answers the first read of the alias
+    list after the swap with the list from before it, as a lagging peer behind a
+    load-balanced Service does."""
+    with FaultProxy(qdrant_server_target.url) as proxy:
+        proxied = open_engine(ConnectionSettings(url=proxy.url,
+                                                 api_key=qdrant_server_target.api_key))
+        try:
+            services = MergeServices(proxied)
+            status, _ = build_with(services, SPEC, {})
+            assert status["aliasTarget"] == "album_master_v1"
+            proxy.stale_alias_reads_after_swap(times=1)
+            status = step_until_finished(services, rebuilt(REF, "2"), SPEC, status)
+            assert proxy.stale_reads_served == 1
+            assert status["phase"] == "Succeeded", status["currentBuild"].get("message")
+            assert (status["aliasTarget"], status["aliasReadBack"]) == (
+                "album_master_v2", "album_master_v1")
+            assert ready(status)[:2] == ("False", "SwapNotConfirmed")
+            assert alias_target(engine, "album_master") == "album_master_v2"
+
+            status = asyncio.run(step_master_merge(rebuilt(REF, "2"), SPEC, status, services))
+            assert "aliasReadBack" not in status or status["aliasReadBack"] is None
+            assert ready(status) == ("True", "Ready", "alias album_master -> album_master_v2")
+            # nothing failed, so nothing is cleaned up as failed: the master stays served
+            services.now += dt.timedelta(hours=2)
+            status = asyncio.run(step_master_merge(rebuilt(REF, "2"), SPEC, status, services))
+            assert [h["result"] for h in status["history"]] == ["Succeeded", "Succeeded"]
+            assert alias_target(engine, "album_master") == "album_master_v2"
+            assert engine.call(count_of("album_master")) == sum(map(len, SOURCES.values()))
+        finally:
+            proxied.close()

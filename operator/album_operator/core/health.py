@@ -96,7 +96,8 @@ MASTER_MERGE: Mapping[str, Reason] = {
     "TargetMissing": _degraded("the master being built disappeared"),
     "IndexingFailed": _degraded("Qdrant reported the master red while indexing"),
     "VerificationFailed": _degraded("the master failed verification"),
-    "SwapNotConfirmed": _degraded("Qdrant did not confirm the alias swap"),
+    "SwapNotConfirmed": _degraded("Qdrant acknowledged the alias swap, but a read of the alias "
+                                  "returns another collection; read again until it agrees"),
     "UnorderedScroll": _degraded("a source did not return points in ID order"),
     "AliasIsSource": _degraded("the alias names one of the sources"),
     "AliasIsCollection": _degraded("the alias names an existing collection"),

@@ -13,9 +13,10 @@ import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
-from album_operator.core.collections import DesiredCollection, ObservedCollection
+from album_operator.core.claims import stamped_by
+from album_operator.core.collections import DesiredCollection, ObservedCollection, Owner
 from album_operator.core.conditions import ConditionUpdate
 from album_operator.core.engine import EngineCapabilities
 from album_operator.core.idstreams import PointId
@@ -174,6 +175,8 @@ class MergeFacts:
     rolled_back_to: str | None = None
     schedule_problem: str | None = None
     next_retry: str | None = None
+    alias_read_back: str | None = None
+    """After an acknowledged swap, what a read of the alias returned that disagrees."""
 
 
 def merge_ready(facts: MergeFacts) -> ConditionUpdate:
@@ -183,6 +186,12 @@ def merge_ready(facts: MergeFacts) -> ConditionUpdate:
         return ConditionUpdate("Ready", "False", "InvalidSchedule", facts.schedule_problem)
     if facts.rollback_problem:
         return ConditionUpdate("Ready", "False", *facts.rollback_problem)
+    if facts.alias_read_back is not None:
+        seen = facts.alias_read_back or "no alias"
+        return ConditionUpdate("Ready", "False", "SwapNotConfirmed", (
+            f"Qdrant acknowledged moving alias {facts.alias} to {facts.alias_target}, but a "
+            f"read of the alias returned {seen} (a lagging peer or a proxy?); the swap "
+            "stands, and the alias is read again until it agrees"))
     if facts.rolled_back_to:
         return ConditionUpdate("Ready", "True", "RolledBack", f"{serving} (rollback)")
     if facts.suspended:
@@ -219,23 +228,58 @@ def merge_building(facts: MergeFacts) -> ConditionUpdate:
     return ConditionUpdate("Building", "False", phase, f"{facts.build_name}: {phase}")
 
 
-def may_swap(alias_target: str | None, last_left_target: str | None) -> bool:
-    """The alias moves only if nobody else moved it since this resource last did."""
-    return alias_target is None or alias_target == last_left_target
+def owned_masters(stamps: Mapping[str, Mapping[str, Any]], prefix: str, owner: Owner
+                  ) -> list[str]:
+    """The masters ``owner`` built, oldest first: collections named ``<prefix>_v<N>``
+    (``stamps``: each one's Qdrant metadata) whose owner stamp names it (``stamped_by``), so a
+    resource applied again owns its earlier self's masters."""
+    owned = [name for name, metadata in stamps.items()
+             if parse_version(prefix, name) is not None and stamped_by(metadata, owner)]
+    return sorted(owned, key=lambda name: parse_version(prefix, name) or 0)
 
 
-def masters_to_delete(owned: Iterable[str], prefix: str, alias_target: str | None,
-                      last_verified: str | None, keep_previous: int) -> list[str]:
+def may_swap(alias_target: str | None, owned: Collection[str]) -> bool:
+    """The alias moves only from nowhere or from one of this resource's masters, as Qdrant's
+    owner stamps say (never as status says: a tenant can write status): an alias another
+    resource or a person moved it to elsewhere is not taken."""
+    return alias_target is None or alias_target in owned
+
+
+def alias_read_back(seen: str | None, swapped_to: str | None) -> str | None:
+    """What status records of a read of the alias after a swap Qdrant acknowledged: None
+    when it agrees, else what it returned ("" for no alias). A read that disagrees is a
+    lagging peer or a proxy, never a failed swap: Qdrant acknowledges alias changes
+    atomically, and the alias is read again until it agrees."""
+    return None if seen == swapped_to else (seen or "")
+
+
+def deletion_refusal(collection: str, aliases: Mapping[str, str]) -> str | None:
+    """Why ``collection`` must not be deleted, or None. ``aliases`` (alias -> collection) is
+    read right before the delete: Qdrant drops the aliases of a deleted collection, so
+    deleting what an alias points at would leave its readers with nothing. The one rule
+    before every collection delete the MasterMerge reconciler does."""
+    behind = sorted(alias for alias, target in aliases.items() if target == collection)
+    if not behind:
+        return None
+    return (f"{collection} was not deleted: alias {', '.join(behind)} points at it (a "
+            "collection behind an alias is never deleted)")
+
+
+def masters_to_delete(owned: Iterable[str], prefix: str, serving: Collection[str],
+                      failed: Collection[str], keep_previous: int) -> list[str]:
     """Masters built by this resource that retention removes, oldest first.
 
-    The alias target and the last verified build are never removed; of the rest, the
+    Never removed, whatever ``keep_previous`` and a rollback say: the masters ``serving``
+    behind the alias, and the newest verified master (the newest that is not a ``failed``
+    build's; during a rollback it is newer than the alias target). Of the rest, the
     ``keep_previous`` newest stay for rollback.
     """
-    protected = {n for n in (alias_target, last_verified) if n}
-    versioned = sorted(((parse_version(prefix, n), n) for n in owned
-                        if parse_version(prefix, n) is not None and n not in protected),
-                       reverse=True)
-    return [name for _, name in sorted(versioned[keep_previous:])]
+    versioned = sorted((version, name) for name in owned
+                       if (version := parse_version(prefix, name)) is not None)
+    verified = [name for _, name in versioned if name not in failed]
+    protected = {*serving, *verified[-1:]}
+    rest = [name for _, name in versioned if name not in protected]
+    return rest[:max(len(rest) - keep_previous, 0)]
 
 
 def top_k_overlap(expected: Sequence[PointId], actual: Sequence[PointId]) -> float:

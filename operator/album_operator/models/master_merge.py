@@ -326,6 +326,12 @@ class MasterMergeStatus(CamelModel):
                                      description="Collection the alias points at.")
     last_swap_time: str | None = Field(default=None,
                                        description="When the alias last moved (RFC 3339).")
+    alias_read_back: str | None = Field(
+        default=None, description="Set while a read of the alias after the last swap (which "
+        "Qdrant acknowledged) returns another collection than aliasTarget: what it returned "
+        "(empty: no alias), as from a lagging peer or a proxy. The swap stands; the alias is "
+        "read again at every step until it agrees, and Ready is False with reason "
+        "SwapNotConfirmed meanwhile.")
     last_rebuild_token: str | None = Field(
         default=None, description="albumops.io/rebuild annotation value last acted on.")
     last_scheduled_time: str | None = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +29,19 @@ from album_operator.adapters.qdrant.copier import (
 from album_operator.adapters.qdrant.merge import (
     SourceReader,
     alias_target,
+    aliases,
     collection_names,
     decode_offset,
     delete_alias,
     encode_offset,
-    owned_versions,
+    restamp,
     scan_sources,
     swap_alias,
+    versioned_collections,
 )
 from album_operator.adapters.tenancy import collection_access
 from album_operator.core.catchup import IdSet, PassTally, after_pass
+from album_operator.core.claims import stamp_is_stale, stamped_by
 from album_operator.core.collection_plan import plan_collection
 from album_operator.core.collections import (
     DesiredCollection,
@@ -55,11 +59,13 @@ from album_operator.core.merge import (
     MergeFacts,
     StepOutcome,
     TriggerState,
+    alias_read_back,
     build_digest,
     bulk_load_collection,
     checkpoint_due,
     copy_range_points,
     copy_rate,
+    deletion_refusal,
     failed_build_retry_at,
     indexing_outcome,
     master_collection,
@@ -69,6 +75,7 @@ from album_operator.core.merge import (
     merge_ready,
     next_phase,
     next_version,
+    owned_masters,
     parse_version,
     rebuild_reason,
     source_check_due,
@@ -91,6 +98,7 @@ from album_operator.reconcilers.resource import ResourceRef
 from album_operator.services import Services
 
 KIND = "MasterMerge"
+log = logging.getLogger(__name__)
 REBUILD_ANNOTATION = "albumops.io/rebuild"
 # Upserts in flight per source on a server: the next page is scrolled while they run.
 UPSERTS_PER_STREAM = 2
@@ -216,7 +224,50 @@ def _seen_schedule(status: dict[str, Any]) -> str | None:
 
 def _owned_masters(engine: QdrantEngine, ref: ResourceRef, spec: MasterMergeSpec
                    ) -> list[str]:
-    return owned_versions(engine, spec.target_prefix or spec.alias, ref.uid, KIND)
+    """This resource's masters as Qdrant's owner stamps say, oldest first (``stamped_by``:
+    by namespace and name, so a resource applied again owns what its earlier self built)."""
+    prefix = spec.target_prefix or spec.alias
+    return owned_masters(versioned_collections(engine, prefix), prefix, ref.owner())
+
+
+def _adopt_masters(engine: QdrantEngine, ref: ResourceRef, spec: MasterMergeSpec
+                   ) -> list[str]:
+    """``_owned_masters``, with the stamps an earlier incarnation of this resource wrote
+    (another uid) rewritten with this one's, so checks against the live owner's uid
+    (tenancy: an EdgeSnapshotPolicy publishing a master) see the owner that exists."""
+    prefix = spec.target_prefix or spec.alias
+    stamps = versioned_collections(engine, prefix)
+    owner = ref.owner()
+    owned = owned_masters(stamps, prefix, owner)
+    for name in owned:
+        if stamp_is_stale(stamps[name], owner):
+            restamp(engine, name, owner.metadata())
+    return owned
+
+
+async def _delete_master(engine: QdrantEngine, ref: ResourceRef, name: str) -> str | None:
+    """Deletes a master unless an alias points at it (``core.merge.deletion_refusal``, on
+    the aliases as Qdrant lists them right now); returns the refusal, or None once deleted."""
+    refusal = deletion_refusal(name, await asyncio.to_thread(aliases, engine))
+    if refusal is not None:
+        log.warning("MasterMerge %s/%s: %s", ref.namespace, ref.name, refusal)
+        return refusal
+    await qdrant_collections.delete(engine, name)
+    return None
+
+
+async def _delete_masters(engine: QdrantEngine, ref: ResourceRef, names: list[str],
+                          owned: list[str]) -> list[str]:
+    """Deletes ``names`` one by one (each behind the alias rule), removing each deleted one
+    from ``owned``; returns the refusals."""
+    refusals = []
+    for name in names:
+        refusal = await _delete_master(engine, ref, name)
+        if refusal is None:
+            owned.remove(name)
+        else:
+            refusals.append(refusal)
+    return refusals
 
 
 async def _start_build(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
@@ -224,11 +275,8 @@ async def _start_build(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str
     """A new build, named one version past every master this resource ever had. A master
     of an earlier failed attempt (kept for inspection) goes now, so retries never pile up."""
     prefix = spec.target_prefix or spec.alias
-    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
-    for name in _failed_masters(status, owned):
-        QDRANT_WRITES.labels("DeleteCollection").inc()
-        await qdrant_collections.delete(engine, name)
-        owned.remove(name)
+    owned = await asyncio.to_thread(_adopt_masters, engine, ref, spec)
+    await _delete_masters(engine, ref, _failed_masters(status, owned), owned)
     version = next_version(prefix, owned + [h["name"] for h in status.get("history", [])])
     changes: dict[str, Any] = {
         "currentBuild": {"name": target_name(prefix, version), "version": version,
@@ -239,6 +287,7 @@ async def _start_build(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str
         "lastBuiltDigest": build_digest(spec),
         "lastRebuildToken": ref.annotations.get(REBUILD_ANNOTATION),
         "verification": None, "nextRetryTime": None,
+        **await _adopted_alias(spec, status, owned, engine),
     }
     if reason.startswith("scheduled for "):
         changes["lastScheduledTime"] = reason.removeprefix("scheduled for ")
@@ -248,8 +297,22 @@ async def _start_build(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str
     return {**status, **changes, "conditions": conditions}
 
 
+async def _adopted_alias(spec: MasterMergeSpec, status: dict[str, Any], owned: list[str],
+                         engine: QdrantEngine) -> dict[str, Any]:
+    """A resource without an alias target in status (new, or applied again) that finds the
+    alias on one of its masters records it: it serves that master while it builds."""
+    if status.get("aliasTarget"):
+        return {}
+    current = await asyncio.to_thread(alias_target, engine, spec.alias)
+    return {"aliasTarget": current} if current in owned else {}
+
+
+def _failed_builds(status: dict[str, Any]) -> set[str]:
+    return {h["name"] for h in status.get("history", []) if h.get("result") == "Failed"}
+
+
 def _failed_masters(status: dict[str, Any], owned: list[str]) -> list[str]:
-    failed = {h["name"] for h in status.get("history", []) if h.get("result") == "Failed"}
+    failed = _failed_builds(status)
     return [name for name in owned if name in failed and name != status.get("aliasTarget")]
 
 
@@ -414,7 +477,7 @@ async def _create_target(ref: ResourceRef, final: DesiredCollection, engine: Qdr
                          ) -> None:
     existing = await qdrant_collections.describe(engine, final.name)
     if existing is not None:
-        if existing.owner_uid() != ref.uid:
+        if not stamped_by(existing.metadata, ref.owner()):
             raise BuildFailed("Conflict", f"{final.name} exists and is not owned by this merge")
         return  # a restarted operator adopts the target it was building
     loading = bulk_load_collection(final, engine.capabilities)
@@ -579,26 +642,36 @@ async def _verify(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any]
 
 async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,
                 engine: QdrantEngine, now: str) -> dict[str, Any]:
+    """Moves the alias to ``target`` if it points nowhere or at one of this resource's
+    masters (``may_swap``), then applies retention. The swap stands once Qdrant acknowledged
+    it; a read of the alias afterwards that disagrees is recorded (``aliasReadBack``) and
+    read again, never taken for a failed swap."""
     current = await asyncio.to_thread(alias_target, engine, spec.alias)
     if current == target:  # a repeated step after the swap already happened
-        return {"aliasTarget": target, "lastSwapTime": status.get("lastSwapTime") or now}
-    if not may_swap(current, status.get("aliasTarget")):
-        raise BuildFailed("Conflict", f"alias {spec.alias} points at {current}, not where "
-                          f"this merge left it ({status.get('aliasTarget')}); not moving it")
+        return {"aliasTarget": target, "lastSwapTime": status.get("lastSwapTime") or now,
+                "aliasReadBack": None}
+    owned = await asyncio.to_thread(_adopt_masters, engine, ref, spec)
+    if not may_swap(current, owned):
+        raise BuildFailed("Conflict", f"alias {spec.alias} points at {current}, which is not "
+                          f"a master of this MasterMerge ({ref.namespace}/{ref.name}); not "
+                          "moving it")
     if await qdrant_collections.describe(engine, target) is None:
         raise BuildFailed("TargetMissing", f"{target} disappeared before the swap")
     await asyncio.to_thread(swap_alias, engine, spec.alias, target)
-    confirmed = await asyncio.to_thread(alias_target, engine, spec.alias)
-    if confirmed != target:
-        raise BuildFailed("SwapNotConfirmed", f"alias {spec.alias} points at {confirmed}")
+    seen = await asyncio.to_thread(alias_target, engine, spec.alias)
+    refusals = await _apply_retention(ref, spec, status, target, owned, engine)
+    return {"aliasTarget": target, "lastSwapTime": now, "masters": owned,
+            "aliasReadBack": alias_read_back(seen, target), "retentionRefusals": refusals}
+
+
+async def _apply_retention(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
+                           serving: str, owned: list[str], engine: QdrantEngine) -> list[str]:
+    """Deletes the masters retention lets go (never the one serving, nor the newest
+    verified); ``owned`` keeps the rest. Returns the deletions refused."""
     prefix = spec.target_prefix or spec.alias
-    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
-    for name in masters_to_delete(owned, prefix, target, target,
-                                  spec.retention.keep_previous):
-        QDRANT_WRITES.labels("DeleteCollection").inc()
-        await qdrant_collections.delete(engine, name)
-        owned.remove(name)
-    return {"aliasTarget": target, "lastSwapTime": now, "masters": owned}
+    doomed = masters_to_delete(owned, prefix, {serving}, _failed_builds(status),
+                               spec.retention.keep_previous)
+    return await _delete_masters(engine, ref, doomed, owned)
 
 
 def _conditions(status: dict[str, Any], generation: int, now: str,
@@ -639,6 +712,8 @@ async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dic
     if problem:
         return _settle(ref, spec, status, now, schedule_problem=problem)
     engine = await services.engine_for(ref.namespace, spec.connection)
+    if status.get("aliasReadBack") is not None:
+        status = await _read_alias_again(spec, status, engine)
     build = status.get("currentBuild")
     if (not build or build.get("phase") in TERMINAL) and spec.dry_run:
         return await _dry_run(ref, spec, status, services, engine, now)
@@ -665,6 +740,13 @@ async def step_master_merge(ref: ResourceRef, spec: MasterMergeSpec, status: dic
     return _settle(ref, spec, status, now)
 
 
+async def _read_alias_again(spec: MasterMergeSpec, status: dict[str, Any],
+                            engine: QdrantEngine) -> dict[str, Any]:
+    """After a swap whose read-back disagreed: reads the alias again, until it agrees."""
+    seen = await asyncio.to_thread(alias_target, engine, spec.alias)
+    return {**status, "aliasReadBack": alias_read_back(seen, status.get("aliasTarget"))}
+
+
 def _settle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], now: str,
             **facts: Any) -> dict[str, Any]:
     """Ready and Building, computed from the status as it now is (never kept from before)."""
@@ -674,7 +756,7 @@ def _settle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], now
         build_name=build.get("name"), build_phase=build.get("phase"),
         build_message=build.get("message", ""), failure_reason=build.get("failureReason"),
         suspended=spec.suspend, dry_run=spec.dry_run, next_retry=status.get("nextRetryTime"),
-        **facts)
+        alias_read_back=status.get("aliasReadBack"), **facts)
     conditions = _conditions(status, ref.generation, now, merge_ready(current),
                              merge_building(current))
     return {**status, "conditions": conditions, "phase": build.get("phase"),
@@ -702,9 +784,10 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
         return await _verified(ref, spec, status, build, engine, now,
                                services.config.merge_retry_seconds)
     else:  # Swapping
-        swapped = {**status, **await _swap(ref, spec, status, build["name"], engine, now)}
-        return _finish(swapped, build, "Succeeded", now,
-                       f"alias {spec.alias} -> {build['name']}", "Succeeded", 0.0)
+        swap = await _swap(ref, spec, status, build["name"], engine, now)
+        refusals = swap.pop("retentionRefusals", [])
+        message = "; ".join([f"alias {spec.alias} -> {build['name']}", *refusals])
+        return _finish({**status, **swap}, build, "Succeeded", now, message, "Succeeded", 0.0)
     build["phase"] = next_phase(phase, outcome)
     return {**status, "currentBuild": build}
 
@@ -722,7 +805,7 @@ async def _verified(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, A
     if passed:
         return {**status, "currentBuild": {**build, "phase": next_phase("Verifying", "done")}}
     if spec.verify.on_failure == "Delete":
-        await qdrant_collections.delete(engine, build["name"])
+        await _delete_master(engine, ref, build["name"])
     return _finish(status, build, "Failed", now, verification["message"], "VerificationFailed",
                    retry_base)
 
@@ -736,7 +819,7 @@ async def _settle_idle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str
     if wanted == status.get("aliasTarget"):
         return _settle(ref, spec, status, now, rolled_back_to=wanted)
     prefix = spec.target_prefix or spec.alias
-    owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
+    owned = await asyncio.to_thread(_adopt_masters, engine, ref, spec)
     status = {**status, "masters": owned}
     if parse_version(prefix, wanted) is None or wanted not in owned:
         return _settle(ref, spec, status, now, rollback_problem=(
@@ -746,22 +829,25 @@ async def _settle_idle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str
         swapped = await _swap(ref, spec, status, wanted, engine, now)
     except BuildFailed as failure:
         return _settle(ref, spec, status, now, rollback_problem=(failure.reason, str(failure)))
+    swapped.pop("retentionRefusals", None)  # logged where refused
     return _settle(ref, spec, {**status, **swapped}, now, rolled_back_to=wanted)
 
 
 async def delete_master_merge(ref: ResourceRef, spec: MasterMergeSpec, services: Services
                               ) -> str:
     """Applies the deletion policy. Delete removes the alias (if it still points at one of
-    this resource's masters) and every master this resource built; Retain keeps both."""
+    this resource's masters) and every master this resource built that no alias points at
+    (``_delete_master``); Retain keeps both."""
     if spec.deletion_policy == "Retain":
         return "alias and masters retained (deletionPolicy Retain)"
     engine = await services.engine_for(ref.namespace, spec.connection)
     owned = await asyncio.to_thread(_owned_masters, engine, ref, spec)
-    current = await asyncio.to_thread(alias_target, engine, spec.alias)
-    if current in owned:
+    alias_removed = await asyncio.to_thread(alias_target, engine, spec.alias) in owned
+    if alias_removed:
         QDRANT_WRITES.labels("DeleteAlias").inc()
         await asyncio.to_thread(delete_alias, engine, spec.alias)
-    for name in owned:
-        await qdrant_collections.delete(engine, name)
-    return f"deleted {len(owned)} masters" + (f" and alias {spec.alias}" if current in owned
-                                              else "")
+    found = len(owned)
+    refusals = await _delete_masters(engine, ref, list(owned), owned)
+    message = f"deleted {found - len(owned)} masters" + (
+        f" and alias {spec.alias}" if alias_removed else "")
+    return "; ".join([message, *refusals])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +19,8 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from album_operator.adapters.metrics import QDRANT_WRITES
-from album_operator.adapters.qdrant.connection import QdrantEngine
+from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.adapters.qdrant.grpccopy import GrpcTransport
-from album_operator.core.collections import OWNER_KIND, OWNER_UID
 from album_operator.core.idstreams import (
     CollisionScan,
     IdRange,
@@ -342,13 +341,19 @@ def copy_step(reader: SourceReader, engine: QdrantEngine, source: str, target: s
     return CopyProgress(copied, reached, reached is None)
 
 
+def aliases(engine: QdrantEngine) -> dict[str, str]:
+    """Every alias and the collection it points at, as Qdrant answers now."""
+    listed = engine.call(lambda c: c.get_aliases().aliases)
+    return {a.alias_name: a.collection_name for a in listed}
+
+
 def alias_target(engine: QdrantEngine, alias: str) -> str | None:
-    aliases = engine.call(lambda c: c.get_aliases().aliases)
-    return next((a.collection_name for a in aliases if a.alias_name == alias), None)
+    return aliases(engine).get(alias)
 
 
 def swap_alias(engine: QdrantEngine, alias: str, target: str) -> None:
-    """Points ``alias`` at ``target`` in one alias request of one action.
+    """Points ``alias`` at ``target`` in one alias request of one action; returns once Qdrant
+    acknowledged it (the swap's success: a later read may lag behind it).
 
     ``create_alias`` replaces an existing alias of that name atomically on both engines, and
     fails without touching it when ``target`` is missing. (A delete + create batch is not
@@ -357,7 +362,10 @@ def swap_alias(engine: QdrantEngine, alias: str, target: str) -> None:
     action = qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target,
                                                                  alias_name=alias))
     QDRANT_WRITES.labels("SwapAlias").inc()
-    engine.call(lambda c: c.update_collection_aliases(change_aliases_operations=[action]))
+    acknowledged = engine.call(
+        lambda c: c.update_collection_aliases(change_aliases_operations=[action]))
+    if not acknowledged:
+        raise QdrantError(f"Qdrant did not acknowledge moving alias {alias} to {target}")
 
 
 def delete_alias(engine: QdrantEngine, alias: str) -> None:
@@ -369,16 +377,18 @@ def collection_names(engine: QdrantEngine) -> set[str]:
     return engine.call(lambda c: {item.name for item in c.get_collections().collections})
 
 
-def owned_versions(engine: QdrantEngine, prefix: str, uid: str, kind: str) -> list[str]:
-    """Collections named ``<prefix>_v<N>`` whose owner stamp is this resource's, by version;
-    only names of that shape are opened, so a server with many collections costs one list."""
-    def list_owned(client: Any) -> list[str]:
-        names = []
-        for item in client.get_collections().collections:
-            if parse_version(prefix, item.name) is None:
-                continue
-            metadata = client.get_collection(item.name).config.metadata or {}
-            if metadata.get(OWNER_UID) == uid and metadata.get(OWNER_KIND) == kind:
-                names.append(item.name)
-        return sorted(names, key=lambda name: parse_version(prefix, name) or 0)
-    return engine.call(list_owned)
+def versioned_collections(engine: QdrantEngine, prefix: str) -> dict[str, dict[str, Any]]:
+    """Collections named ``<prefix>_v<N>`` and their metadata (owner stamps), whoever owns
+    them; only names of that shape are opened, so a server with many collections costs one
+    list."""
+    def read(client: QdrantClient) -> dict[str, dict[str, Any]]:
+        return {item.name: dict(client.get_collection(item.name).config.metadata or {})
+                for item in client.get_collections().collections
+                if parse_version(prefix, item.name) is not None}
+    return engine.call(read)
+
+
+def restamp(engine: QdrantEngine, collection: str, stamp: Mapping[str, str]) -> None:
+    """Writes an owner stamp over a collection's metadata keys of the same names."""
+    QDRANT_WRITES.labels("UpdateCollection").inc()
+    engine.call(lambda c: c.update_collection(collection, metadata=dict(stamp)))
