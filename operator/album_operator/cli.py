@@ -255,6 +255,7 @@ def _install_crds() -> int:
 def _run(args: argparse.Namespace) -> int:
     """``run``: problems found before the operator starts end it with one line, no traceback."""
     from album_operator.adapters.kube import NoKubeConfiguration, SecretUnavailable
+    from album_operator.adapters.paths import PathNotWritable
     from album_operator.adapters.preflight import CrdsMissing
     from album_operator.runner import EmbeddedPathInUse, run_forever
 
@@ -266,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _config_from(args)
     try:
         return run_forever(config, verbose=args.verbose)
-    except (NoKubeConfiguration, CrdsMissing) as exc:
+    except (PathNotWritable, NoKubeConfiguration, CrdsMissing) as exc:
         print(f"album-operator: {exc}", file=sys.stderr)
         return 2
     except SecretUnavailable as exc:

@@ -10,6 +10,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 
 import kopf
 
@@ -17,11 +18,14 @@ from album_operator.adapters.edge.http import EdgeEndpoint
 from album_operator.adapters.kube import KubeApi, SecretUnavailable, load_api_client
 from album_operator.adapters.logs import configure_logging
 from album_operator.adapters.metrics import serve as serve_metrics
+from album_operator.adapters.paths import require_temp_dir, require_writable_dir
 from album_operator.adapters.preflight import require_crds
+from album_operator.adapters.probes import Liveness, ProbeServer
 from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.adapters.redaction import register_secret
 from album_operator.config import OperatorConfig
 from album_operator.handlers.registration import build_registry, build_settings
+from album_operator.replica import Replica, replica_identity
 from album_operator.services import Services, build_services
 
 STOP_TIMEOUT_S = 30.0
@@ -59,14 +63,27 @@ async def open_default_engine(services: Services) -> None:
         raise
 
 
+def require_writable_paths(config: OperatorConfig) -> None:
+    """Every directory this run writes, before anything else fails for want of one."""
+    require_temp_dir()
+    embedded = not (config.qdrant_secret or config.qdrant_url)
+    if embedded and config.embedded_path != ":memory:":
+        require_writable_dir(Path(config.embedded_path), "the embedded Qdrant data path",
+                             "give --embedded-path a writable directory")
+    if config.snapshot_port is not None:
+        require_writable_dir(Path(config.snapshot_root), "the snapshot directory",
+                             "give --snapshot-dir a writable directory")
+
+
 async def run_operator(
     config: OperatorConfig,
     services: Services,
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
+    replica: Replica | None = None,
 ) -> None:
-    liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port
-                else None)
+    replica = replica or Replica(config, services, replica_identity())
+    replica.start()
     endpoint = None
     if config.snapshot_port is not None:
         tls = (await snapshot_tls(services.kube, config.snapshot_tls_secret)
@@ -74,11 +91,29 @@ async def run_operator(
         endpoint = await asyncio.to_thread(
             EdgeEndpoint(services.edge, config.snapshot_port, ssl_context=tls).start)
     services.edge_port = endpoint.port if endpoint else None
+    probes = None
+    if config.health_port is not None:
+        probes = await ProbeServer(config.health_port, lambda: _liveness(services, endpoint),
+                                   replica.readiness).start()
+    watching = asyncio.create_task(replica.run(), name="replica role")
     try:
-        await _run_kopf(config, services, stop_flag, ready_flag, liveness)
+        await _run_kopf(config, services, stop_flag, ready_flag, replica.identity)
     finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        if probes is not None:
+            await probes.stop()
         if endpoint is not None:
             await asyncio.to_thread(endpoint.stop)
+
+
+def _liveness(services: Services, endpoint: EdgeEndpoint | None) -> Liveness:
+    """Alive while the operator's loop answers this and the snapshot endpoint runs."""
+    up = endpoint is None or endpoint.alive
+    detail = {"qdrant": services.pool.default.describe()}
+    if endpoint is not None:
+        detail["snapshotEndpoint"] = "up" if up else "down"
+    return Liveness(up, detail)
 
 
 async def snapshot_tls(kube: KubeApi, secret: str) -> ssl.SSLContext:
@@ -109,17 +144,19 @@ async def snapshot_tls(kube: KubeApi, secret: str) -> ssl.SSLContext:
 
 async def _run_kopf(config: OperatorConfig, services: Services,
                     stop_flag: threading.Event | None, ready_flag: threading.Event | None,
-                    liveness: str | None) -> None:
+                    identity: str) -> None:
+    # The probes are the operator's own (ProbeServer): kopf's liveness endpoint would hold
+    # the health port, and kopf has no readiness endpoint.
     await kopf.operator(
         registry=build_registry(config),
         settings=build_settings(config),
         memo=services,
+        identity=cast(Any, identity),  # kopf's Identity, a NewType of str it does not export
         standalone=config.peering is None,
         peering_name=config.peering,
         priority=config.priority,
         clusterwide=config.all_namespaces,
         namespaces=config.namespaces,
-        liveness_endpoint=liveness,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
@@ -127,6 +164,7 @@ async def _run_kopf(config: OperatorConfig, services: Services,
 
 def run_forever(config: OperatorConfig, verbose: bool = False) -> int:
     configure_logging(verbose)
+    require_writable_paths(config)
     require_crds(load_api_client())
 
     if config.metrics_port:
@@ -159,13 +197,15 @@ class OperatorThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.services: Services | None = None
+        self.replica: Replica | None = None
         self._thread = threading.Thread(target=self._main, name="album-operator", daemon=True)
 
     def _main(self) -> None:
         async def main() -> None:
             services = await build_services(self.config, pool=self.pool)
             self.services = services
-            await run_operator(self.config, services, self._stop, self._ready)
+            self.replica = Replica(self.config, services, replica_identity())
+            await run_operator(self.config, services, self._stop, self._ready, self.replica)
 
         try:
             asyncio.run(main())
@@ -179,6 +219,10 @@ class OperatorThread:
             raise TimeoutError("the operator did not become ready")
         if self._error is not None:
             raise RuntimeError("the operator failed to start") from self._error
+        # standalone, it is Ready once its policies are registered; a peer may stand by
+        if self.config.peering is None and self.replica is not None and \
+                not self.replica.ready_event.wait(timeout):
+            raise TimeoutError("the operator did not register its snapshot policies")
         return self
 
     def stop(self) -> None:

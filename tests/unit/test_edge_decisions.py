@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from album_operator.core.edge import (
+    LostSnapshots,
     Published,
     RunTrigger,
     due_run,
+    lost_snapshots,
     parse_duration,
     partial_files,
     publishing_shard_needs_indexing,
@@ -70,6 +72,56 @@ def test_when_a_run_is_due(changes: dict[str, Any], reason: str | None,
     run = due_run(replace(HOURLY, **changes), NOW)
     assert (run.reason if run else None) == reason
     assert (run.scheduled_for if run else None) == scheduled_for
+
+
+LOST = LostSnapshots(("p-shard0-20260310T140000Z.tar",), "the status records "
+                     "p-shard0-20260310T140000Z.tar, which this replica's disk does not have")
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    # restarted on an emptyDir: republished now, not at 15:00
+    ({"lost": LOST, "published_times": ()}, f"republishing: {LOST.why}"),
+    ({"lost": LOST, "suspended": True}, None),
+    ({"lost": LOST, "trigger_token": "a"}, "requested (albumops.io/snapshot-now=a)"),
+])
+def test_lost_snapshots_are_republished_at_once_unless_suspended(
+        changes: dict[str, Any], reason: str | None) -> None:
+    run = due_run(replace(HOURLY, **changes), NOW)
+    assert (run.reason if run else None) == reason
+    if run:
+        assert run.scheduled_for == NOW.replace(microsecond=0)
+
+
+def at(hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 3, 10, hour, minute, tzinfo=UTC)
+
+
+S0_13, S0_14, S1_14 = (Published(0, "s0-13", at(13)), Published(0, "s0-14", at(14)),
+                       Published(1, "s1-14", at(14)))
+
+
+@pytest.mark.parametrize(("recorded", "present", "reported", "lost"), [
+    ([S0_14, S0_13], [S0_14, S0_13], False, None),
+    # an emptyDir after a restart, or another replica's disk before a failover
+    ([S0_14, S0_13], [], False, ("s0-14",)),
+    # retention removed an older one: the newest is what devices are served
+    ([S0_14, S0_13], [S0_14], False, None),
+    ([S0_14, S0_13], [S0_13], False, ("s0-14",)),
+    # a newer one was published since the status was written
+    ([S0_13], [Published(0, "s0-15", at(15))], False, None),
+    ([S0_14, S1_14], [S0_14], False, ("s1-14",)),
+    ([], [], False, None),
+    # the last step reported them missing and its republish failed: still lost
+    ([], [], True, ()),
+])
+def test_lost_snapshots_are_the_newest_recorded_per_shard_that_nothing_present_replaces(
+        recorded: list[Published], present: list[Published], reported: bool,
+        lost: tuple[str, ...] | None) -> None:
+    found = lost_snapshots(recorded, present, "this replica's disk", reported)
+    assert (found.names if found else None) == lost
+    if found and found.names:
+        assert found.why == (f"the status records {', '.join(found.names)}, which this "
+                             "replica's disk does not have")
 
 
 def test_snapshot_names_are_deterministic_per_scheduled_time() -> None:

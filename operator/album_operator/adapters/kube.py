@@ -19,6 +19,8 @@ from album_operator.adapters.redaction import register_secret
 from album_operator.core.peers import parse_grpc_port, parse_peer_urls
 from album_operator.models.common import GROUP, VERSION
 
+KOPF_GROUP, KOPF_VERSION = "kopf.dev", "v1"
+
 
 class SecretUnavailable(RuntimeError):
     """A referenced Secret or key cannot be used: missing, forbidden, unreadable or not text
@@ -205,3 +207,34 @@ class KubeApi:
             label_selector=label_selector or "")
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+    async def list_custom_everywhere(self, plural: str) -> list[dict[str, Any]]:
+        """Objects of this operator's group in every namespace (needs cluster-wide list)."""
+        result: Any = await asyncio.to_thread(
+            self._custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    async def kopf_peerings(self, name: str, namespace: str | None
+                            ) -> list[dict[str, Any]]:
+        """kopf's peering objects named ``name``: the ClusterKopfPeering (namespace None),
+        the KopfPeering of one namespace, or (namespace ``*``) every namespace's."""
+        if namespace == "*":
+            result: Any = await asyncio.to_thread(
+                self._custom.list_cluster_custom_object, KOPF_GROUP, KOPF_VERSION,
+                "kopfpeerings", field_selector=f"metadata.name={name}")
+            return list(result.get("items", []))
+        try:
+            if namespace is None:
+                found: Any = await asyncio.to_thread(
+                    self._custom.get_cluster_custom_object, KOPF_GROUP, KOPF_VERSION,
+                    "clusterkopfpeerings", name)
+            else:
+                found = await asyncio.to_thread(
+                    self._custom.get_namespaced_custom_object, KOPF_GROUP, KOPF_VERSION,
+                    namespace, "kopfpeerings", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return [dict(found)]

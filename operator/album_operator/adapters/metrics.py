@@ -190,6 +190,17 @@ def forget_resource(kind: str, namespace: str, name: str) -> None:
         _forget(metric, (namespace, name))
 
 
+def forget_gauges() -> None:
+    """Removes every series of every per-resource gauge (``albumops_resource_ready``
+    included), of every resource. For a replica that stops working: its gauges would
+    otherwise freeze at their last values (an old publication time, Ready 0) and fire
+    alerts for resources another replica now handles. Counters stay: they only grow."""
+    gauges = {RESOURCE_READY, *(metric for metrics in RESOURCE_METRICS.values()
+                                for metric in metrics if isinstance(metric, ResourceGauge))}
+    for gauge in gauges:
+        _forget(gauge, ())
+
+
 def _forget(metric: ResourceCounter | ResourceGauge, prefix: tuple[str, ...]) -> None:
     with _SERIES_LOCK:
         series = _SERIES.get(metric, set())

@@ -57,6 +57,44 @@ def parse_duration(text: str) -> dt.timedelta:
 
 
 @dataclass(frozen=True)
+class Published:
+    shard: int
+    name: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class LostSnapshots:
+    names: tuple[str, ...]
+    """The newest recorded snapshot of each shard that lost it (empty: named earlier)."""
+    why: str
+
+
+# The Ready reason while recorded snapshots are missing: kept by the status until a run
+# republishes, since the status's own list is rewritten from what is present.
+SNAPSHOTS_MISSING = "SnapshotsMissing"
+
+
+def lost_snapshots(recorded: Sequence[Published], present: Sequence[Published],
+                   where: str, reported_missing: bool) -> LostSnapshots | None:
+    """What a policy's status says it published and ``where`` (this replica's disk, or
+    Qdrant) no longer has: per shard, the newest recorded snapshot when nothing present is
+    as new (older ones may have gone by retention). ``reported_missing``: the previous step
+    found snapshots missing and no run has republished them since."""
+    names = []
+    for shard in sorted({s.shard for s in recorded}):
+        newest = max((s for s in recorded if s.shard == shard), key=lambda s: s.created_at)
+        if not any(p.shard == shard and p.created_at >= newest.created_at for p in present):
+            names.append(newest.name)
+    if names:
+        return LostSnapshots(tuple(names), f"the status records {', '.join(names)}, which "
+                             f"{where} does not have")
+    if reported_missing:
+        return LostSnapshots((), f"snapshots recorded earlier are still missing from {where}")
+    return None
+
+
+@dataclass(frozen=True)
 class RunTrigger:
     schedule: str
     last_scheduled_time: dt.datetime | None
@@ -66,6 +104,8 @@ class RunTrigger:
     suspended: bool
     published_times: tuple[dt.datetime | None, ...]
     """When each published snapshot was made (None: not known)."""
+    lost: LostSnapshots | None = None
+    """Snapshots the status records that are no longer where they are served from."""
 
     @property
     def published_since_created(self) -> bool:
@@ -93,18 +133,13 @@ def due_run(trigger: RunTrigger, now: dt.datetime) -> DueRun | None:
         return None
     if trigger.last_scheduled_time is None and not trigger.published_since_created:
         return DueRun("nothing published by this policy yet", second)
+    if trigger.lost is not None:
+        return DueRun(f"republishing: {trigger.lost.why}", second)
     since = trigger.last_scheduled_time or trigger.created
     due = due_scheduled_time(trigger.schedule, since, now)
     if due is None:
         return None
     return DueRun(f"scheduled for {due.strftime('%Y-%m-%dT%H:%M:%SZ')}", due)
-
-
-@dataclass(frozen=True)
-class Published:
-    shard: int
-    name: str
-    created_at: dt.datetime
 
 
 def snapshots_to_delete(snapshots: Sequence[Published], keep_last: int,

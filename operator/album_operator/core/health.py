@@ -109,6 +109,10 @@ EDGE_SNAPSHOT_POLICY: Mapping[str, Reason] = {
     "InvalidConnection": _degraded("spec.connection cannot be used"),
     "NothingPublished": Reason("Progressing", "no run has published a snapshot yet"),
     "RunFailed": _degraded("the latest run failed and no snapshot is published"),
+    "SnapshotsMissing": _degraded(
+        "snapshots the status records are gone from where they are served (an emptyDir lost "
+        "on restart, or another replica's disk before a failover); republished at once, "
+        "retried with backoff"),
     "DeviceSecretMissing": _degraded("a device token Secret is missing"),
     "CollectionMissing": _degraded("the collection or alias to publish does not exist"),
     "ShardsNotFound": _degraded("the collection has none of the shards asked for"),

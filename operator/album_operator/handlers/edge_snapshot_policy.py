@@ -8,6 +8,8 @@ from typing import Any
 import kopf
 
 from album_operator.adapters.metrics import EDGE_NEXT_RUN, RECONCILES, set_timestamp
+from album_operator.core.conditions import find
+from album_operator.core.edge import SNAPSHOTS_MISSING
 from album_operator.handlers.common import delete_resource, event, parse_spec, run_step
 from album_operator.models.edge_snapshot_policy import (
     EdgeSnapshotPolicySpec,
@@ -44,9 +46,20 @@ async def _step(body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf
     if run and run != report.previous.get("lastRun"):
         failed = run["result"] == "Failed"
         RECONCILES.labels(KIND, run["result"]).inc()
+        _warn_if_republished(body, report.status, logger)
         event(body, failed, "RunFailed" if failed else "Published", run["message"])
         logger.info("EdgeSnapshotPolicy %s/%s: %s", report.ref.namespace, report.ref.name,
                     run["message"])
+
+
+def _warn_if_republished(body: kopf.Body, status: dict[str, Any], logger: kopf.Logger
+                         ) -> None:
+    """Lost snapshots that a run republished leave Ready True: the Warning says they were
+    lost, and where (a failed republish warns through Ready=False SnapshotsMissing)."""
+    published = find(status.get("conditions") or [], "Published") or {}
+    if published.get("reason") == "Republished":
+        event(body, True, SNAPSHOTS_MISSING, published.get("message") or "")
+        logger.warning("%s", published.get("message"))
 
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,

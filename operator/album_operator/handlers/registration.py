@@ -55,15 +55,10 @@ def _register_handlers(registry: kopf.OperatorRegistry, config: OperatorConfig) 
                    config.edge_step_seconds)
 
 
-async def _probe_qdrant(*, memo: Services, **_: Any) -> str:
-    return memo.pool.default.describe()
-
-
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.login(id="login", registry=registry)(kopf_login)
     _register_handlers(registry, config)
-    kopf.on.probe(id="qdrant", registry=registry)(_probe_qdrant)
     kopf.on.cleanup(id="copies", registry=registry)(_stop_copies)
     return registry
 

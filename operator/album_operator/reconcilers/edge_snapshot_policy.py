@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from album_operator.adapters.edge import shardbuild
 from album_operator.adapters.edge.endpoint import PolicyAccess, token_digest
 from album_operator.adapters.edge.server_source import ServerSnapshots, ShardUnavailable
@@ -28,13 +30,16 @@ from album_operator.adapters.qdrant import collections as qdrant_collections
 from album_operator.adapters.qdrant.connection import QdrantEngine, QdrantError
 from album_operator.adapters.qdrant.merge import alias_target
 from album_operator.adapters.tenancy import collection_access
-from album_operator.core.conditions import ConditionUpdate, merge_conditions
+from album_operator.core.conditions import ConditionUpdate, find, merge_conditions
 from album_operator.core.edge import (
     SNAPSHOT_NOW_ANNOTATION,
+    SNAPSHOTS_MISSING,
     DueRun,
+    LostSnapshots,
     Published,
     RunTrigger,
     due_run,
+    lost_snapshots,
     parse_duration,
     snapshot_name,
     snapshots_to_delete,
@@ -272,8 +277,31 @@ async def register(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Ser
     return access, list(facts.missing_tokens)
 
 
+async def register_listed(body: Mapping[str, Any], services: Services) -> str | None:
+    """Registers a policy as listed from the API with the snapshot endpoint, without a run:
+    what a replica that starts working serves before its first step. Returns why it could
+    not (it is then not served, and its next step reports the problem)."""
+    ref = ResourceRef.from_body(KIND, body)
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    try:
+        spec = EdgeSnapshotPolicySpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError:
+        return f"{ref.namespace}/{ref.name}: invalid spec"
+    async with services.locks.hold(ref.uid):
+        try:
+            engine = await services.engine_for(ref.namespace, spec.connection)
+            await register(ref, spec, services, engine)
+        except (PolicyProblem, SecretUnavailable, QdrantError) as exc:
+            services.edge.withdraw(ref.namespace, ref.name)
+            problem = _problem(exc)
+            return f"{ref.namespace}/{ref.name}: {problem.reason}: {problem}"
+    return None
+
+
 def _trigger(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, Any],
-             published: list[SnapshotFile], now: dt.datetime) -> RunTrigger:
+             published: list[SnapshotFile], now: dt.datetime, lost: LostSnapshots | None
+             ) -> RunTrigger:
     last = status.get("lastScheduledTime")
     return RunTrigger(
         schedule=spec.schedule,
@@ -283,7 +311,28 @@ def _trigger(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: dict[str, A
         last_trigger_token=status.get("lastTriggerToken"),
         suspended=spec.suspend,
         published_times=tuple(parse_rfc3339(s.created_at) if s.created_at else None
-                              for s in published))
+                              for s in published),
+        lost=lost)
+
+
+def _dated(shard: int, name: str, created_at: str | None) -> Published | None:
+    return Published(shard, name, parse_rfc3339(created_at)) if created_at else None
+
+
+def _lost(status: dict[str, Any], present: list[SnapshotFile], access: PolicyAccess,
+          republished: bool) -> LostSnapshots | None:
+    """What the status records as published and this replica cannot serve: a Build
+    policy's files on an emptyDir lost on restart, or on another replica's disk before a
+    failover; a Server policy's shard snapshots deleted from Qdrant."""
+    recorded = [_dated(int(s["shard"]), str(s["name"]), s.get("createdAt"))
+                for s in status.get("snapshots") or []]
+    where = ("this replica's disk" if access.server is None
+             else f"Qdrant (collection {access.collection})")
+    ready = find(status.get("conditions") or [], "Ready") or {}
+    return lost_snapshots(
+        [r for r in recorded if r is not None],
+        [p for p in (_dated(s.shard, s.name, s.created_at) for s in present) if p is not None],
+        where, reported_missing=ready.get("reason") == SNAPSHOTS_MISSING and not republished)
 
 
 def _backing_off(status: dict[str, Any], now: dt.datetime, backoff_s: float) -> bool:
@@ -317,24 +366,58 @@ async def _run(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, access: PolicyAcc
     return changes
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one step's run did about lost snapshots, for the conditions."""
+
+    lost: LostSnapshots | None = None
+    """Still lost after the step: not republished (suspended, backing off) or it failed."""
+    republished: LostSnapshots | None = None
+    """Lost at the start of the step, republished by its run."""
+
+
+def _lost_message(lost: LostSnapshots, spec: EdgeSnapshotPolicySpec,
+                  last_run: dict[str, Any]) -> str:
+    if spec.suspend:
+        return (f"{lost.why}; not republished while spec.suspend is true (set the annotation "
+                f"{SNAPSHOT_NOW_ANNOTATION} to republish now)")
+    if last_run.get("result") == "Failed":
+        return f"{lost.why}; republishing failed, retried with backoff: {last_run['message']}"
+    return f"{lost.why}; republished after the backoff of the last failed run"
+
+
+def _published_condition(spec: EdgeSnapshotPolicySpec, access: PolicyAccess,
+                         snapshots: list[SnapshotFile], last_run: dict[str, Any],
+                         outcome: Outcome) -> ConditionUpdate:
+    if outcome.lost is not None:
+        return ConditionUpdate("Published", "False", SNAPSHOTS_MISSING,
+                               _lost_message(outcome.lost, spec, last_run))
+    if snapshots and outcome.republished is not None:
+        return ConditionUpdate("Published", "True", "Republished",
+                               f"{outcome.republished.why}: {last_run.get('message')}")
+    if snapshots:
+        return ConditionUpdate("Published", "True", "Published",
+                               f"{len(snapshots)} snapshots of {access.collection}")
+    return ConditionUpdate(
+        "Published", "False",
+        "RunFailed" if last_run.get("result") == "Failed" else "NothingPublished",
+        last_run.get("message") or "no run yet")
+
+
 def _report(spec: EdgeSnapshotPolicySpec, status: dict[str, Any], access: PolicyAccess,
             snapshots: list[SnapshotFile], now: dt.datetime, generation: int,
-            missing_tokens: list[str], changes: dict[str, Any], next_run: bool = True
-            ) -> dict[str, Any]:
+            missing_tokens: list[str], changes: dict[str, Any], next_run: bool = True,
+            outcome: Outcome = Outcome()) -> dict[str, Any]:
     served, saved = access.counters.take()
     total_bytes = sum(s.size_bytes for s in snapshots)
     last_run = changes.get("lastRun") or status.get("lastRun") or {}
-    published = ConditionUpdate(
-        "Published", "True" if snapshots else "False",
-        "Published" if snapshots else ("RunFailed" if last_run.get("result") == "Failed"
-                                       else "NothingPublished"),
-        f"{len(snapshots)} snapshots of {access.collection}" if snapshots
-        else last_run.get("message") or "no run yet")
+    published = _published_condition(spec, access, snapshots, last_run, outcome)
     ready = (ConditionUpdate("Ready", "False", "DeviceSecretMissing",
                              f"device tokens unavailable: {'; '.join(missing_tokens)}")
              if missing_tokens else
-             ConditionUpdate("Ready", "True" if snapshots else "False",
-                             "Ready" if snapshots else published.reason, published.message))
+             ConditionUpdate("Ready", published.status,
+                             "Ready" if published.status == "True" else published.reason,
+                             published.message))
     if snapshots:
         EDGE_SNAPSHOT_CREATED.labels(access.namespace, access.name).set(
             parse_rfc3339(snapshots[0].created_at).timestamp())
@@ -395,13 +478,18 @@ async def step_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, status: di
         return _failed({**status, **report}, PolicyProblem("InvalidSchedule", problem), now,
                        ref.generation)
     changes: dict[str, Any] = {}
-    run = due_run(_trigger(ref, spec, status, published, now), now)
+    lost = _lost(status, published, access, republished=False)
+    run = due_run(_trigger(ref, spec, status, published, now, lost), now)
     if run is not None and not _backing_off(status, now, services.config.retry_backoff_seconds
                                             * 4):
         changes = await _run(ref, spec, access, run, now)
         published = await asyncio.to_thread(_published, access)
+    succeeded = changes.get("lastRun", {}).get("result") == "Succeeded"
+    outcome = Outcome(lost=_lost(status, published, access, republished=succeeded) if lost
+                      else None, republished=lost if lost and succeeded else None)
     return {**status, **changes, **_report(spec, status, access, published, now,
-                                           ref.generation, missing, changes)}
+                                           ref.generation, missing, changes,
+                                           outcome=outcome)}
 
 
 async def delete_policy(ref: ResourceRef, spec: EdgeSnapshotPolicySpec,

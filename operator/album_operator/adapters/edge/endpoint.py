@@ -91,13 +91,34 @@ class PolicyAccess:
 
 
 class EdgeRegistry:
-    """Policies the endpoint serves, keyed by namespace/name. Thread-safe."""
+    """Policies the endpoint serves, keyed by namespace/name. Thread-safe.
 
-    def __init__(self) -> None:
+    Only a replica that works serves: one standing by (or still registering its policies
+    at start-up) answers every request 503 with Retry-After, never 401 or 404, which a
+    device would take for a lasting refusal."""
+
+    def __init__(self, serving: bool = True) -> None:
         self._policies: dict[tuple[str, str], PolicyAccess] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._counters: dict[tuple[str, str], PartialCounters] = {}
         self._guard = threading.Lock()
+        self._serving = serving
+
+    @property
+    def serving(self) -> bool:
+        return self._serving
+
+    def serve(self) -> None:
+        """Starts answering devices from the policies registered since ``stand_by``."""
+        self._serving = True
+
+    def stand_by(self) -> None:
+        """Stops serving and forgets every policy: what a paused replica registered may be
+        stale by the time it works again (devices removed, tokens deleted), so it registers
+        them afresh from the API then. Locks and counters stay."""
+        with self._guard:
+            self._serving = False
+            self._policies.clear()
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
         """Held by a run and by partial packaging, so neither sees the other half-done."""

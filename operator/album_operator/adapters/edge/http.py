@@ -109,6 +109,9 @@ class HttpLimits:
     max_field_size: int = 8190
     max_headers: int = 64
     retry_after_s: int = 1
+    standby_retry_after_s: int = 5
+    """Retry-After of a replica that is not serving: about as long as a Service takes to
+    stop routing to it, or a standby to take over."""
 
 
 class Refusal(Exception):
@@ -299,6 +302,11 @@ class _App:
         if match is not None:
             request[REF] = {"namespace": match.namespace, "name": match.policy,
                               "kind": "EdgeSnapshotPolicy"}
+        if not self.registry.serving:
+            return _refused(request, Refusal(
+                503, "this replica does not serve snapshots now (it stands by, or is "
+                "starting); retry later", {hdrs.RETRY_AFTER:
+                                           str(self.limits.standby_retry_after_s)}))
         if self.in_flight >= self.limits.max_in_flight:
             return _refused(request, Refusal(
                 503, "too many requests in flight; retry later",
@@ -528,6 +536,11 @@ class EdgeEndpoint:
         if self._port is None:
             raise RuntimeError("the endpoint is not started")
         return self._port
+
+    @property
+    def alive(self) -> bool:
+        """Whether its event loop's thread still runs (it ends only with ``stop``)."""
+        return self._thread.is_alive()
 
     def start(self) -> EdgeEndpoint:
         self._thread.start()
