@@ -188,15 +188,77 @@ def test_the_deployment_runs_the_operator_locked_down_with_probes_on_its_health_
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"}}.items() <= main["securityContext"].items()
     assert pod["securityContext"]["runAsNonRoot"] is True
-    for probe in (main["livenessProbe"], main["readinessProbe"]):
+    for probe in (main["startupProbe"], main["livenessProbe"]):
         assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
+    # only the working replica, its policies registered, is Ready: Services route to it alone
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert main["startupProbe"]["periodSeconds"] * main["startupProbe"]["failureThreshold"] \
+        >= 300
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in main["ports"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes["tmp"]
     claim = volumes["data"]["persistentVolumeClaim"]["claimName"]
     assert one(docs, "PersistentVolumeClaim")["metadata"]["name"] == claim
     assert {"name": "tmp", "mountPath": "/tmp"} in main["volumeMounts"]
+    # a read-only root: the home and temporary directories are the /tmp emptyDir
+    assert {"name": "HOME", "value": "/tmp"} in main["env"]
+    assert {"name": "TMPDIR", "value": "/tmp"} in main["env"]
     assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_probe_timings_are_values(chart: Helm) -> None:
+    main = container(chart.template(
+        "ops", "--set", "probes.readiness.periodSeconds=2",
+        "--set", "probes.readiness.failureThreshold=1",
+        "--set", "probes.startup.failureThreshold=120",
+        "--set", "probes.liveness.initialDelaySeconds=30"))
+    assert main["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "health"},
+                                      "periodSeconds": 2, "timeoutSeconds": 5,
+                                      "failureThreshold": 1}
+    assert main["startupProbe"]["failureThreshold"] == 120
+    assert main["livenessProbe"]["initialDelaySeconds"] == 30
+    refused = chart.run("template", "rel", str(CHART), "--set", "probes.readiness.period=2",
+                        check=False)
+    assert refused.returncode != 0
+
+
+def test_replicas_roll_without_waiting_for_a_ready_standby(chart: Helm) -> None:
+    """A standby is never Ready while another replica works, so a rollout that counted Ready
+    Pods would keep the old working replica for good."""
+    deployment = one(chart.template("ops", "--set", "replicaCount=2",
+                                    "--set", "qdrant.existingSecret=q"), "Deployment")
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "100%"}}
+
+
+def test_snapshots_can_live_on_a_claim_with_a_server(chart: Helm) -> None:
+    server = ("--set", "qdrant.existingSecret=q")
+    default = chart.template("ops", *server)
+    assert "emptyDir" in {v["name"]: v for v in pod_spec(default)["volumes"]}["data"]
+    assert not by_kind(default, "PersistentVolumeClaim")
+    kept = chart.template("ops", *server, "--set", "snapshots.persistence.enabled=true")
+    [claim] = by_kind(kept, "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    data = {v["name"]: v for v in pod_spec(kept)["volumes"]}["data"]
+    assert data == {"name": "data", "persistentVolumeClaim": {
+        "claimName": claim["metadata"]["name"]}}
+    assert "--snapshot-dir=/var/lib/album-operator/snapshots" in container(kept)["args"]
+    replicas = ("--set", "replicaCount=2", "--set", "snapshots.persistence.enabled=true")
+    refused = chart.run("template", "rel", str(CHART), *server, *replicas, check=False)
+    assert refused.returncode != 0
+    assert "needs accessMode ReadWriteMany" in refused.stderr
+    shared = chart.template("ops", *server, *replicas,
+                            "--set", "snapshots.persistence.accessMode=ReadWriteMany")
+    assert one(shared, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
+    existing = chart.template("ops", *server, *replicas,
+                              "--set", "snapshots.persistence.existingClaim=mine")
+    assert not by_kind(existing, "PersistentVolumeClaim")
+    assert {v["name"]: v for v in pod_spec(existing)["volumes"]}["data"][
+        "persistentVolumeClaim"] == {"claimName": "mine"}
+    # with the embedded engine, snapshots share its claim
+    embedded = chart.template("ops", "--set", "snapshots.persistence.enabled=true")
+    assert len(by_kind(embedded, "PersistentVolumeClaim")) == 1
 
 
 def test_with_a_server_the_operator_reads_the_secret_and_watches_only_its_namespaces(
@@ -650,8 +712,11 @@ MATRIX: dict[str, dict[str, Any]] = {
     "replicas-3": {**SERVER, "replicaCount": 3},
     "replicas-3-namespaced-maxUnavailable": {**SERVER, "replicaCount": 3,
                                              "watchNamespaces": ["{app}"],
-                                             "pdb": {"maxUnavailable": "50%"}},
-    "replicas-3-no-pdb": {**SERVER, "replicaCount": 3, "pdb": {"enabled": False}},
+                                             "pdb": {"enabled": True,
+                                                     "maxUnavailable": "50%"}},
+    "replicas-3-pdb": {**SERVER, "replicaCount": 3, "pdb": {"enabled": True}},
+    "replicas-2-snapshot-claim": {**SERVER, "replicaCount": 2, "snapshots": {"persistence": {
+        "enabled": True, "accessMode": "ReadWriteMany", "size": "2Gi"}}},
     "openshift": OPENSHIFT,
     "openshift-replicas-2": {**OPENSHIFT, **SERVER, "replicaCount": 2},
     "extras": EXTRAS,
@@ -734,7 +799,7 @@ def assert_crds(values: dict[str, Any], docs: list[dict[str, Any]]) -> None:
 
 def assert_pdb(values: dict[str, Any], docs: list[dict[str, Any]]) -> None:
     budgets = by_kind(docs, "PodDisruptionBudget")
-    wanted = values.get("replicaCount", 1) > 1 and values.get("pdb", {}).get("enabled", True)
+    wanted = values.get("replicaCount", 1) > 1 and values.get("pdb", {}).get("enabled", False)
     assert len(budgets) == (1 if wanted else 0)
     if budgets:
         spec = budgets[0]["spec"]

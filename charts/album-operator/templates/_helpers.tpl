@@ -67,6 +67,16 @@ app.kubernetes.io/part-of: qdrant-album-operator
 {{- default (printf "%s-data" (include "album-operator.fullname" .)) .Values.embedded.persistence.existingClaim }}
 {{- end }}
 
+{{/* "true" when built snapshots live on their own PersistentVolumeClaim: with a Qdrant server
+and snapshots.persistence.enabled (with the embedded engine they share its claim). */}}
+{{- define "album-operator.snapshotClaim" -}}
+{{- if and (not (include "album-operator.embedded" .)) .Values.snapshots.enabled .Values.snapshots.persistence.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "album-operator.snapshotClaimName" -}}
+{{- default (printf "%s-snapshots" (include "album-operator.fullname" .)) .Values.snapshots.persistence.existingClaim }}
+{{- end }}
+
 {{/* Where the data volume is mounted: the embedded engine and built snapshots live under it. */}}
 {{- define "album-operator.dataDir" -}}/var/lib/album-operator{{- end }}
 
@@ -134,6 +144,9 @@ operator lists AlbumCollections for MasterMerge; kopf posts core/v1 Events. */}}
 {{- if include "album-operator.embedded" . }}
 {{- fail "replicaCount > 1 is not possible with the embedded engine (no qdrant.existingSecret): it allows one process per data path" }}
 {{- end }}
+{{- end }}
+{{- if and (include "album-operator.snapshotClaim" .) (gt (int .Values.replicaCount) 1) (not .Values.snapshots.persistence.existingClaim) (ne .Values.snapshots.persistence.accessMode "ReadWriteMany") }}
+{{- fail "snapshots.persistence with replicaCount > 1 needs accessMode ReadWriteMany: every replica mounts the one claim" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
