@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint unit integration bench crds chart-docs chart-package version \
+.PHONY: setup demo test e2e lint unit integration bench crds chart-docs chart-package version \
         cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
@@ -35,6 +35,18 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/album-operator crds check
 	$(BIN)/python -m album_operator_dev.chartdocs check
+
+## The end-to-end suite on a real node (needs root): the image built here, `helm install`, the
+## operator's lifecycle (restart, upgrade, eviction, failover). Builds the node on first use.
+e2e: setup
+	$(BIN)/python -m album_operator_dev.localcluster.node build
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+node-up: setup
+	$(BIN)/python -m album_operator_dev.localcluster.node up
+
+node-down: setup
+	$(BIN)/python -m album_operator_dev.localcluster.node down
 
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

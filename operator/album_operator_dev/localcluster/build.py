@@ -62,6 +62,11 @@ class GoTool:
     replaces: tuple[tuple[str, str], ...] = ()
     ldflags: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    # A main package of our own, for a tool built with fewer plugins than its own main has.
+    main_source: str | None = None
+
+    def build_target(self) -> str:
+        return "." if self.main_source else self.package
 
     def binary(self, root: Path) -> Path:
         return root / "bin" / f"{self.name}-v{self.version}" / self.name
@@ -87,7 +92,7 @@ def _kubernetes_tool(name: str) -> GoTool:
         version=KUBERNETES_VERSION,
         package=f"k8s.io/kubernetes/cmd/{name}",
         module_requirement=f"k8s.io/kubernetes v{KUBERNETES_VERSION}",
-        version_flag="--version" if name == "kube-apiserver" else "version --client",
+        version_flag="version --client" if name == "kubectl" else "--version",
         version_marker=f"v{KUBERNETES_VERSION}",
         replaces=tuple((f"k8s.io/{m}", f"k8s.io/{m} v{staging}") for m in STAGING_MODULES),
         ldflags=_kubernetes_ldflags(KUBERNETES_VERSION),
@@ -142,6 +147,45 @@ PROMTOOL = GoTool(
     tags=("remove_all_sd",),
 )
 CONTROL_PLANE_TOOLS = (ETCD, KUBE_APISERVER, KUBECTL)
+
+COREDNS_VERSION = "1.15.0"
+# Only the plugins a one-node test cluster's Corefile uses, in CoreDNS's own plugin.cfg order:
+# its stock main links every plugin, the cloud DNS providers' SDKs among them, and takes about
+# four minutes to build here. No `forward`: Pods resolve cluster names and nothing outside.
+COREDNS_PLUGINS = ("bind", "ready", "errors", "log", "loadbalance", "cache", "kubernetes")
+_COREDNS_MAIN = """package main
+
+import (
+\t"github.com/coredns/coredns/core/dnsserver"
+\t"github.com/coredns/coredns/coremain"
+{imports}
+)
+
+func init() {{
+\tdnsserver.Directives = []string{{{directives}}}
+}}
+
+func main() {{
+\tcoremain.Run()
+}}
+"""
+COREDNS = GoTool(
+    name="coredns",
+    version=COREDNS_VERSION,
+    package="github.com/coredns/coredns/coremain",
+    module_requirement=f"github.com/coredns/coredns v{COREDNS_VERSION}",
+    version_flag="-version",
+    version_marker=f"CoreDNS-{COREDNS_VERSION}",
+    ldflags=("-s", "-w"),
+    main_source=_COREDNS_MAIN.format(
+        imports="\n".join(f'\t_ "github.com/coredns/coredns/plugin/{name}"'
+                          for name in COREDNS_PLUGINS),
+        directives=", ".join(f'"{name}"' for name in COREDNS_PLUGINS)),
+)
+# What a real node adds to the control plane; containerd, runc and the CNI plugins are
+# Debian packages (localcluster.hostdeps).
+NODE_TOOLS = (*(_kubernetes_tool(name) for name in (
+    "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy")), COREDNS)
 
 
 def _wrapper_go_mod(tool: GoTool) -> str:
@@ -223,7 +267,7 @@ def _tag_args(tool: GoTool) -> list[str]:
 
 def _count_packages(tool: GoTool, workdir: Path, env: dict[str, str]) -> int:
     out = subprocess.run(
-        [_go(), "list", "-deps", *_tag_args(tool), tool.package],
+        [_go(), "list", "-deps", *_tag_args(tool), tool.build_target()],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -272,7 +316,10 @@ def _build_unlocked(tool: GoTool, root: Path) -> Path:
     workdir = root / "src" / f"{tool.name}-v{tool.version}"
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "go.mod").write_text(_wrapper_go_mod(tool))
-    (workdir / "tools.go").write_text(_tools_go(tool))
+    if tool.main_source:
+        (workdir / "main.go").write_text(tool.main_source)
+    else:
+        (workdir / "tools.go").write_text(_tools_go(tool))
     env = _go_env(root)
     started = time.monotonic()
     _say(f"building {tool.name} v{tool.version} from Go modules (first time only)")
@@ -283,7 +330,7 @@ def _build_unlocked(tool: GoTool, root: Path) -> Path:
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_suffix(".partial")
     cmd = [_go(), "build", "-v", "-trimpath", *_tag_args(tool), "-ldflags",
-           " ".join(tool.ldflags), "-o", str(partial), tool.package]
+           " ".join(tool.ldflags), "-o", str(partial), tool.build_target()]
     _run_with_progress(cmd, workdir, env, f"{tool.name}: compiling", total)
     partial.replace(binary)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -294,3 +341,10 @@ def _build_unlocked(tool: GoTool, root: Path) -> Path:
 
 def ensure_control_plane_binaries(root: Path | None = None) -> dict[str, Path]:
     return {tool.name: build(tool, root) for tool in CONTROL_PLANE_TOOLS}
+
+
+def ensure_node_binaries(root: Path | None = None) -> dict[str, Path]:
+    """The control plane's binaries and a node's (kubelet, scheduler, controller-manager,
+    kube-proxy, CoreDNS)."""
+    tools = (*CONTROL_PLANE_TOOLS, HELM, *NODE_TOOLS)
+    return {tool.name: build(tool, root) for tool in tools}

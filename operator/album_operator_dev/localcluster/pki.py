@@ -26,7 +26,7 @@ class Pki:
     service_account_pub: Path
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -34,7 +34,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _cert(
+def sign_cert(
     subject: x509.Name,
     key: ec.EllipticCurvePrivateKey,
     issuer: x509.Name,
@@ -62,7 +62,7 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def subject_name(common_name: str, organization: str | None = None) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organization:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
@@ -73,8 +73,8 @@ def create_pki(directory: Path, now: dt.datetime) -> Pki:
     """Writes a fresh CA, an API-server serving cert, an admin client cert and SA keys."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("album-operator-local-ca")
-    ca = _cert(ca_name, ca_key, ca_name, ca_key, now, is_ca=True)
+    ca_name = subject_name("album-operator-local-ca")
+    ca = sign_cert(ca_name, ca_key, ca_name, ca_key, now, is_ca=True)
 
     serving_key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [
@@ -82,11 +82,12 @@ def create_pki(directory: Path, now: dt.datetime) -> Pki:
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.DNSName("kubernetes.default.svc"),
     ]
-    serving = _cert(_name("kube-apiserver"), serving_key, ca_name, ca_key, now,
+    serving = sign_cert(subject_name("kube-apiserver"), serving_key, ca_name, ca_key, now,
                     usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans)
 
     admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin = _cert(_name("album-operator-admin", "system:masters"), admin_key, ca_name, ca_key,
+    admin = sign_cert(subject_name("album-operator-admin", "system:masters"), admin_key,
+                      ca_name, ca_key,
                   now, usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -102,10 +103,10 @@ def create_pki(directory: Path, now: dt.datetime) -> Pki:
     pem = serialization.Encoding.PEM
     pki.ca_cert.write_bytes(ca.public_bytes(pem))
     pki.serving_cert.write_bytes(serving.public_bytes(pem))
-    pki.serving_key.write_bytes(_key_pem(serving_key))
+    pki.serving_key.write_bytes(key_pem(serving_key))
     pki.admin_cert.write_bytes(admin.public_bytes(pem))
-    pki.admin_key.write_bytes(_key_pem(admin_key))
-    pki.service_account_key.write_bytes(_key_pem(sa_key))
+    pki.admin_key.write_bytes(key_pem(admin_key))
+    pki.service_account_key.write_bytes(key_pem(sa_key))
     pki.service_account_pub.write_bytes(
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )

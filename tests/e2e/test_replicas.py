@@ -1,0 +1,70 @@
+"""Two replicas behind the chart's Services: only the working one is Ready and answers devices,
+and when it goes mid-build the other takes over, resumes the build, and the alias never shows
+an unverified master."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.conftest import QdrantInCluster, Release
+from tests.e2e.story import (
+    Device,
+    apply_collections,
+    apply_merge,
+    apply_policy,
+    fill_sources,
+    merge_status,
+)
+from tests.e2e.test_lifecycle import YEARS, AliasWatch, _ready, _verified_masters
+from tests.helpers import wait_for
+
+
+def _ready_pods(release: Release) -> list[str]:
+    return [p["metadata"]["name"] for p in release.pods()
+            if _ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def test_only_the_working_replica_is_ready_and_every_device_request_is_answered(
+        server_release: tuple[Release, QdrantInCluster], tmp_path: Path) -> None:
+    release, qdrant = server_release
+    release.install("--set", "replicaCount=2", wait=False)
+    release.kube.run("rollout", "status", "deployment/album-operator", "--timeout=240s",
+                     namespace=release.namespace, check=False)
+    wait_for(lambda: len(release.pods()) == 2 and len(_ready_pods(release)) == 1,
+             timeout=240, interval=1, what="two Pods, exactly one Ready")
+    apply_collections(release.kube, release.namespace, (2025,))
+    fill_sources(qdrant, (2025,), 200)
+    apply_policy(release.kube, release.namespace, year=2025)
+
+    answered = [Device(tmp_path / f"device-{n}", release, release.namespace).try_init_and_pull()
+                for n in range(12)]
+
+    assert all(answered), answered
+    assert len(_ready_pods(release)) == 1
+
+
+def test_the_standby_takes_over_a_build_when_the_working_replica_goes(
+        server_release: tuple[Release, QdrantInCluster]) -> None:
+    release, qdrant = server_release
+    release.install("--set", "replicaCount=2", wait=False)
+    wait_for(lambda: len(release.pods()) == 2 and len(_ready_pods(release)) == 1,
+             timeout=240, interval=1, what="two Pods, exactly one Ready")
+    kube, namespace = release.kube, release.namespace
+    apply_collections(kube, namespace, YEARS)
+    total = fill_sources(qdrant, YEARS, 1500)
+
+    with AliasWatch(qdrant) as watch:
+        apply_merge(kube, namespace, max_points_per_second=300)
+        wait_for(lambda: merge_status(kube, namespace).get("phase") == "Copying", timeout=120,
+                 what="the build copying")
+        working = _ready_pods(release)[0]
+        kube.run("delete", "pod", working, "--wait=false", namespace=namespace)
+        wait_for(lambda: [p for p in _ready_pods(release) if p != working], timeout=180,
+                 interval=1, what="the standby Ready as the working replica")
+        kube.run("wait", "--for=condition=Ready", "mastermerge/album-master", "--timeout=300s",
+                 namespace=namespace)
+
+    assert qdrant.rest("POST", "/collections/album_master/points/count",
+                       json={"exact": True})["count"] == total
+    assert watch.seen
+    assert watch.seen <= _verified_masters(kube, namespace)
