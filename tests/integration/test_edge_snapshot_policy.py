@@ -283,6 +283,34 @@ def test_a_policy_recreated_over_retained_snapshots_publishes_its_own_first(
     assert newest["createdAt"] >= obj["metadata"]["creationTimestamp"]
 
 
+def test_snapshots_lost_from_disk_are_republished_at_once_with_a_warning(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], edge_url: str,
+        operator: Any) -> None:
+    """What a restart on an emptyDir (or a failover to another replica's disk) leaves: a
+    status that names snapshots the disk does not have. The yearly schedule would not run for
+    months; the policy republishes at its next step and says why."""
+    collection = seed_collection(kubectl, namespace, qdrant)
+    kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token"), namespace)
+    lost = wait_snapshots(kubectl, namespace, "edge", 1)["status"]["snapshots"][0]
+    # snapshot names are per second: the republished one is made in a later one
+    wait_for(lambda: utc_now_rfc3339() > lost["createdAt"], 5, what="the next second")
+    shutil.rmtree(Path(operator.config.snapshot_root) / namespace / "edge")
+
+    obj = wait_snapshots(kubectl, namespace, "edge", 1, newer_than=lost["name"])
+    published = condition(obj, "Published")
+    assert published is not None
+    assert published["reason"] == "Republished"
+    assert f"the status records {lost['name']}, which this replica's disk does not have" in \
+        published["message"]
+    assert (condition(obj, "Ready") or {}).get("status") == "True"
+    assert obj["status"]["lastRun"]["result"] == "Succeeded"
+    wait_for(lambda: warnings(kubectl, namespace, "edge", "SnapshotsMissing", lost["name"]),
+             30, what="a SnapshotsMissing Warning naming the lost snapshot")
+    listed = get(f"{edge_url}/v1/namespaces/{namespace}/policies/edge/snapshots").json()
+    assert [s["name"] for s in listed["snapshots"]] == [obj["status"]["snapshots"][0]["name"]]
+
+
 def test_a_missing_collection_is_reported(kubectl: Kubectl, namespace: str,
                                           operator: Any) -> None:
     kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
