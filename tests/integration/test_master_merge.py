@@ -13,6 +13,8 @@ from qdrant_client import models as qm
 
 from album_operator.adapters.qdrant.connection import QdrantPool
 from album_operator.runner import OperatorThread
+from tests.conftest import ServerTarget, sibling_namespace
+from tests.faultproxy import FaultProxy
 from tests.helpers import Kubectl, condition, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -462,3 +464,107 @@ def test_a_dry_run_reports_its_plan_creates_nothing_and_then_builds_what_it_plan
     assert again["expectedCopySeconds"] >= 1, "the rate the first build measured"
     assert again["measuredPointsPerSecond"] > 0
     assert alias_of(qdrant, alias) == f"{alias}_v1", "a dry run moves nothing"
+
+
+def test_a_merge_deleted_and_applied_again_adopts_its_alias_and_earlier_masters(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any]) -> None:
+    """A GitOps replace or a backup restore: the same namespace and name, a new uid, no
+    status; deletionPolicy Retain (the default) left the alias and the masters."""
+    year_collections(kubectl, namespace, qdrant)
+    alias = f"{prefix(namespace)}_master"
+    manifest = merge("master", alias)
+    kubectl.apply(manifest, namespace)
+    before = wait_phase(kubectl, namespace, "Succeeded", build=f"{alias}_v1")
+    kubectl.run("delete", "mastermerge", "master", "--timeout=60s", namespace=namespace)
+    assert alias_of(qdrant, alias) == f"{alias}_v1", "retained"
+
+    kubectl.apply(manifest, namespace)
+    obj = wait_phase(kubectl, namespace, "Succeeded", build=f"{alias}_v2")
+    assert obj["metadata"]["uid"] != before["metadata"]["uid"]
+    status = obj["status"]
+    assert [h["result"] for h in status["history"]] == ["Succeeded"]
+    assert status["aliasTarget"] == alias_of(qdrant, alias) == f"{alias}_v2"
+    assert status["masters"] == [f"{alias}_v1", f"{alias}_v2"], "v1 kept (keepPrevious 1)"
+    stamp = qdrant(lambda c: c.get_collection(f"{alias}_v1").config.metadata)
+    assert stamp["albumops.io/owner-uid"] == obj["metadata"]["uid"]
+    assert stamp["albumops.io/owner"] == f"{namespace}/master"
+    kubectl.run("wait", "--for=condition=Ready", "mastermerge/master", "--timeout=30s",
+                namespace=namespace)
+
+    # Another namespace's MasterMerge of the same name never takes the alias.
+    other = sibling_namespace(kubectl, namespace)
+    source = f"{prefix(other)}_2017"
+    kubectl.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
+                   "metadata": {"name": "album-2017"},
+                   "spec": {"year": 2017, "collectionName": source,
+                            "vectors": {"size": DIM, "distance": "Cosine"}}}, other)
+    kubectl.run("wait", "--for=condition=Ready", "albumcollection/album-2017",
+                "--timeout=60s", namespace=other)
+    qdrant(lambda c: c.upsert(source, [qm.PointStruct(id=i, vector=[0.1 + i] * DIM)
+                                       for i in range(5)], wait=True))
+    kubectl.apply({**merge("master", alias), "spec": {
+        "alias": alias, "sources": [source], "targetPrefix": f"{prefix(other)}_master"}}, other)
+    refused = wait_phase(kubectl, other, "Failed")["status"]["currentBuild"]
+    assert refused["failureReason"] == "Conflict"
+    assert refused["message"] == (f"alias {alias} points at {alias}_v2, which is not a master "
+                                  f"of this MasterMerge ({other}/master); not moving it")
+    assert alias_of(qdrant, alias) == f"{alias}_v2"
+    kubectl.run("delete", "mastermerge", "master", "--timeout=60s", namespace=other)
+
+
+@pytest.mark.qdrant_server
+def test_a_stale_read_of_the_alias_after_the_swap_never_fails_the_build_nor_drops_it(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
+        qdrant_server_target: ServerTarget) -> None:
+    """The merge reaches Qdrant through a proxy that answers the first read of the alias
+    list after the swap with the list from before it, as a lagging peer behind a
+    load-balanced Service does; every other request goes to the server as it is."""
+    import threading
+
+    year_collections(kubectl, namespace, qdrant)
+    alias = f"{prefix(namespace)}_master"
+    with FaultProxy(qdrant_server_target.url) as proxy:
+        kubectl.run("create", "secret", "generic", "proxied", f"--from-literal=url={proxy.url}",
+                    f"--from-literal=apiKey={qdrant_server_target.api_key}",
+                    namespace=namespace)
+        kubectl.apply(merge("master", alias, connection={"secretRef": {"name": "proxied"}}),
+                      namespace)
+        wait_phase(kubectl, namespace, "Succeeded", build=f"{alias}_v1")
+        proxy.stale_alias_reads_after_swap(times=1)
+        seen: list[str | None] = []
+        polling = threading.Event()
+
+        def poll_alias() -> None:
+            while not polling.is_set():
+                seen.append(alias_of(qdrant, alias))
+                polling.wait(0.02)
+        poller = threading.Thread(target=poll_alias, daemon=True)
+        poller.start()
+        try:
+            kubectl.run("annotate", "mastermerge/master", "albumops.io/rebuild=2",
+                        namespace=namespace)
+            obj = wait_phase(kubectl, namespace, "Succeeded", build=f"{alias}_v2")
+            kubectl.run("wait", "--for=condition=Ready", "mastermerge/master",
+                        "--timeout=30s", namespace=namespace)
+        finally:
+            polling.set()
+            poller.join()
+        assert proxy.stale_reads_served == 1
+        status = kubectl.get("mastermerge", "master", namespace)["status"]
+        # before the proxy goes (Retain: deleting touches no Qdrant)
+        kubectl.run("delete", "mastermerge", "master", "--timeout=60s", namespace=namespace)
+    assert [h["result"] for h in status["history"]] == ["Succeeded", "Succeeded"], \
+        "the disagreeing read failed no build"
+    assert "aliasReadBack" not in status, "read again, it agreed"
+    assert status["aliasTarget"] == alias_of(qdrant, alias) == f"{alias}_v2"
+    assert obj["status"]["currentBuild"]["name"] == f"{alias}_v2"
+    assert set(seen) <= {f"{alias}_v1", f"{alias}_v2"}, "never no master behind the alias"
+    assert seen[-1] == f"{alias}_v2"
+    assert qdrant(lambda c: c.count(alias, exact=True).count) == len(YEARS) * PER_YEAR
+
+    def reported() -> list[dict[str, Any]]:
+        return [e for e in kubectl.events("master", namespace)
+                if e["reason"] == "SwapNotConfirmed" and e["type"] == "Warning"]
+    warning = wait_for(reported, 15, what="a SwapNotConfirmed Warning event")[0]
+    assert f"alias {alias} to {alias}_v2" in warning["message"]
+    assert f"returned {alias}_v1" in warning["message"]
