@@ -311,6 +311,34 @@ def test_snapshots_lost_from_disk_are_republished_at_once_with_a_warning(
     assert [s["name"] for s in listed["snapshots"]] == [obj["status"]["snapshots"][0]["name"]]
 
 
+def test_a_republish_that_fails_says_so_and_is_retried_until_it_succeeds(
+        kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any], operator: Any) -> None:
+    collection = seed_collection(kubectl, namespace, qdrant)
+    kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)
+    kubectl.apply(policy("edge", collection, "kiosk-token"), namespace)
+    lost = wait_snapshots(kubectl, namespace, "edge", 1)["status"]["snapshots"][0]
+    wait_for(lambda: utc_now_rfc3339() > lost["createdAt"], 5, what="the next second")
+    root = Path(operator.config.snapshot_root) / namespace / "edge"
+    shutil.rmtree(root)
+    root.write_text("")  # the policy's directory cannot be made: every run fails
+
+    failed = wait_ready(kubectl, namespace, "edge", "False", "SnapshotsMissing", timeout=60)
+    ready = condition(failed, "Ready") or {}
+    assert f"the status records {lost['name']}" in ready["message"]
+    assert "republishing failed, retried with backoff" in ready["message"]
+    assert failed["status"]["lastRun"]["result"] == "Failed"
+    wait_for(lambda: warnings(kubectl, namespace, "edge", "SnapshotsMissing", lost["name"]),
+             30, what="a SnapshotsMissing Warning")
+
+    # the status no longer lists the lost snapshot; the condition remembers it was lost
+    root.unlink()
+    obj = wait_snapshots(kubectl, namespace, "edge", 1, newer_than=lost["name"])
+    assert (condition(obj, "Ready") or {}).get("status") == "True"
+    published = condition(obj, "Published") or {}
+    assert published["reason"] == "Republished"
+    assert "still missing from this replica's disk" in published["message"]
+
+
 def test_a_missing_collection_is_reported(kubectl: Kubectl, namespace: str,
                                           operator: Any) -> None:
     kubectl.apply(token_secret("kiosk-token", TOKEN), namespace)

@@ -46,20 +46,21 @@ async def _step(body: kopf.Body, patch: kopf.Patch, memo: Services, logger: kopf
     if run and run != report.previous.get("lastRun"):
         failed = run["result"] == "Failed"
         RECONCILES.labels(KIND, run["result"]).inc()
-        _warn_if_republished(body, report.status, logger)
+        _warn_if_republished(body, report.ref, report.status, logger)
         event(body, failed, "RunFailed" if failed else "Published", run["message"])
         logger.info("EdgeSnapshotPolicy %s/%s: %s", report.ref.namespace, report.ref.name,
                     run["message"])
 
 
-def _warn_if_republished(body: kopf.Body, status: dict[str, Any], logger: kopf.Logger
-                         ) -> None:
+def _warn_if_republished(body: kopf.Body, ref: ResourceRef, status: dict[str, Any],
+                         logger: kopf.Logger) -> None:
     """Lost snapshots that a run republished leave Ready True: the Warning says they were
     lost, and where (a failed republish warns through Ready=False SnapshotsMissing)."""
     published = find(status.get("conditions") or [], "Published") or {}
     if published.get("reason") == "Republished":
         event(body, True, SNAPSHOTS_MISSING, published.get("message") or "")
-        logger.warning("%s", published.get("message"))
+        logger.warning("EdgeSnapshotPolicy %s/%s: %s", ref.namespace, ref.name,
+                       published.get("message"))
 
 
 async def delete(*, body: kopf.Body, memo: Services, retry: int, runtime: dt.timedelta,

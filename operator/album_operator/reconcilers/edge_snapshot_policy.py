@@ -328,11 +328,12 @@ def _lost(status: dict[str, Any], present: list[SnapshotFile], access: PolicyAcc
                 for s in status.get("snapshots") or []]
     where = ("this replica's disk" if access.server is None
              else f"Qdrant (collection {access.collection})")
-    ready = find(status.get("conditions") or [], "Ready") or {}
+    published = find(status.get("conditions") or [], "Published") or {}
     return lost_snapshots(
         [r for r in recorded if r is not None],
         [p for p in (_dated(s.shard, s.name, s.created_at) for s in present) if p is not None],
-        where, reported_missing=ready.get("reason") == SNAPSHOTS_MISSING and not republished)
+        where, reported_missing=published.get("reason") == SNAPSHOTS_MISSING
+        and not republished)
 
 
 def _backing_off(status: dict[str, Any], now: dt.datetime, backoff_s: float) -> bool:
@@ -383,7 +384,7 @@ def _lost_message(lost: LostSnapshots, spec: EdgeSnapshotPolicySpec,
                 f"{SNAPSHOT_NOW_ANNOTATION} to republish now)")
     if last_run.get("result") == "Failed":
         return f"{lost.why}; republishing failed, retried with backoff: {last_run['message']}"
-    return f"{lost.why}; republished after the backoff of the last failed run"
+    return f"{lost.why}; republishing at the next step"
 
 
 def _published_condition(spec: EdgeSnapshotPolicySpec, access: PolicyAccess,
