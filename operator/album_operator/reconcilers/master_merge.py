@@ -641,15 +641,16 @@ async def _verify(ref: ResourceRef, spec: MasterMergeSpec, build: dict[str, Any]
 
 
 async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any], target: str,
-                engine: QdrantEngine, now: str) -> dict[str, Any]:
+                engine: QdrantEngine, now: str) -> tuple[dict[str, Any], list[str]]:
     """Moves the alias to ``target`` if it points nowhere or at one of this resource's
-    masters (``may_swap``), then applies retention. The swap stands once Qdrant acknowledged
-    it; a read of the alias afterwards that disagrees is recorded (``aliasReadBack``) and
-    read again, never taken for a failed swap."""
+    masters (``may_swap``), then applies retention; returns the status changes and the
+    deletions retention was refused. The swap stands once Qdrant acknowledged it; a read of
+    the alias afterwards that disagrees is recorded (``aliasReadBack``) and read again,
+    never taken for a failed swap."""
     current = await asyncio.to_thread(alias_target, engine, spec.alias)
     if current == target:  # a repeated step after the swap already happened
         return {"aliasTarget": target, "lastSwapTime": status.get("lastSwapTime") or now,
-                "aliasReadBack": None}
+                "aliasReadBack": None}, []
     owned = await asyncio.to_thread(_adopt_masters, engine, ref, spec)
     if not may_swap(current, owned):
         raise BuildFailed("Conflict", f"alias {spec.alias} points at {current}, which is not "
@@ -661,7 +662,7 @@ async def _swap(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
     seen = await asyncio.to_thread(alias_target, engine, spec.alias)
     refusals = await _apply_retention(ref, spec, status, target, owned, engine)
     return {"aliasTarget": target, "lastSwapTime": now, "masters": owned,
-            "aliasReadBack": alias_read_back(seen, target), "retentionRefusals": refusals}
+            "aliasReadBack": alias_read_back(seen, target)}, refusals
 
 
 async def _apply_retention(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, Any],
@@ -784,10 +785,10 @@ async def _advance(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str, An
         return await _verified(ref, spec, status, build, engine, now,
                                services.config.merge_retry_seconds)
     else:  # Swapping
-        swap = await _swap(ref, spec, status, build["name"], engine, now)
-        refusals = swap.pop("retentionRefusals", [])
+        swapped, refusals = await _swap(ref, spec, status, build["name"], engine, now)
         message = "; ".join([f"alias {spec.alias} -> {build['name']}", *refusals])
-        return _finish({**status, **swap}, build, "Succeeded", now, message, "Succeeded", 0.0)
+        return _finish({**status, **swapped}, build, "Succeeded", now, message, "Succeeded",
+                       0.0)
     build["phase"] = next_phase(phase, outcome)
     return {**status, "currentBuild": build}
 
@@ -826,10 +827,9 @@ async def _settle_idle(ref: ResourceRef, spec: MasterMergeSpec, status: dict[str
             "RollbackTargetMissing", f"rollbackTo {wanted} is not a kept master of this "
             f"resource (kept: {', '.join(owned) or 'none'})"))
     try:
-        swapped = await _swap(ref, spec, status, wanted, engine, now)
+        swapped, _ = await _swap(ref, spec, status, wanted, engine, now)  # refusals: logged
     except BuildFailed as failure:
         return _settle(ref, spec, status, now, rollback_problem=(failure.reason, str(failure)))
-    swapped.pop("retentionRefusals", None)  # logged where refused
     return _settle(ref, spec, {**status, **swapped}, now, rolled_back_to=wanted)
 
 
