@@ -70,7 +70,10 @@ class Replica:
 
     async def run(self, poll_seconds: float = POLL_SECONDS) -> None:
         while True:
-            await self.step()
+            try:
+                await self.step()
+            except Exception:  # never end the watch: the role would freeze where it was
+                log.exception("looking at this replica's role failed; looking again")
             await asyncio.sleep(poll_seconds)
 
     async def step(self) -> None:
@@ -101,7 +104,7 @@ class Replica:
                         type(exc).__name__, exc)
             return
         problems = [problem for body in policies
-                    if (problem := await register_listed(body, self.services)) is not None]
+                    if (problem := await self._register(body)) is not None]
         for problem in problems:
             log.warning("EdgeSnapshotPolicy %s; not served until a step succeeds", problem)
         self.services.edge.serve()
@@ -109,6 +112,16 @@ class Replica:
         self.ready_event.set()
         log.info("serving %d EdgeSnapshotPolicies (%d not registered)",
                  len(policies) - len(problems), len(problems))
+
+    async def _register(self, body: dict[str, Any]) -> str | None:
+        try:
+            return await register_listed(body, self.services)
+        except Exception as exc:  # one policy's surprise must not keep the others unserved
+            meta = body.get("metadata") or {}
+            log.exception("registering EdgeSnapshotPolicy %s/%s failed", meta.get("namespace"),
+                          meta.get("name"))
+            self.services.edge.withdraw(str(meta.get("namespace")), str(meta.get("name")))
+            return f"{meta.get('namespace')}/{meta.get('name')}: {type(exc).__name__}"
 
     async def _list_policies(self) -> list[dict[str, Any]]:
         kube = self.services.kube

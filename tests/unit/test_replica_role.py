@@ -183,3 +183,22 @@ def gauge_series(metric: str, name: str) -> list[Any]:
     from prometheus_client import REGISTRY
     return [sample for family in REGISTRY.collect() if family.name == metric
             for sample in family.samples if sample.labels.get("name") == name]
+
+
+def test_a_policy_whose_registration_fails_is_left_out_and_the_others_are_served(
+        world: tuple[Replica, FakeKube], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+        ) -> None:
+    replica, kube = world
+    kube.policies.append({"metadata": {"namespace": "ns", "name": "broken", "uid": "u3"}})
+
+    async def register(body: dict[str, Any], memo: Services) -> str | None:
+        meta = body["metadata"]
+        if meta["name"] == "broken":
+            raise RuntimeError("an API error nobody expected")
+        memo.edge.put(access(meta["namespace"], meta["name"], tmp_path))
+        return None
+    monkeypatch.setattr(replica_module, "register_listed", register)
+    asyncio.run(replica.step())
+    assert replica.readiness().ready
+    assert replica.services.edge.get("ns", "kiosks") is not None
+    assert replica.services.edge.get("ns", "broken") is None
