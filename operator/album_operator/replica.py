@@ -4,7 +4,8 @@ Every few seconds the replica reads its kopf peering object(s) and decides, as k
 (``core/replica.py``), whether it works or stands by. A replica that starts working (or
 starts standalone) registers every EdgeSnapshotPolicy from the API with the snapshot
 endpoint and only then serves and is Ready; one that kopf pauses stops serving (503 with
-Retry-After), forgets its policies and its per-resource gauges, and is not Ready.
+Retry-After), forgets its policies and its per-resource gauges, stops its MasterMerge copies,
+and is not Ready.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class Replica:
         self.services.edge.stand_by()
         self.services.edge_facts.clear()
         forget_gauges()
+        # kopf stops the timers, not these threads; the working replica resumes each build's
+        # copy from its checkpoint in status, as after a stop
+        self.services.copies.stop_all()
 
     async def _register_all(self) -> None:
         self.services.edge.stand_by()  # policies of an earlier term may be stale or gone

@@ -102,6 +102,15 @@ class FakeKube:
         return [p for p in self.policies if p["metadata"]["namespace"] == namespace]
 
 
+class RunningCopies:
+    """The MasterMerge copies this replica runs (CopyRegistry's stop_all)."""
+
+    stopped = False
+
+    def stop_all(self) -> None:
+        self.stopped = True
+
+
 def access(namespace: str, name: str, tmp: Path) -> PolicyAccess:
     return PolicyAccess(namespace, name, frozenset({"digest"}), PolicyStore(tmp),
                         cast(QdrantEngine, None), "album_2025", {}, None, frozenset())
@@ -113,7 +122,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Replica, Fak
     config = OperatorConfig(namespaces=("ns",), peering="album-operator", priority=PRIORITY)
     services = cast(Services, SimpleNamespace(
         config=config, kube=kube, edge=EdgeRegistry(), edge_facts={}, locks=KeyedLocks(),
-        clock=lambda: NOW))
+        copies=RunningCopies(), clock=lambda: NOW))
 
     async def register(body: dict[str, Any], memo: Services) -> str | None:
         meta = body["metadata"]
@@ -147,6 +156,7 @@ def test_a_paused_replica_drops_its_policies_and_gauges_and_registers_afresh_on_
     metrics.set_resource_ready("EdgeSnapshotPolicy", "ns", "kiosks", True)
     replica.services.edge_facts["u1"] = object()
     assert gauge_series("albumops_edge_published_bytes", "kiosks")
+    copies = cast(RunningCopies, replica.services.copies)
 
     assert kube.peering is not None
     kube.peering["pod-c"] = peer(900)  # a replica of higher priority appears
@@ -158,6 +168,7 @@ def test_a_paused_replica_drops_its_policies_and_gauges_and_registers_afresh_on_
     assert "pod-c has a higher priority" in replica.readiness().reason
     assert not gauge_series("albumops_edge_published_bytes", "kiosks")
     assert not gauge_series("albumops_resource_ready", "kiosks")
+    assert copies.stopped, "the working replica resumes each build's copy from status"
 
     # while paused the device was removed: what it registers afresh is what the API says now
     kube.policies = [{"metadata": {"namespace": "ns", "name": "lobby", "uid": "u2"}}]
