@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "album-operator"
 MANIFESTS = Path(__file__).with_name("manifests")
 QDRANT_API_KEY = "e2e-qdrant-api-key-0123456789"
+KINDS = ("albumcollections", "mastermerges", "edgesnapshotpolicies")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -117,8 +118,22 @@ class Release:
                              "--tail=200", "--prefix", namespace=self.namespace,
                              check=False).stdout
 
+    def report(self) -> str:
+        """What a failed test leaves to read: the resources' status and the operator's log."""
+        kinds = ",".join(f"{kind}.albumops.io" for kind in KINDS)
+        resources = self.kube.run("get", kinds, "-A", "-o", "yaml", check=False).stdout
+        return f"--- resources\n{resources}\n--- operator log\n{self.logs()}"
+
     def uninstall(self) -> None:
+        """Leaves the node as the test found it. The chart keeps its CRDs on uninstall (with
+        this release's ownership), which the next test's release could not adopt: the
+        resources go first, while the operator still removes their finalizers."""
+        kinds = ",".join(f"{kind}.albumops.io" for kind in KINDS)
+        self.kube.run("delete", kinds, "--all", "--all-namespaces", "--timeout=90s",
+                      check=False)
         self.helm.run("uninstall", self.name, "-n", self.namespace, "--wait", check=False)
+        self.kube.run("delete", "crd", *(f"{kind}.albumops.io" for kind in KINDS),
+                      "--ignore-not-found", "--timeout=60s", check=False)
         self.kube.run("delete", "namespace", self.namespace, "--wait=false", check=False)
 
 
@@ -126,13 +141,19 @@ def new_namespace(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
+def finish(release: Release, request: pytest.FixtureRequest) -> None:
+    outcome = getattr(request.node, "rep_call", None)
+    if outcome is not None and outcome.failed:
+        print(release.report())
+    if os.environ.get("ALBUMOPS_E2E_KEEP") != "1":
+        release.uninstall()
+
+
 @pytest.fixture
 def release(helm: Helm, kube: Kubectl, request: pytest.FixtureRequest) -> Iterator[Release]:
     installed = Release(helm, kube, new_namespace("e2e"))
     yield installed
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(installed.logs())
-    installed.uninstall()
+    finish(installed, request)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -187,7 +208,8 @@ RESYNC_SECONDS = 10
 
 
 @pytest.fixture
-def server_release(helm: Helm, kube: Kubectl, node: local_node.NodeState) -> Iterator[
+def server_release(helm: Helm, kube: Kubectl, node: local_node.NodeState,
+                   request: pytest.FixtureRequest) -> Iterator[
         tuple[Release, QdrantInCluster]]:
     release = Release(helm, kube, new_namespace("e2e-life"))
     qdrant = deploy_qdrant(kube, node.qdrant_image, release.namespace, peers=1)
@@ -196,4 +218,4 @@ def server_release(helm: Helm, kube: Kubectl, node: local_node.NodeState) -> Ite
                       "--set", "rbac.extraSecretNames={kiosk-token}",
                       "--set", f"operator.resyncSeconds={RESYNC_SECONDS}"]
     yield release, qdrant
-    release.uninstall()
+    finish(release, request)

@@ -41,7 +41,8 @@ def _edge(device: Path, *args: str, stdin: str | None = None) -> Any:
 def test_a_master_and_an_edge_device_through_the_pod_on_a_qdrant_server(
         server_release: tuple[Release, QdrantInCluster], tmp_path: Path) -> None:
     release, qdrant = server_release
-    release.install()
+    # The example policy's device token Secret.
+    release.install("--set", "rbac.extraSecretNames={kiosk-lobby-token}")
     kube, photos = release.kube, new_namespace("photos")
     kube.run("create", "namespace", photos)
 
