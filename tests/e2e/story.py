@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,43 @@ class Device:
         done = self.init()
         assert done.returncode == 0, f"album-edge init: {done.stdout}\n{done.stderr}"
         self.must("pull")
+
+
+def verified_masters(kube: Kubectl, namespace: str) -> set[str]:
+    history = merge_status(kube, namespace).get("history", [])
+    return {record["name"] for record in history if record["result"] == "Succeeded"}
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+class AliasWatch:
+    """Reads the alias from Qdrant every 200 ms in the background and keeps every target it
+    saw, and reads it once more on leaving (a swap just before the end is seen too)."""
+
+    def __init__(self, qdrant: QdrantInCluster, alias: str = "album_master") -> None:
+        self.qdrant, self.alias, self.seen = qdrant, alias, set[str]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            aliases = self.qdrant.rest("GET", "/aliases")["aliases"]
+        except Exception:
+            return
+        self.seen |= {a["collection_name"] for a in aliases if a["alias_name"] == self.alias}
+
+    def __enter__(self) -> AliasWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()

@@ -5,55 +5,26 @@ only ever shows verified masters, and snapshots are served again within one resy
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from album_operator_dev.localcluster import node as local_node
 from tests.e2e.conftest import RESYNC_SECONDS, QdrantInCluster, Release
 from tests.e2e.story import (
+    AliasWatch,
     Device,
     apply_collections,
     apply_merge,
     apply_policy,
     fill_sources,
     merge_status,
+    pod_ready,
+    verified_masters,
 )
-from tests.helpers import Kubectl, wait_for
+from tests.helpers import wait_for
 
 YEARS = (2023, 2024, 2025)
 POINTS_PER_SOURCE = 1500
-
-
-class AliasWatch:
-    """Reads the alias from Qdrant every 200 ms in the background and keeps every target."""
-
-    def __init__(self, qdrant: QdrantInCluster, alias: str = "album_master") -> None:
-        self.qdrant, self.alias, self.seen = qdrant, alias, set[str]()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            try:
-                aliases = self.qdrant.rest("GET", "/aliases")["aliases"]
-            except Exception:
-                continue
-            self.seen |= {a["collection_name"] for a in aliases if a["alias_name"] == self.alias}
-
-    def __enter__(self) -> AliasWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _verified_masters(kube: Kubectl, namespace: str) -> set[str]:
-    history = merge_status(kube, namespace).get("history", [])
-    return {record["name"] for record in history if record["result"] == "Succeeded"}
 
 
 def _disrupt_mid_build(release: Release, qdrant: QdrantInCluster,
@@ -77,7 +48,7 @@ def _disrupt_mid_build(release: Release, qdrant: QdrantInCluster,
     assert qdrant.rest("POST", "/collections/album_master/points/count",
                        json={"exact": True})["count"] == total
     assert watch.seen, "the alias was never seen"
-    assert watch.seen <= _verified_masters(kube, photos), json.dumps(status)[:3000]
+    assert watch.seen <= verified_masters(kube, photos), json.dumps(status)[:3000]
     device = Device(tmp_path / "after", release, photos)
     wait_for(device.try_init_and_pull, timeout=RESYNC_SECONDS + 60, interval=2,
              what="a new device's first pull after the disruption")
@@ -87,13 +58,8 @@ def _wait_new_pod_ready(release: Release, old: str) -> None:
     def replaced() -> bool:
         pods = release.pods()
         return any(p["metadata"]["name"] != old and not p["metadata"].get("deletionTimestamp")
-                   and _ready(p) for p in pods)
+                   and pod_ready(p) for p in pods)
     wait_for(replaced, timeout=240, interval=1, what="a new operator Pod Ready")
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def test_a_restart_mid_build_loses_nothing_and_serves_snapshots_again(

@@ -8,28 +8,29 @@ from pathlib import Path
 
 from tests.e2e.conftest import QdrantInCluster, Release
 from tests.e2e.story import (
+    AliasWatch,
     Device,
     apply_collections,
     apply_merge,
     apply_policy,
     fill_sources,
     merge_status,
+    pod_ready,
+    verified_masters,
 )
-from tests.e2e.test_lifecycle import YEARS, AliasWatch, _ready, _verified_masters
+from tests.e2e.test_lifecycle import YEARS
 from tests.helpers import wait_for
 
 
 def _ready_pods(release: Release) -> list[str]:
     return [p["metadata"]["name"] for p in release.pods()
-            if _ready(p) and not p["metadata"].get("deletionTimestamp")]
+            if pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
 
 
 def test_only_the_working_replica_is_ready_and_every_device_request_is_answered(
         server_release: tuple[Release, QdrantInCluster], tmp_path: Path) -> None:
     release, qdrant = server_release
     release.install("--set", "replicaCount=2", wait=False)
-    release.kube.run("rollout", "status", "deployment/album-operator", "--timeout=240s",
-                     namespace=release.namespace, check=False)
     wait_for(lambda: len(release.pods()) == 2 and len(_ready_pods(release)) == 1,
              timeout=240, interval=1, what="two Pods, exactly one Ready")
     apply_collections(release.kube, release.namespace, (2025,))
@@ -67,4 +68,4 @@ def test_the_standby_takes_over_a_build_when_the_working_replica_goes(
     assert qdrant.rest("POST", "/collections/album_master/points/count",
                        json={"exact": True})["count"] == total
     assert watch.seen
-    assert watch.seen <= _verified_masters(kube, namespace)
+    assert watch.seen <= verified_masters(kube, namespace)
