@@ -48,20 +48,22 @@ class _Faults:
 class FaultProxy:
     """Listens on a free loopback port and forwards to ``upstream`` (``http://host:port``)."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, host: str = "127.0.0.1") -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError(f"an http:// upstream is needed, not {upstream}")
         self._upstream = (parts.hostname, parts.port or 80)
         self._faults = _Faults()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        # host: where the operator reaches it (loopback in-process, the node's bridge for a Pod).
+        self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="fault-proxy")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()

@@ -25,7 +25,9 @@ from album_operator_dev.localcluster.qdrant_server import find_binary
 from tests.helpers import Kubectl, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "album-operator"
+# ALBUMOPS_E2E_CHART, ALBUMOPS_E2E_IMAGE_TAG and ALBUMOPS_E2E_IMPORT (image tars to put on the
+# node) run the suite against another build, e.g. an older one, to see a test fail there.
+CHART = Path(os.environ.get("ALBUMOPS_E2E_CHART", REPO / "charts" / "album-operator"))
 MANIFESTS = Path(__file__).with_name("manifests")
 QDRANT_API_KEY = "e2e-qdrant-api-key-0123456789"
 KINDS = ("albumcollections", "mastermerges", "edgesnapshotpolicies")
@@ -44,6 +46,8 @@ def node() -> Iterator[local_node.NodeState]:
     if binary is None:
         pytest.fail("the end-to-end suite needs a Qdrant server binary: set QDRANT_BIN")
     state = local_node.up(Path(binary))
+    for tar in filter(None, os.environ.get("ALBUMOPS_E2E_IMPORT", "").split(":")):
+        local_node.import_image(Path(tar))
     try:
         yield state
     finally:
@@ -72,6 +76,8 @@ class Helm:
 
     def image_args(self, tag: str | None = None) -> list[str]:
         repository, default_tag = self.operator_image.rsplit(":", 1)
+        # Another image already on the node, e.g. an older build to see a test fail on it.
+        default_tag = os.environ.get("ALBUMOPS_E2E_IMAGE_TAG", default_tag)
         # pullPolicy Never: the node has no registry to pull from, and a typo must fail fast.
         return ["--set", f"image.repository={repository}",
                 "--set", f"image.tag={tag or default_tag}", "--set", "image.pullPolicy=Never"]

@@ -250,10 +250,15 @@ def _start_runtime(starter: _Starter, image_set: images.ImageSet) -> None:
     _wait_until(lambda: _ctr("version").returncode == 0, "containerd", containerd,
                 starter.log("containerd"))
     for tar in image_set.tars:
-        with tar.open("rb") as source:
-            subprocess.run([hostdeps.require("ctr"), "--address", str(CONTAINERD_SOCKET),
-                            "--namespace", "k8s.io", "images", "import", "--all-platforms",
-                            "-"], stdin=source, check=True, stdout=subprocess.DEVNULL)
+        import_image(tar)
+
+
+def import_image(tar: Path) -> None:
+    """Puts a saved image (``docker save``) on the node, as a registry pull would."""
+    with tar.open("rb") as source:
+        subprocess.run([hostdeps.require("ctr"), "--address", str(CONTAINERD_SOCKET),
+                        "--namespace", "k8s.io", "images", "import", "--all-platforms", "-"],
+                       stdin=source, check=True, stdout=subprocess.DEVNULL)
 
 
 def _ctr(*args: str) -> subprocess.CompletedProcess[bytes]:
