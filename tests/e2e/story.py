@@ -24,11 +24,12 @@ DIMENSIONS = 32
 LABELS = {"albumops.io/album": "e2e"}
 
 
-def apply_collections(kube: Kubectl, namespace: str, years: tuple[int, ...]) -> None:
+def apply_collections(kube: Kubectl, namespace: str, years: tuple[int, ...],
+                      shards: int = 1) -> None:
     for year in years:
         kube.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "AlbumCollection",
                     "metadata": {"name": f"album-{year}", "labels": LABELS},
-                    "spec": {"year": year,
+                    "spec": {"year": year, "shardNumber": shards,
                              "vectors": {"size": DIMENSIONS, "distance": "Cosine"}}},
                    namespace)
     kube.run("wait", "--for=condition=Ready", "albumcollection", "--all", "--timeout=180s",
@@ -67,12 +68,13 @@ def merge_status(kube: Kubectl, namespace: str, name: str = "album-master") -> d
     return status
 
 
-def apply_policy(kube: Kubectl, namespace: str, year: int, name: str = "album-edge") -> None:
+def apply_policy(kube: Kubectl, namespace: str, year: int, name: str = "album-edge",
+                 source: str = "Build") -> None:
     kube.run("create", "secret", "generic", DEVICE_TOKEN_SECRET,
              f"--from-literal=token={DEVICE_TOKEN}", namespace=namespace)
     kube.apply({"apiVersion": "albumops.io/v1alpha1", "kind": "EdgeSnapshotPolicy",
                 "metadata": {"name": name},
-                "spec": {"collection": f"album_{year}", "source": "Build",
+                "spec": {"collection": f"album_{year}", "source": source,
                          "schedule": "0 */6 * * *",
                          "devices": [{"name": "kiosk", "tokenSecretRef": DEVICE_TOKEN_SECRET}],
                          "upload": {"collection": f"album_{year}"}}},
@@ -100,14 +102,15 @@ class Device:
         assert done.returncode == 0, f"album-edge {args[0]}: {done.stdout}\n{done.stderr}"
         return json.loads(done.stdout)
 
-    def init(self) -> subprocess.CompletedProcess[str]:
+    def init(self, shard: int = 0) -> subprocess.CompletedProcess[str]:
         endpoint = self.release.service_url("album-operator-snapshots", 8081)
         return self.run("init", "--endpoint", endpoint, "--namespace", self.namespace,
-                        "--policy", self.policy)
+                        "--policy", self.policy, "--shard", str(shard))
 
-    def try_init_and_pull(self) -> bool:
+    def try_init_and_pull(self, shard: int = 0) -> bool:
         shutil.rmtree(self.directory, ignore_errors=True)
-        return self.init().returncode == 0 and self.run("pull").returncode == 0
+        return (self.init(shard).returncode == 0
+                and self.run("pull", "--shard", str(shard)).returncode == 0)
 
     def init_and_pull(self) -> None:
         done = self.init()

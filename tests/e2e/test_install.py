@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
-from tests.e2e.conftest import REPO, Release
+from album_operator_dev.localcluster import node as local_node
+from tests.e2e.conftest import REPO, Helm, Release
 from tests.helpers import Kubectl, condition, wait_for
 
 
@@ -16,14 +19,29 @@ def _ready(kube: Kubectl, kind: str, name: str, namespace: str) -> bool:
     return bool(found and found["status"] == "True")
 
 
-def test_helm_install_runs_the_operator_pod_and_helm_test_passes(release: Release) -> None:
-    release.install()
+def _readme_install_block() -> str:
+    readme = (REPO / "README.md").read_text()
+    marker = readme.index("<!-- tests/e2e/test_install.py runs this block")
+    block = readme[marker:].split("```sh\n", 1)[1].split("```", 1)[0]
+    return block.replace("registry.example.com/album-operator", "album-operator")
 
-    pods = release.pods()
-    assert len(pods) == 1
-    assert condition(pods[0], "Ready")["status"] == "True"  # type: ignore[index]
-    tested = release.helm.run("test", release.name, "-n", release.namespace, "--timeout", "3m")
-    assert re.search(r"Phase:\s+Succeeded", tested), tested
+
+def test_the_readme_install_runs_the_operator_pod_and_helm_test_passes(
+        helm: Helm, kube: Kubectl, node: local_node.NodeState) -> None:
+    tools = f"{Path(node.helm).parent}:{Path(node.kubectl).parent}:/usr/bin:/bin"
+    release = Release(helm, kube, "album-system")
+    try:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", _readme_install_block()],
+                              cwd=REPO, capture_output=True, text=True, timeout=600,
+                              env={"PATH": tools, "KUBECONFIG": node.kubeconfig,
+                                   "HOME": str(Path.home())}, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert re.search(r"Phase:\s+Succeeded", done.stdout), done.stdout
+        pods = release.pods()
+        assert [condition(pod, "Ready")["status"] for pod in pods] == ["True"]  # type: ignore[index]
+        assert pods[0]["spec"]["containers"][0]["image"] == node.operator_image
+    finally:
+        release.uninstall()
 
 
 def test_the_pod_runs_read_only_as_non_root_with_every_capability_dropped(
