@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,29 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30.0, interval: flo
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+TOUCH_ANNOTATION = "tests.albumops.example/touched"
+"""Outside the operator's own ``albumops.io/`` prefix, which kopf leaves out of the essence
+it compares: a new value here is a change kopf hands to the update handler."""
+HANDLED_ANNOTATION = "albumops.io/last-handled-configuration"
+
+
+def reconcile_now(kubectl: Kubectl, kind: str, name: str, namespace: str,
+                  timeout: float = 30.0) -> dict[str, Any]:
+    """Has the operator reconcile the resource once more, now (the update handler runs the
+    same reconcile as a resync), and returns the resource as that reconcile left it: kopf
+    records the annotation it handled in ``last-handled-configuration`` after writing the
+    handler's status, so a test waits for that instead of sleeping through resyncs."""
+    token = uuid.uuid4().hex
+    kubectl.run("annotate", "--overwrite", f"{kind}/{name}", f"{TOUCH_ANNOTATION}={token}",
+                namespace=namespace)
+
+    def handled() -> dict[str, Any] | None:
+        obj = kubectl.get(kind, name, namespace)
+        return obj if token in obj["metadata"].get("annotations", {}).get(
+            HANDLED_ANNOTATION, "") else None
+    return wait_for(handled, timeout, interval=0.1, what=f"{kind}/{name} reconciled")
 
 
 def condition(obj: dict[str, Any], condition_type: str) -> dict[str, Any] | None:

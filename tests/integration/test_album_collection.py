@@ -19,7 +19,7 @@ from album_operator.runner import OperatorThread
 from album_operator_dev.localcluster.cluster import free_port
 from album_operator_dev.localcluster.qdrant_server import LocalQdrant
 from tests.conftest import ServerTarget
-from tests.helpers import Kubectl, condition, wait_for
+from tests.helpers import Kubectl, condition, reconcile_now, wait_for
 
 pytestmark = pytest.mark.cluster
 T = TypeVar("T")
@@ -252,18 +252,46 @@ def resource_when(kubectl: Kubectl, name: str, namespace: str,
 
 
 def settled_status(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any] | None:
-    """The resource once a resync interval passes without its resourceVersion moving."""
+    """The resource once a reconcile leaves its status as it found it."""
     before = kubectl.get("albumcollection", name, namespace)
-    time.sleep(RESYNC_S + 0.5)
-    after = kubectl.get("albumcollection", name, namespace)
-    same = before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
-    return after if same else None
+    after = reconcile_now(kubectl, "albumcollection", name, namespace)
+    return after if after.get("status") == before.get("status") else None
+
+
+def assert_reconciles_write_nothing(kubectl: Kubectl, name: str, namespace: str,
+                                    collection: str, what: str = "",
+                                    idle: bool = False) -> None:
+    """One more reconcile, as a resync runs it: no Qdrant write; when ``idle`` (Qdrant has
+    nothing left to do either, so what it reports stays), the status untouched."""
+    writes = collection_writes(collection)
+    before = kubectl.get("albumcollection", name, namespace)
+    after = reconcile_now(kubectl, "albumcollection", name, namespace)
+    assert collection_writes(collection) == writes, f"{what}: Qdrant written to again"
+    if idle:
+        assert after.get("status") == before.get("status"), f"{what}: status rewritten"
+
+
+def wait_timer_resyncs(operator: OperatorThread, uid: str, count: int) -> None:
+    """Until the operator's resync timer has reconciled the object ``count`` more times
+    (each success moves the time its next resync is due)."""
+    assert operator.services is not None
+    retries = operator.services.retries
+    seen: list[Any] = []
+
+    def resynced() -> bool:
+        due = retries.resting_until(uid)
+        if due is not None and (not seen or due > seen[-1]):
+            seen.append(due)
+        return len(seen) > count
+    wait_for(resynced, timeout=RESYNC_S * (count + 1) + 10, interval=0.05,
+             what=f"{count} resyncs")
 
 
 def test_an_idle_resource_is_not_written_to(kubectl: Kubectl, namespace: str,
-                                            qdrant: Callable[..., Any]) -> None:
-    """Every setting set, indexes built over 2,000 points: then many resyncs write nothing,
-    neither to Qdrant nor to the resource."""
+                                            qdrant: Callable[..., Any],
+                                            operator: OperatorThread) -> None:
+    """Every setting set, indexes built over 2,000 points: then reconciles and resyncs write
+    nothing, neither to Qdrant nor to the resource."""
     name = collection_name(namespace)
     kubectl.apply(album("photos", name, size=32, **IDLE_SPEC), namespace)
     wait_condition(kubectl, "photos", namespace, "Ready", "True")
@@ -272,14 +300,19 @@ def test_an_idle_resource_is_not_written_to(kubectl: Kubectl, namespace: str,
                   lambda o: (o["status"].get("pointsCount"), o["status"].get("qdrantStatus"))
                   == (2000, "green"), timeout=120, what="2,000 points, green, in status")
     settled = wait_for(lambda: settled_status(kubectl, "photos", namespace), timeout=60,
-                       what="a settled resourceVersion")
+                       what="a settled status")
     assert condition(settled, "Synced")["status"] == "True"  # type: ignore[index]
     assert settled["status"]["drift"] == []
     writes = collection_writes(name)
-    version = settled["metadata"]["resourceVersion"]
-    # Ten resync intervals: the operator observes and plans each time, writes nothing.
-    time.sleep(RESYNC_S * 10)
-    print(f"writes to {name} over 10 idle resyncs: {collection_writes(name) - writes:g}")
+    # Reconciles on demand, then the timer's own resyncs: each observes and plans, writes
+    # nothing.
+    for _ in range(3):
+        assert_reconciles_write_nothing(kubectl, "photos", namespace, name, "idle",
+                                        idle=True)
+    version = kubectl.get("albumcollection", "photos", namespace)["metadata"][
+        "resourceVersion"]
+    wait_timer_resyncs(operator, settled["metadata"]["uid"], 2)
+    print(f"writes to {name} while idle: {collection_writes(name) - writes:g}")
     assert collection_writes(name) == writes, "Qdrant writes while idle"
     assert kubectl.get("albumcollection", "photos", namespace)["metadata"][
         "resourceVersion"] == version, "the resource was patched while idle"
@@ -545,29 +578,51 @@ SPEC_CHANGE_CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], bo
 SPEC_CHANGES = {case[0]: case[1:] for case in SPEC_CHANGE_CASES}
 
 
+def one_resource_per_case(namespace: str, cases: list[str], stem: str
+                          ) -> dict[str, tuple[str, str]]:
+    """Case -> (resource, collection): the cases of one table run side by side, each on
+    its own resource, instead of one after another."""
+    return {what: (f"{stem}-{i}", collection_name(namespace, f"_{i}"))
+            for i, what in enumerate(cases)}
+
+
+def left_of(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.5)
+
+
 @pytest.mark.qdrant_server
-@pytest.mark.parametrize("what", list(SPEC_CHANGES))
 def test_server_spec_changes_are_applied_within_one_resync(
         kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
-        qdrant_server: ServerTarget, what: str) -> None:
-    change, applied = SPEC_CHANGES[what]
-    name = collection_name(namespace)
-    kubectl.apply(album("photos", name, **CHANGE_SPEC), namespace)
-    wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync")
-    assert not applied(rest_collection(qdrant_server, name)), "already so before the change"
-    changed = album("photos", name, **CHANGE_SPEC)
-    changed["spec"] = _merge(changed["spec"], change)
-    kubectl.apply(changed, namespace)
-    wait_for(lambda: applied(rest_collection(qdrant_server, name)), timeout=RESYNC_S + 3,
-             interval=0.1, what=f"{what} applied in Qdrant")
-    obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync",
-                         timeout=RESYNC_S * 3 + 5)
-    assert obj["status"]["drift"] == []
-    # Converged: the following resyncs find nothing to write.
-    writes = collection_writes(name)
-    time.sleep(RESYNC_S * 2 + 0.5)
-    assert collection_writes(name) == writes, f"{what}: Qdrant never converges on the spec"
-    assert applied(rest_collection(qdrant_server, name))
+        qdrant_server: ServerTarget) -> None:
+    cases = one_resource_per_case(namespace, list(SPEC_CHANGES), "change")
+    for resource, name in cases.values():
+        kubectl.apply(album(resource, name, **CHANGE_SPEC), namespace)
+    for what, (resource, name) in cases.items():
+        wait_condition(kubectl, resource, namespace, "Synced", "True", "InSync", timeout=60)
+        applied = SPEC_CHANGES[what][1]
+        assert not applied(rest_collection(qdrant_server, name)), \
+            f"{what}: already so before the change"
+    applied_by: dict[str, float] = {}
+    for what, (resource, name) in cases.items():
+        changed = album(resource, name, **CHANGE_SPEC)
+        changed["spec"] = _merge(changed["spec"], SPEC_CHANGES[what][0])
+        kubectl.apply(changed, namespace)
+        applied_by[what] = time.monotonic() + RESYNC_S + 3
+    for what, (resource, name) in cases.items():
+        applied = SPEC_CHANGES[what][1]
+
+        def now_applied(n: str = name, a: Check = applied) -> bool:
+            return a(rest_collection(qdrant_server, n))
+        wait_for(now_applied, timeout=left_of(applied_by[what]), interval=0.1,
+                 what=f"{what} applied in Qdrant")
+        obj = wait_condition(kubectl, resource, namespace, "Synced", "True", "InSync",
+                             timeout=RESYNC_S * 3 + 5)
+        assert obj["status"]["drift"] == [], what
+    # Converged: a further reconcile finds nothing to write.
+    for what, (resource, name) in cases.items():
+        assert_reconciles_write_nothing(kubectl, resource, namespace, name,
+                                        f"{what}: Qdrant never converges on the spec")
+        assert SPEC_CHANGES[what][1](rest_collection(qdrant_server, name)), what
 
 
 # (case, hand changes [(method, path under /collections/NAME, body)], drift paths reported,
@@ -636,43 +691,68 @@ HAND_CHANGES = {case[0]: case[1:] for case in HAND_CHANGE_CASES}
 
 @pytest.mark.qdrant_server
 @pytest.mark.parametrize("policy", ["Repair", "Report"])
-@pytest.mark.parametrize("what", list(HAND_CHANGES))
 def test_server_settings_changed_by_hand_are_repaired_or_reported(
         kubectl: Kubectl, namespace: str, qdrant: Callable[..., Any],
-        qdrant_server: ServerTarget, policy: str, what: str) -> None:
-    by_hand, paths, repaired, still_by_hand = HAND_CHANGES[what]
-    name = collection_name(namespace)
-    kubectl.apply(album("photos", name, driftPolicy=policy, **CHANGE_SPEC), namespace)
-    wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync")
-    assert repaired(rest_collection(qdrant_server, name))
-    writes = collection_writes(name)
-    for method, path, body in by_hand:
-        qdrant_server.rest(method, f"/collections/{name}{path}",
-                           **({"json": body} if body is not None else {}))
-    assert still_by_hand(rest_collection(qdrant_server, name))
-    if policy == "Repair":
-        wait_for(lambda: repaired(rest_collection(qdrant_server, name)),
-                 timeout=HAND_CHANGE_SEEN_S, interval=0.1, what=f"{what} repaired in Qdrant")
-        obj = wait_condition(kubectl, "photos", namespace, "Synced", "True", "InSync",
-                             timeout=RESYNC_S * 3 + 5)
-        # kopf posts events from a queue of its own: the event may follow the status write
-        repairs = wait_for(lambda: [e["message"] for e in kubectl.events("photos", namespace)
-                                    if e["reason"] == "Repaired"], 15, what="Repaired event")
-        assert repairs == [f"collection {name} repaired: {', '.join(paths)}"], repairs
-        assert obj["status"]["drift"] == []
-        written = collection_writes(name)
-        assert written > writes
-        time.sleep(RESYNC_S * 2 + 0.5)
-        assert collection_writes(name) == written, f"{what}: repaired again and again"
-    else:
-        obj = wait_condition(kubectl, "photos", namespace, "Synced", "False", "DriftReported",
-                             timeout=HAND_CHANGE_SEEN_S)
-        assert obj["status"]["drift"] == paths
-        assert ", ".join(paths) in condition(obj, "Synced")["message"]  # type: ignore[index]
-        assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
-        time.sleep(RESYNC_S * 2 + 0.5)
-        assert still_by_hand(rest_collection(qdrant_server, name)), "changed under Report"
-        assert collection_writes(name) == writes, "Report wrote to Qdrant"
+        qdrant_server: ServerTarget, policy: str) -> None:
+    cases = one_resource_per_case(namespace, list(HAND_CHANGES), "hand")
+    for resource, name in cases.values():
+        kubectl.apply(album(resource, name, driftPolicy=policy, **CHANGE_SPEC), namespace)
+    writes: dict[str, float] = {}
+    for what, (resource, name) in cases.items():
+        wait_condition(kubectl, resource, namespace, "Synced", "True", "InSync", timeout=60)
+        assert HAND_CHANGES[what][2](rest_collection(qdrant_server, name)), what
+        writes[what] = collection_writes(name)
+    seen_by: dict[str, float] = {}
+    for what, (_, name) in cases.items():
+        by_hand, _paths, _repaired, still_by_hand = HAND_CHANGES[what]
+        for method, path, body in by_hand:
+            qdrant_server.rest(method, f"/collections/{name}{path}",
+                               **({"json": body} if body is not None else {}))
+        seen_by[what] = time.monotonic() + HAND_CHANGE_SEEN_S
+        assert still_by_hand(rest_collection(qdrant_server, name)), what
+    for what, (resource, name) in cases.items():
+        if policy == "Repair":
+            writes[what] = assert_repaired(kubectl, namespace, qdrant_server, what, resource,
+                                           name, left_of(seen_by[what]), writes[what])
+        else:
+            assert_reported(kubectl, namespace, what, resource, left_of(seen_by[what]))
+    # Nothing more to do: a further reconcile writes nothing (neither a repair again and
+    # again, nor anything under Report), and under Report the hand change stays.
+    for what, (resource, name) in cases.items():
+        assert_reconciles_write_nothing(kubectl, resource, namespace, name,
+                                        f"{what} ({policy})")
+        assert collection_writes(name) == writes[what], f"{what}: {policy} wrote to Qdrant"
+        if policy == "Report":
+            assert HAND_CHANGES[what][3](rest_collection(qdrant_server, name)), \
+                f"{what}: changed under Report"
+
+
+def assert_repaired(kubectl: Kubectl, namespace: str, server: ServerTarget, what: str,
+                    resource: str, name: str, timeout: float, writes: float) -> float:
+    """The case repaired in Qdrant, said in status and in one event; the writes it took."""
+    _, paths, repaired, _ = HAND_CHANGES[what]
+    wait_for(lambda: repaired(rest_collection(server, name)), timeout=timeout, interval=0.1,
+             what=f"{what} repaired in Qdrant")
+    obj = wait_condition(kubectl, resource, namespace, "Synced", "True", "InSync",
+                         timeout=RESYNC_S * 3 + 5)
+    # kopf posts events from a queue of its own: the event may follow the status write
+    repairs = wait_for(lambda: [e["message"] for e in kubectl.events(resource, namespace)
+                                if e["reason"] == "Repaired"], 15, what="Repaired event")
+    assert repairs == [f"collection {name} repaired: {', '.join(paths)}"], repairs
+    assert obj["status"]["drift"] == [], what
+    written = collection_writes(name)
+    assert written > writes, what
+    return written
+
+
+def assert_reported(kubectl: Kubectl, namespace: str, what: str, resource: str,
+                    timeout: float) -> None:
+    paths = HAND_CHANGES[what][1]
+    obj = wait_condition(kubectl, resource, namespace, "Synced", "False", "DriftReported",
+                         timeout=timeout)
+    assert obj["status"]["drift"] == paths, what
+    assert ", ".join(paths) in condition(obj, "Synced")["message"]  # type: ignore[index]
+    assert condition(obj, "Ready")["status"] == "True", what  # type: ignore[index]
 
 
 @pytest.mark.qdrant_server
@@ -696,7 +776,7 @@ def test_server_index_added_by_hand_is_reported_and_kept(
     assert synced is not None
     assert (synced["status"], synced["reason"]) == ("True", "InSync")
     assert "not declared by this resource, left in place: camera" in synced["message"]
-    time.sleep(RESYNC_S * 2 + 0.5)
+    assert_reconciles_write_nothing(kubectl, "photos", namespace, name, "a hand-made index")
     assert _index(rest_collection(qdrant_server, name), "camera") is not None
     assert collection_writes(name) == writes
 
@@ -747,7 +827,7 @@ def test_server_immutable_drift_is_reported_and_nothing_is_destroyed(
     assert mismatch in condition(obj, "Synced")["message"]  # type: ignore[index]
     assert mismatch in obj["status"]["drift"]
     assert condition(obj, "Ready")["reason"] == ready_reason  # type: ignore[index]
-    time.sleep(RESYNC_S * 3)
+    reconcile_now(kubectl, "albumcollection", "photos", namespace)
     after = rest_collection(qdrant_server, name)
     assert collection_writes(name) == writes, "written to despite the immutable mismatch"
     assert after["points_count"] == 3
@@ -793,13 +873,10 @@ def test_server_cluster_spreads_shards_and_replicas_over_every_peer(
         params = peer.get(f"/collections/{name}").json()["result"]["config"]["params"]
         assert (params["shard_number"], params["replication_factor"]) == (6, 2)
     # Idle on the cluster: no writes, no status patches.
-    settled = wait_for(lambda: settled_status(kubectl, "photos", namespace), timeout=30,
-                       what="a settled resourceVersion")
-    writes = collection_writes(name)
-    time.sleep(RESYNC_S * 3)
-    assert collection_writes(name) == writes
-    assert kubectl.get("albumcollection", "photos", namespace)["metadata"][
-        "resourceVersion"] == settled["metadata"]["resourceVersion"]
+    wait_for(lambda: settled_status(kubectl, "photos", namespace), timeout=30,
+             what="a settled status")
+    assert_reconciles_write_nothing(kubectl, "photos", namespace, name, "idle on a cluster",
+                                    idle=True)
     # A change by hand on the last peer is repaired (the operator talks to the first).
     last = qdrant_cluster.peers[-1]
     response = requests.patch(f"{last.url}/collections/{name}", json={"hnsw_config": {"m": 4}},

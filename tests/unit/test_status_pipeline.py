@@ -74,11 +74,14 @@ def test_the_retry_book_backs_off_rests_and_lets_a_new_generation_through() -> N
     assert book.due("uid", 2, NOW), "a spec change is tried at once"
     assert book.failed("uid", 1, NOW, jitter=0.0, permanent=True) is None
     assert not book.due("uid", 1, NOW + dt.timedelta(days=1)), "only a spec change helps"
+    assert book.resting_until("uid") is None, "backing off is not resting"
     book.succeeded("uid")
     book.rest("uid", 1, NOW + dt.timedelta(seconds=60))
+    assert book.resting_until("uid") == NOW + dt.timedelta(seconds=60)
     assert not book.due("uid", 1, NOW + dt.timedelta(seconds=59))
     assert book.due("uid", 1, NOW + dt.timedelta(seconds=60))
     assert book.failed("uid", 1, NOW, jitter=0.0) == 5.0, "resting is not a failure"
+    assert book.resting_until("uid") is None
 
 
 @pytest.mark.parametrize(("schedule", "problem"), [

@@ -66,6 +66,12 @@ class RetryBook:
         """After a success: timer ticks before ``until`` have nothing to do."""
         self._entries[key] = _Entry(0, until, generation)
 
+    def resting_until(self, key: str) -> dt.datetime | None:
+        """When the timer's next reconcile of an object resting after a success is due;
+        None while it is not resting."""
+        entry = self._entries.get(key)
+        return entry.not_before if entry and entry.attempts == 0 else None
+
     def attempts(self, key: str) -> int:
         entry = self._entries.get(key)
         return entry.attempts if entry else 0
