@@ -18,7 +18,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import StringIO
 from pathlib import Path
 
@@ -51,6 +51,9 @@ from tests.integration.test_edge_snapshot_policy import (
 pytestmark = [pytest.mark.cluster, pytest.mark.embedded_only]
 TOKEN = "http-device-token-0123456789abcdef"
 LIMITS = HttpLimits()  # what the operator fixture's endpoint runs with
+QUICK = HttpLimits(header_timeout_s=3.0, body_idle_s=2.0)
+"""Limits of a second endpoint on the operator's registry, for the tests that wait for a
+timeout to cut a client off: the same code, seconds instead of tens of seconds."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,17 @@ def published(kubectl: Kubectl, operator: OperatorThread, qdrant_pool: QdrantPoo
                      snapshot["sizeBytes"])
 
 
+@pytest.fixture(scope="module")
+def quick(published: Published, operator: OperatorThread) -> Iterator[Published]:
+    """The published policy behind an endpoint with the ``QUICK`` limits."""
+    assert operator.services is not None
+    endpoint = EdgeEndpoint(operator.services.edge, 0, "127.0.0.1", limits=QUICK).start()
+    try:
+        yield replace(published, port=endpoint.port)
+    finally:
+        endpoint.stop()
+
+
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -98,16 +112,21 @@ class RawResponse:
     body: bytes
 
 
-def exchange(port: int, data: bytes, wait: float = 5.0) -> tuple[list[RawResponse], bool]:
+def exchange(port: int, data: bytes, wait: float = 5.0, answers: int | None = None
+             ) -> tuple[list[RawResponse], bool]:
     """Sends raw bytes on one connection; the responses read back, and whether the server
-    closed the connection (False: still open after ``wait`` seconds of silence)."""
+    closed the connection (False: still open after ``wait`` seconds of silence, or once
+    ``answers`` whole responses have come back on a connection kept alive)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall(data)
         received, closed = b"", False
         try:
-            while chunk := sock.recv(1 << 16):
+            while answers is None or len(parse_responses(received, whole_only=True)) < answers:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    closed = True
+                    break
                 received += chunk
-            closed = True
         except TimeoutError:
             pass
         except ConnectionResetError:
@@ -115,16 +134,22 @@ def exchange(port: int, data: bytes, wait: float = 5.0) -> tuple[list[RawRespons
     return parse_responses(received), closed
 
 
-def parse_responses(data: bytes) -> list[RawResponse]:
+def parse_responses(data: bytes, whole_only: bool = False) -> list[RawResponse]:
+    """The responses in ``data``; with ``whole_only``, those that have fully arrived (the
+    last one may still be on its way) instead of failing on a truncated one."""
     responses = []
     while data:
         head, separator, rest = data.partition(b"\r\n\r\n")
+        if whole_only and not separator:
+            break
         assert separator, f"a truncated response: {data[:200]!r}"
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
         headers = {k.strip().lower(): v.strip()
                    for k, _, v in (line.partition(":") for line in lines[1:])}
         length = int(headers.get("content-length", "0"))
+        if whole_only and len(rest) < length:
+            break
         responses.append(RawResponse(status, headers, rest[:length]))
         data = rest[length:]
     return responses
@@ -174,19 +199,20 @@ def test_a_refused_body_is_never_read_as_a_second_request(
         assert closed  # the unread body goes with the connection
     assert not point_exists(qdrant_pool, published.collection, 424242)
     # The same upload sent as itself is accepted: the smuggled request was a real one.
-    responses, _ = exchange(published.port, smuggled, wait=10)
+    responses, _ = exchange(published.port, smuggled, wait=10, answers=1)
     assert responses[0].status == 200, responses[0].body
     assert json.loads(responses[0].body)["accepted"] == [424242]
 
 
 def test_keep_alive_still_works_for_well_formed_requests(published: Published) -> None:
     listing = request_bytes("GET", f"{published.path}/snapshots", auth(), length=False)
-    responses, closed = exchange(published.port, listing * 3, wait=2)
+    responses, closed = exchange(published.port, listing * 3, wait=5, answers=3)
     assert [r.status for r in responses] == [200, 200, 200]
     assert not closed
 
 
-def test_slow_headers_are_cut_off_while_others_are_served(published: Published) -> None:
+def test_slow_headers_are_cut_off_while_others_are_served(quick: Published) -> None:
+    published = quick
     slow = []
     for _ in range(50):
         sock = socket.create_connection(("127.0.0.1", published.port))
@@ -200,18 +226,18 @@ def test_slow_headers_are_cut_off_while_others_are_served(published: Published) 
         for _ in range(5):
             answer = requests.get(f"{published.base}/snapshots", headers=auth(), timeout=5)
             assert answer.status_code == 200
-        assert time.monotonic() - started < LIMITS.header_timeout_s
+        assert time.monotonic() - started < QUICK.header_timeout_s
         closed_after = []
         for sock in slow:
-            sock.settimeout(LIMITS.header_timeout_s + 10)
+            sock.settimeout(QUICK.header_timeout_s + 10)
             try:
                 rest = sock.recv(1 << 16)
             except ConnectionResetError:
                 rest = b""
             assert rest == b""  # closed, nothing answered to a request never finished
             closed_after.append(time.monotonic() - started)
-        assert max(closed_after) < LIMITS.header_timeout_s + 5
-        assert min(closed_after) > LIMITS.header_timeout_s - 1
+        assert max(closed_after) < QUICK.header_timeout_s + 5
+        assert min(closed_after) > QUICK.header_timeout_s - 1
     finally:
         for sock in slow:
             sock.close()
@@ -243,12 +269,17 @@ def test_bad_lengths_and_bodies_get_json_errors(published: Published) -> None:
          "malformed"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, 400, "malformed"),
     ]
+    # A well-formed request right behind each bad one: exactly one answer to the bad one,
+    # then either the connection is closed or the next request is answered as itself.
+    probe = request_bytes("GET", f"{published.path}/snapshots", auth(), length=False)
     for data, status, reason in cases:
-        responses, _ = exchange(published.port, data, wait=5)
-        assert len(responses) == 1, (data[:80], [r.status for r in responses])
+        responses, closed = exchange(published.port, data + probe, wait=5, answers=2)
         error = assert_json_error(responses[0], status)
         assert reason in error, (status, error)
-    deep = exchange(published.port, request_bytes("DELETE", partial, auth()))[0][0]
+        after = [r.status for r in responses[1:]]
+        assert after == [200] or (closed and after == []), (data[:80], after, closed)
+    deep = exchange(published.port, request_bytes("DELETE", partial, auth()),
+                    answers=1)[0][0]
     assert deep.headers["allow"] == "POST"
 
     # Chunked and over the limit: refused while it streams, once the limit is passed.
@@ -274,16 +305,17 @@ def test_bad_lengths_and_bodies_get_json_errors(published: Published) -> None:
     assert sent < 8 * MAX_MANIFEST_BYTES  # cut off (loopback buffers take a few MiB more)
 
 
-def test_a_body_that_stalls_gets_408(published: Published) -> None:
+def test_a_body_that_stalls_gets_408(quick: Published) -> None:
+    published = quick
     started = time.monotonic()
     head = request_bytes("POST", f"{published.path}/points",
                          {**auth(), "Content-Type": "application/json",
                           "Content-Length": "100"}, length=False)
     responses, closed = exchange(published.port, head + b'{"points": [',
-                                 wait=LIMITS.body_idle_s + 10)
+                                 wait=QUICK.body_idle_s + 10)
     assert_json_error(responses[0], 408)
     assert closed
-    assert time.monotonic() - started < LIMITS.body_idle_s + 5
+    assert time.monotonic() - started < QUICK.body_idle_s + 5
 
 
 def test_a_full_snapshot_download_resumes_with_ranges(published: Published) -> None:
@@ -409,13 +441,14 @@ def test_access_logs_are_json_without_tokens_and_metrics_move(
     assert after["timed"] - before["timed"] == 4
 
 
-def test_requests_beyond_the_in_flight_cap_get_503(published: Published) -> None:
+def test_requests_beyond_the_in_flight_cap_get_503(quick: Published) -> None:
     """Clients that stall their uploads hold their slots; past the cap, new requests are told
     to come back later instead of queueing without bound, and served again once the stalled
     ones are timed out."""
+    published = quick
     holders = []
     try:
-        for _ in range(LIMITS.max_in_flight):
+        for _ in range(QUICK.max_in_flight):
             sock = socket.create_connection(("127.0.0.1", published.port))
             sock.sendall(request_bytes("POST", f"{published.path}/points",
                                        {**auth(), "Content-Type": "application/json",
@@ -431,10 +464,10 @@ def test_requests_beyond_the_in_flight_cap_get_503(published: Published) -> None
             time.sleep(0.1)
         assert answer is not None
         assert status == 503
-        assert answer.headers["Retry-After"] == str(LIMITS.retry_after_s)
+        assert answer.headers["Retry-After"] == str(QUICK.retry_after_s)
         assert "retry" in answer.json()["error"]
         for sock in holders:
-            sock.settimeout(LIMITS.body_idle_s + 10)
+            sock.settimeout(QUICK.body_idle_s + 10)
             assert_json_error(parse_responses(sock.recv(1 << 16))[0], 408)
     finally:
         for sock in holders:
