@@ -197,7 +197,7 @@ class KubeFacts:
     missing_tokens: tuple[str, ...]
     upload_targets: frozenset[str]
     spec_digest: str
-    read_at: float
+    read_at: dt.datetime
 
 
 async def _kube_facts(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: Services,
@@ -209,9 +209,9 @@ async def _kube_facts(ref: ResourceRef, spec: EdgeSnapshotPolicySpec, services: 
         [spec.model_dump(mode="json", include={"devices", "upload"}), target.collection,
          dict(target.metadata)], sort_keys=True, default=str).encode()).hexdigest()
     cached = services.edge_facts.get(ref.uid)
-    now = time.monotonic()
+    now = services.clock()
     if (isinstance(cached, KubeFacts) and cached.spec_digest == digest
-            and now - cached.read_at < services.config.resync_seconds):
+            and (now - cached.read_at).total_seconds() < services.config.resync_seconds):
         return cached
     services.edge_facts.pop(ref.uid, None)
     decision = await collection_access(services.kube, ref.namespace, target.collection,
