@@ -314,7 +314,10 @@ def operator(kubectl: Kubectl, qdrant_pool: QdrantPool,
     from album_operator.config import OperatorConfig
 
     watched = f"{engine_namespace_prefix(pool_engine(qdrant_pool))}*"
+    # A MasterMerge build moves one phase per step: a short step makes a test's build take
+    # a few seconds rather than tens.
     config = OperatorConfig(namespaces=(watched,), resync_seconds=2.0,
+                            merge_step_seconds=0.25,
                             retry_backoff_seconds=1.0, retry_cap_seconds=8.0,
                             merge_retry_seconds=2.0, merge_checkpoint_seconds=1.0,
                             deletion_grace_seconds=5.0,
