@@ -1,15 +1,28 @@
-"""GitOps replace and backup restore: a MasterMerge deleted and applied again (a new uid, the
-alias still on the master it built) adopts its own alias and masters and swaps again, instead
-of rebuilding and failing at the swap forever."""
+"""GitOps replace and backup restore: the namespace's resources deleted and applied again (new
+uids; the collections, the alias and the masters left in Qdrant) adopt their own collections,
+alias and masters and swap again, instead of rebuilding and failing at the swap forever."""
 
 from __future__ import annotations
 
+import json
+
 from tests.e2e.conftest import QdrantInCluster, Release
 from tests.e2e.story import apply_collections, apply_merge, fill_sources, merge_status
-from tests.helpers import wait_for
+from tests.helpers import Kubectl, wait_for
 
 
-def test_a_mastermerge_deleted_and_applied_again_adopts_its_alias_and_swaps(
+def _backup(kube: Kubectl, namespace: str) -> str:
+    """The namespace's resources as a backup tool keeps them: spec and labels, no uid."""
+    listed = json.loads(kube.run("get", "albumcollections,mastermerges", "-o", "json",
+                                 namespace=namespace).stdout)
+    for item in listed["items"]:
+        item.pop("status", None)
+        item["metadata"] = {key: item["metadata"][key] for key in ("name", "labels")
+                            if key in item["metadata"]}
+    return json.dumps(listed)
+
+
+def test_a_backup_restore_of_the_namespace_adopts_its_collections_alias_and_masters(
         server_release: tuple[Release, QdrantInCluster]) -> None:
     release, qdrant = server_release
     release.install()
@@ -22,9 +35,13 @@ def test_a_mastermerge_deleted_and_applied_again_adopts_its_alias_and_swaps(
     first = merge_status(kube, namespace)["aliasTarget"]
     uid = kube.get("mastermerge", "album-master", namespace)["metadata"]["uid"]
 
-    kube.run("delete", "mastermerge", "album-master", "--timeout=120s", namespace=namespace)
-    apply_merge(kube, namespace)
+    backup = _backup(kube, namespace)
+    kube.run("delete", "mastermerges,albumcollections", "--all", "--timeout=120s",
+             namespace=namespace)
+    kube.run("apply", "-f", "-", stdin=backup, namespace=namespace)
     assert kube.get("mastermerge", "album-master", namespace)["metadata"]["uid"] != uid
+    kube.run("wait", "--for=condition=Ready", "albumcollection", "--all", "--timeout=120s",
+             namespace=namespace)
 
     def swapped_again() -> str | None:
         status = merge_status(kube, namespace)
