@@ -213,15 +213,30 @@ def connection_secret(kube: Kubectl, namespace: str, qdrant: QdrantInCluster,
 RESYNC_SECONDS = 10
 
 
-@pytest.fixture
-def server_release(helm: Helm, kube: Kubectl, node: local_node.NodeState,
-                   request: pytest.FixtureRequest) -> Iterator[
-        tuple[Release, QdrantInCluster]]:
-    release = Release(helm, kube, new_namespace("e2e-life"))
-    qdrant = deploy_qdrant(kube, node.qdrant_image, release.namespace, peers=1)
+def _server_release(helm: Helm, kube: Kubectl, node: local_node.NodeState,
+                    request: pytest.FixtureRequest, peers: int) -> Iterator[
+                        tuple[Release, QdrantInCluster]]:
+    """A release whose connection Secret names a Qdrant StatefulSet of ``peers`` by its
+    Service's DNS name, and may read the story's device token Secret."""
+    release = Release(helm, kube, new_namespace(f"e2e-q{peers}"))
+    qdrant = deploy_qdrant(kube, node.qdrant_image, release.namespace, peers=peers)
     connection_secret(kube, release.namespace, qdrant)
     release.values = ["--set", "qdrant.existingSecret=qdrant",
                       "--set", "rbac.extraSecretNames={kiosk-token}",
                       "--set", f"operator.resyncSeconds={RESYNC_SECONDS}"]
     yield release, qdrant
     finish(release, request)
+
+
+@pytest.fixture
+def server_release(helm: Helm, kube: Kubectl, node: local_node.NodeState,
+                   request: pytest.FixtureRequest) -> Iterator[
+        tuple[Release, QdrantInCluster]]:
+    yield from _server_release(helm, kube, node, request, peers=1)
+
+
+@pytest.fixture
+def cluster_release(helm: Helm, kube: Kubectl, node: local_node.NodeState,
+                    request: pytest.FixtureRequest) -> Iterator[
+        tuple[Release, QdrantInCluster]]:
+    yield from _server_release(helm, kube, node, request, peers=3)

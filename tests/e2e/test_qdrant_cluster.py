@@ -5,45 +5,21 @@ peerUrls)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from album_operator_dev.localcluster import node as local_node
 from tests.e2e.conftest import (
-    Helm,
     QdrantInCluster,
     Release,
-    connection_secret,
-    deploy_qdrant,
-    finish,
-    new_namespace,
 )
 from tests.e2e.story import (
-    DEVICE_TOKEN_SECRET,
     Device,
     apply_collections,
     apply_merge,
     apply_policy,
     fill_sources,
 )
-from tests.helpers import Kubectl
 
 PEERS = 3
-
-
-@pytest.fixture
-def cluster_release(helm: Helm, kube: Kubectl, node: local_node.NodeState,
-                    request: pytest.FixtureRequest) -> Iterator[
-                        tuple[Release, QdrantInCluster]]:
-    release = Release(helm, kube, new_namespace("e2e-peers"))
-    qdrant = deploy_qdrant(kube, node.qdrant_image, release.namespace, peers=PEERS)
-    connection_secret(kube, release.namespace, qdrant)
-    release.values = ["--set", "qdrant.existingSecret=qdrant",
-                      "--set", f"rbac.extraSecretNames={{{DEVICE_TOKEN_SECRET}}}"]
-    yield release, qdrant
-    finish(release, request)
 
 
 def test_a_sharded_master_and_per_peer_shard_snapshots_on_a_three_peer_cluster(

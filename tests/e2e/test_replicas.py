@@ -35,12 +35,17 @@ def _ready_pods(release: Release) -> list[str]:
             if pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
 
 
-def test_only_the_working_replica_is_ready_and_every_device_request_is_answered(
-        server_release: tuple[Release, QdrantInCluster], tmp_path: Path) -> None:
-    release, qdrant = server_release
+def _install_two_replicas(release: Release) -> None:
+    """Without --wait: helm would wait for both Pods Ready, and a standby never is."""
     release.install("--set", "replicaCount=2", wait=False)
     wait_for(lambda: len(release.pods()) == 2 and len(_ready_pods(release)) == 1,
              timeout=240, interval=1, what="two Pods, exactly one Ready")
+
+
+def test_only_the_working_replica_is_ready_and_every_device_request_is_answered(
+        server_release: tuple[Release, QdrantInCluster], tmp_path: Path) -> None:
+    release, qdrant = server_release
+    _install_two_replicas(release)
     apply_collections(release.kube, release.namespace, (2025,))
     fill_sources(qdrant, (2025,), 200)
     apply_policy(release.kube, release.namespace, year=2025)
@@ -55,9 +60,7 @@ def test_only_the_working_replica_is_ready_and_every_device_request_is_answered(
 def test_the_standby_takes_over_a_build_when_the_working_replica_goes(
         server_release: tuple[Release, QdrantInCluster]) -> None:
     release, qdrant = server_release
-    release.install("--set", "replicaCount=2", wait=False)
-    wait_for(lambda: len(release.pods()) == 2 and len(_ready_pods(release)) == 1,
-             timeout=240, interval=1, what="two Pods, exactly one Ready")
+    _install_two_replicas(release)
     kube, namespace = release.kube, release.namespace
     apply_collections(kube, namespace, YEARS)
     total = fill_sources(qdrant, YEARS, 1500)
@@ -82,9 +85,7 @@ def test_the_standby_takes_over_a_build_when_the_working_replica_goes(
 def test_a_paused_replica_serves_nothing_stale_and_resumes_when_the_peer_goes(
         server_release: tuple[Release, QdrantInCluster], tmp_path: Path) -> None:
     release, qdrant = server_release
-    release.install("--set", "replicaCount=2", wait=False)
-    wait_for(lambda: len(release.pods()) == 2 and len(_ready_pods(release)) == 1,
-             timeout=240, interval=1, what="two Pods, exactly one Ready")
+    _install_two_replicas(release)
     apply_collections(release.kube, release.namespace, (2025,))
     fill_sources(qdrant, (2025,), 100)
     apply_policy(release.kube, release.namespace, year=2025)
