@@ -29,11 +29,15 @@ def _reason(exc: OSError, path: Path) -> str:
 
 
 def require_writable_dir(path: Path, what: str, fix: str) -> None:
-    """Creates ``path`` if needed and writes a file in it, or raises ``PathNotWritable``
-    saying which directory (``what``) failed, why, and ``fix``."""
+    """Writes (and removes) a file in ``path``, or, when it does not exist yet, in the deepest
+    part of it that does (where it would be made), or raises ``PathNotWritable`` saying which
+    directory (``what``) failed, why, and ``fix``. It creates nothing: a start-up that stops
+    at a later check leaves no trace."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(existing))
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise PathNotWritable(f"{what} {path} is not writable ({_reason(exc, path)}); {fix}; "
