@@ -241,9 +241,12 @@ def run_demo(keep: bool = False, qdrant: DemoQdrant | None = None) -> int:
         configure_logging(stream=log_file)
         logging.getLogger("kopf").setLevel(logging.INFO)
         pool = QdrantPool(settings)
+        # Short intervals: the demo waits for the counts a resync reports and for the
+        # policy's first run, which the default edge step (5 s) would delay.
         config = OperatorConfig(namespaces=(NAMESPACE,),
                                 embedded_path=settings.embedded_path or str(demo_dir / "qdrant"),
-                                resync_seconds=5.0, health_port=None,
+                                resync_seconds=2.0, edge_step_seconds=1.0,
+                                merge_step_seconds=0.5, health_port=None,
                                 snapshot_port=cluster.free_port(),
                                 snapshot_dir=str(snapshots))
         with OperatorThread(config, pool):
