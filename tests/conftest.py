@@ -43,6 +43,9 @@ SERVER_TEST_IDS = pytest.StashKey[set[str]]()
 
 
 ENGINES = ("embedded", "server")
+SESSION_RESYNC_S = 1.0
+"""How often the session operator compares each resource with Qdrant: what tests of drift
+made by hand wait for."""
 
 
 def server_available() -> bool:
@@ -316,7 +319,7 @@ def operator(kubectl: Kubectl, qdrant_pool: QdrantPool,
     watched = f"{engine_namespace_prefix(pool_engine(qdrant_pool))}*"
     # A MasterMerge build moves one phase per step: a short step makes a test's build take
     # a few seconds rather than tens.
-    config = OperatorConfig(namespaces=(watched,), resync_seconds=2.0,
+    config = OperatorConfig(namespaces=(watched,), resync_seconds=SESSION_RESYNC_S,
                             merge_step_seconds=0.25,
                             retry_backoff_seconds=1.0, retry_cap_seconds=8.0,
                             merge_retry_seconds=2.0, merge_checkpoint_seconds=1.0,

@@ -163,7 +163,7 @@ def test_a_removed_device_a_deleted_token_and_a_failed_policy_lose_access_within
     assert {name: listing(edge_url, namespace, "edge", t) for name, t in tokens.items()} == {
         "lobby": 200, "hall": 200, "door": 200}
 
-    # A device removed from the spec: refused within one resync (2 s in these tests).
+    # A device removed from the spec: refused within one resync (1 s in these tests).
     kubectl.run("patch", "edgesnapshotpolicy/edge", "--type=json", "-p", json.dumps(
         [{"op": "remove", "path": "/spec/devices/0"}]), namespace=namespace)
     wait_for(lambda: listing(edge_url, namespace, "edge", tokens["lobby"]) == 401, 10,
