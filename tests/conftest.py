@@ -317,14 +317,14 @@ def operator(kubectl: Kubectl, qdrant_pool: QdrantPool,
     from album_operator.config import OperatorConfig
 
     watched = f"{engine_namespace_prefix(pool_engine(qdrant_pool))}*"
-    # A MasterMerge build moves one phase per step: a short step makes a test's build take
-    # a few seconds rather than tens.
+    # A MasterMerge build moves one phase per step, and a policy sees a snapshot-now request
+    # at its next step: short steps make a test's build or run take seconds, not tens.
     config = OperatorConfig(namespaces=(watched,), resync_seconds=SESSION_RESYNC_S,
                             merge_step_seconds=0.25,
                             retry_backoff_seconds=1.0, retry_cap_seconds=8.0,
                             merge_retry_seconds=2.0, merge_checkpoint_seconds=1.0,
                             deletion_grace_seconds=5.0,
-                            health_port=None, snapshot_port=0, edge_step_seconds=1.0,
+                            health_port=None, snapshot_port=0, edge_step_seconds=0.5,
                             snapshot_dir=str(tmp_path_factory.mktemp("edge-snapshots")))
     with OperatorThread(config, qdrant_pool) as running:
         yield running
