@@ -258,8 +258,9 @@ def test_an_operator_stopped_mid_copy_resumes_and_the_alias_never_shows_a_half_b
         year_collections(kubectl, namespace, qdrant)
         poller = threading.Thread(target=poll_alias, daemon=True)
         poller.start()
-        # throttled, so that the copy is still under way when the operator stops
-        kubectl.apply(merge("master", alias, copy={"batchSize": 10, "maxPointsPerSecond": 40}),
+        # throttled, so that the copy is still under way when the operator stops (360 points:
+        # about 4.5 s of copying)
+        kubectl.apply(merge("master", alias, copy={"batchSize": 10, "maxPointsPerSecond": 80}),
                       namespace)
 
         def copying_started() -> bool:
@@ -325,7 +326,8 @@ def test_metrics_move_during_a_merge(kubectl: Kubectl, namespace: str,
     url = f"http://127.0.0.1:{port}/metrics"
     year_collections(kubectl, namespace, qdrant)
     alias = f"{prefix(namespace)}_master"
-    kubectl.apply(merge("master", alias, copy={"batchSize": 8, "maxPointsPerSecond": 60}),
+    # throttled: about 3 s of copying, long enough to see the counter move
+    kubectl.apply(merge("master", alias, copy={"batchSize": 8, "maxPointsPerSecond": 120}),
                   namespace)
     copying = wait_phase(kubectl, namespace, "Copying")
     building, ready = condition(copying, "Building"), condition(copying, "Ready")
